@@ -1,0 +1,4 @@
+//! HTTP surfaces of the gateway. For now: the admin listener
+//! (`/healthz`, `/readyz`, `/metrics`).
+
+pub mod admin;

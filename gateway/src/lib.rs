@@ -1,0 +1,17 @@
+//! Portcullis: an identity-aware database gateway.
+//!
+//! Layers, bottom up: [`pg`] (wire codec), [`sql`] (statement facts),
+//! [`policy`] (Rego decisions), [`identity`] (OIDC tokens), [`session`]
+//! (one client connection), [`server`] (listeners), [`http`] (admin API).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod identity;
+pub mod pg;
+pub mod sql;
+pub mod metrics;
+pub mod policy;
+pub mod session;
+pub mod dev;
+pub mod http;
+pub mod server;

@@ -1,0 +1,232 @@
+//! The `portcullis` command: serve, dev, token, policy test/eval, config
+//! check.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use portcullis::config::Config;
+use portcullis::identity::dev::DevIssuer;
+use portcullis::{dev, policy, server};
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "Identity-aware database gateway")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway from a config file.
+    Serve {
+        /// Config file.
+        #[arg(long, short, default_value = "portcullis.toml", env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a config file and exit.
+    Check {
+        /// Config file.
+        #[arg(long, short, default_value = "portcullis.toml")]
+        config: PathBuf,
+    },
+    /// Local development: built-in OIDC issuer, shipped policy, a throwaway
+    /// Postgres (or --upstream) and the gateway; prints a psql command.
+    Dev {
+        /// Use this database instead of creating one
+        /// (postgres://user:password@host:port/db).
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Gateway listen address.
+        #[arg(long, default_value = "127.0.0.1:6432")]
+        listen: String,
+        /// Admin listen address.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: String,
+        /// Dev issuer listen address.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        issuer_listen: String,
+        /// Where the dev issuer keeps its key.
+        #[arg(long, env = "PORTCULLIS_DEV_DIR")]
+        state_dir: Option<PathBuf>,
+        /// Demo user for the printed command.
+        #[arg(long, default_value = "alice")]
+        user: String,
+        /// Demo user's groups (comma-separated).
+        #[arg(long, default_value = "dev", value_delimiter = ',')]
+        groups: Vec<String>,
+    },
+    /// Print a token. With --dev, mint one from the `portcullis dev` issuer.
+    Token {
+        /// Mint from the local development issuer.
+        #[arg(long)]
+        dev: bool,
+        /// User name (email is derived as user@example.com unless it has @).
+        #[arg(long, default_value = "alice")]
+        user: String,
+        /// Groups (comma-separated).
+        #[arg(long, default_value = "dev", value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 43_200)]
+        ttl: u64,
+        /// Dev issuer state directory.
+        #[arg(long, env = "PORTCULLIS_DEV_DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Policy tools.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Run every test_* rule (including *_test.rego files).
+    Test {
+        /// Policy directory.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Evaluate the decision for an input document.
+    Eval {
+        /// JSON input file (`-` for stdin).
+        #[arg(long)]
+        input: PathBuf,
+        /// Policy directory.
+        #[arg(long, default_value = "policies")]
+        dir: PathBuf,
+        /// Rule to evaluate.
+        #[arg(long, default_value = "data.portcullis.decision")]
+        query: String,
+    },
+}
+
+fn default_state_dir() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".portcullis").join("dev")
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Serve { config } => {
+            let cfg = Config::load(&config)?;
+            init_tracing(cfg.gateway.log_format == "json");
+            runtime()?.block_on(async {
+                let gw = server::Gateway::start(cfg).await?;
+                gw.run(server::shutdown_signal()).await;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Check { config } => {
+            Config::load(&config)?;
+            println!("{}: ok", config.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Dev { upstream, listen, admin_listen, issuer_listen, state_dir, user, groups } => {
+            init_tracing(false);
+            let opts = dev::DevOptions { upstream, listen, admin_listen, state_dir: state_dir.unwrap_or_else(default_state_dir), user, groups };
+            runtime()?.block_on(run_dev(opts, issuer_listen))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Token { dev, user, groups, ttl, state_dir } => {
+            if !dev {
+                bail!("only --dev tokens can be minted here; for a real IdP use its login flow and pass the access token as the password");
+            }
+            let dir = state_dir.unwrap_or_else(default_state_dir);
+            let issuer = DevIssuer::load_or_create(&dir, None)?;
+            println!("{}", issuer.mint(&user, &groups, ttl)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Policy { cmd: PolicyCmd::Test { dir } } => {
+            let results = policy::testing::run(&dir)?;
+            let failed = results.iter().filter(|r| !r.passed).count();
+            for r in &results {
+                if r.passed {
+                    println!("PASS {}", r.name);
+                } else {
+                    println!("FAIL {} ({}): {}", r.name, r.file, r.detail);
+                }
+            }
+            println!("{} passed, {} failed", results.len() - failed, failed);
+            if results.is_empty() {
+                eprintln!("no test_* rules found in {}", dir.display());
+                return Ok(ExitCode::from(1));
+            }
+            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Cmd::Policy { cmd: PolicyCmd::Eval { input, dir, query } } => {
+            let text = if input.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&input).with_context(|| format!("reading {}", input.display()))?
+            };
+            let input: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", input.display()))?;
+            let bundle = policy::Bundle::load(&dir, &query)?;
+            let d = bundle.decide(&input);
+            println!("{}", serde_json::to_string_pretty(&d)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+async fn run_dev(opts: dev::DevOptions, issuer_listen: String) -> anyhow::Result<()> {
+    let issuer_l = tokio::net::TcpListener::bind(&issuer_listen).await.with_context(|| format!("dev issuer: cannot listen on {issuer_listen}"))?;
+    let issuer_url = format!("http://{}", issuer_l.local_addr()?);
+    let (cfg, issuer, cluster) = dev::prepare(&opts, &issuer_url)?;
+    let router = issuer.router();
+    tokio::spawn(async move {
+        let _ = axum::serve(issuer_l, router).await;
+    });
+    if let Err(e) = dev::seed(&cfg.connections[0]).await {
+        eprintln!("portcullis dev: could not create the demo table: {e}");
+    }
+    let gw = server::Gateway::start(cfg).await?;
+    let token = issuer.mint(&opts.user, &opts.groups, 43_200)?;
+    let email = if opts.user.contains('@') { opts.user.clone() } else { format!("{}@example.com", opts.user) };
+    let port = gw.pg_addr.port();
+    let host = gw.pg_addr.ip();
+    println!();
+    println!("Portcullis dev gateway is ready on {} (admin: {}).", gw.pg_addr, gw.admin_addr.map(|a| format!("http://{a}/metrics")).unwrap_or_else(|| "off".into()));
+    println!("Upstream: {}  Issuer: {}  Policy: {}", if cluster.is_some() { "throwaway local PostgreSQL" } else { "--upstream" }, issuer.issuer, "policies (hot reloaded)");
+    println!();
+    println!("Connect as {email} (groups: {}):", opts.groups.join(","));
+    println!();
+    println!("  PGPASSWORD='{token}' psql \"host={host} port={port} dbname=dev user={email} sslmode=disable\"");
+    println!();
+    println!("Try:  select * from demo_users;   delete from demo_users;   (refused: DELETE without WHERE)");
+    println!("More tokens: portcullis token --dev --user bob --groups analyst");
+    println!("Ctrl-C stops the gateway{}.", if cluster.is_some() { " and removes the throwaway database" } else { "" });
+    gw.run(server::shutdown_signal()).await;
+    drop(cluster);
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! Query (`Q`): a simple-protocol query string.
+
+use bytes::BytesMut;
+
+use super::{put_cstr, CodecError, Frame, Reader};
+
+/// Encodes a Query frame.
+pub fn to_frame(sql: &str) -> Frame {
+    let mut b = BytesMut::with_capacity(sql.len() + 1);
+    put_cstr(&mut b, sql);
+    Frame::new(b'Q', b)
+}
+
+/// Decodes the SQL text of a Query body.
+pub fn decode(body: &[u8]) -> Result<&str, CodecError> {
+    let mut r = Reader::new("Query", body);
+    let sql = r.cstr()?;
+    r.finish()?;
+    Ok(sql)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn round_trip() {
+        let f = super::to_frame("select 1; select 2");
+        assert_eq!(super::decode(&f.body).unwrap(), "select 1; select 2");
+        assert!(super::decode(b"select 1").is_err());
+        assert!(super::decode(b"a\0b\0").is_err());
+    }
+}

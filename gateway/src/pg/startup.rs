@@ -1,0 +1,174 @@
+//! Untagged startup-phase packets: StartupMessage, SSLRequest,
+//! GSSENCRequest and CancelRequest.
+
+use bytes::{BufMut, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::{put_cstr, CodecError, Reader};
+
+/// Protocol version 3.0.
+pub const PROTOCOL_3_0: i32 = 196_608;
+const SSL_REQUEST: i32 = 80_877_103;
+const GSSENC_REQUEST: i32 = 80_877_104;
+const CANCEL_REQUEST: i32 = 80_877_102;
+/// Largest startup packet Postgres accepts (MAX_STARTUP_PACKET_LENGTH).
+pub const MAX_STARTUP_LEN: usize = 10_000;
+
+/// A packet sent before authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartupPacket {
+    /// Client asks for TLS.
+    SslRequest,
+    /// Client asks for GSSAPI encryption.
+    GssEncRequest,
+    /// Client asks to cancel the query running on another connection.
+    Cancel {
+        /// Backend process id from BackendKeyData.
+        pid: i32,
+        /// Secret key from BackendKeyData.
+        key: i32,
+    },
+    /// A StartupMessage with its parameters in order.
+    Startup {
+        /// Requested protocol version.
+        version: i32,
+        /// Parameter name/value pairs (`user`, `database`, ...).
+        params: Vec<(String, String)>,
+    },
+}
+
+impl StartupPacket {
+    /// Looks up a startup parameter.
+    pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Decodes the body of a startup packet (after its length word).
+    pub fn decode(body: &[u8]) -> Result<Self, CodecError> {
+        let mut r = Reader::new("startup", body);
+        let code = r.i32()?;
+        match code {
+            SSL_REQUEST => {
+                r.finish()?;
+                Ok(Self::SslRequest)
+            }
+            GSSENC_REQUEST => {
+                r.finish()?;
+                Ok(Self::GssEncRequest)
+            }
+            CANCEL_REQUEST => {
+                let pid = r.i32()?;
+                let key = r.i32()?;
+                r.finish()?;
+                Ok(Self::Cancel { pid, key })
+            }
+            version => {
+                let mut params = Vec::new();
+                loop {
+                    let name = r.cstr()?;
+                    if name.is_empty() {
+                        break;
+                    }
+                    let value = r.cstr()?;
+                    params.push((name.to_string(), value.to_string()));
+                }
+                r.finish()?;
+                Ok(Self::Startup { version, params })
+            }
+        }
+    }
+
+    /// Encodes the packet with its length word.
+    pub fn encode(&self) -> BytesMut {
+        let mut body = BytesMut::new();
+        match self {
+            Self::SslRequest => body.put_i32(SSL_REQUEST),
+            Self::GssEncRequest => body.put_i32(GSSENC_REQUEST),
+            Self::Cancel { pid, key } => {
+                body.put_i32(CANCEL_REQUEST);
+                body.put_i32(*pid);
+                body.put_i32(*key);
+            }
+            Self::Startup { version, params } => {
+                body.put_i32(*version);
+                for (k, v) in params {
+                    put_cstr(&mut body, k);
+                    put_cstr(&mut body, v);
+                }
+                body.put_u8(0);
+            }
+        }
+        let mut out = BytesMut::with_capacity(body.len() + 4);
+        out.put_i32(body.len() as i32 + 4);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Reads one startup packet; `Ok(None)` if the peer closed before sending
+    /// anything.
+    pub async fn read<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Option<Self>, CodecError> {
+        let mut len = [0u8; 4];
+        match rd.read_exact(&mut len).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let len = i32::from_be_bytes(len);
+        if len < 8 {
+            return Err(CodecError::BadLength(len.into()));
+        }
+        let len = len as usize;
+        if len > MAX_STARTUP_LEN {
+            return Err(CodecError::TooLarge {
+                len,
+                max: MAX_STARTUP_LEN,
+            });
+        }
+        let mut body = vec![0u8; len - 4];
+        rd.read_exact(&mut body).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                CodecError::Truncated
+            } else {
+                e.into()
+            }
+        })?;
+        Self::decode(&body).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for p in [
+            StartupPacket::SslRequest,
+            StartupPacket::GssEncRequest,
+            StartupPacket::Cancel { pid: 7, key: -9 },
+            StartupPacket::Startup {
+                version: PROTOCOL_3_0,
+                params: vec![("user".into(), "alice".into()), ("database".into(), "prod".into())],
+            },
+        ] {
+            let wire = p.encode();
+            assert_eq!(StartupPacket::decode(&wire[4..]).unwrap(), p);
+        }
+    }
+
+    #[tokio::test]
+    async fn rejects_junk() {
+        let mut junk: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
+        assert!(StartupPacket::read(&mut junk).await.is_err());
+        let mut short: &[u8] = &[0, 0, 0, 12, 0, 3, 0, 0, b'u'];
+        assert!(matches!(
+            StartupPacket::read(&mut short).await,
+            Err(CodecError::Truncated)
+        ));
+        let unterminated = [0, 3, 0, 0, b'u', b's'];
+        assert!(StartupPacket::decode(&unterminated).is_err());
+    }
+}

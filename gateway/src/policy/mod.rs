@@ -1,0 +1,268 @@
+//! Rego policy: loading a policy directory into `regorus`, evaluating the
+//! decision rule per statement, hot reload, and the decision schema.
+
+mod decision;
+pub mod testing;
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub use decision::{Action, ApprovalSpec, Decision, MaskRule};
+
+/// Longest a single evaluation may run before it is stopped (→ deny).
+pub const EVAL_TIME_LIMIT: Duration = Duration::from_millis(250);
+
+/// Errors loading or evaluating policy.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The directory or a file could not be read.
+    #[error("cannot read {path}: {why}")]
+    Read {
+        /// Path.
+        path: String,
+        /// Reason.
+        why: String,
+    },
+    /// A Rego file did not compile (message carries file:line).
+    #[error("{0}")]
+    Compile(String),
+    /// `data.json` is not valid JSON.
+    #[error("{path}: {why}")]
+    Data {
+        /// Path.
+        path: String,
+        /// Reason.
+        why: String,
+    },
+    /// No `.rego` files found.
+    #[error("no .rego files in {0}")]
+    Empty(String),
+    /// Evaluation failed.
+    #[error("policy evaluation failed: {0}")]
+    Eval(String),
+}
+
+/// A compiled, warmed-up policy bundle.
+pub struct Bundle {
+    engine: regorus::Engine,
+    query: String,
+    /// Short hash of every file in the bundle; logged with each decision.
+    pub hash: String,
+    /// True when the policy may depend on the time, so decisions must not
+    /// be cached.
+    pub uses_time: bool,
+    /// Files loaded, for messages.
+    pub files: Vec<PathBuf>,
+}
+
+/// What was read from a policy directory.
+pub struct Sources {
+    /// (path, text) of each Rego file, sorted by path.
+    pub rego: Vec<(PathBuf, String)>,
+    /// Merged data documents.
+    pub data: Vec<(PathBuf, Value)>,
+    /// Hash of all contents.
+    pub hash: String,
+}
+
+/// Reads `*.rego` (optionally including `*_test.rego`) and `data.json` /
+/// `*.data.json` files from `dir`.
+pub fn read_sources(dir: &Path, include_tests: bool) -> Result<Sources, PolicyError> {
+    let read_err = |p: &Path, e: std::io::Error| PolicyError::Read {
+        path: p.display().to_string(),
+        why: e.to_string(),
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| read_err(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    let mut hasher = Sha256::new();
+    let mut rego = Vec::new();
+    let mut data = Vec::new();
+    for p in paths {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let is_test = name.ends_with("_test.rego");
+        if name.ends_with(".rego") && (include_tests || !is_test) {
+            let text = std::fs::read_to_string(&p).map_err(|e| read_err(&p, e))?;
+            hasher.update(name.as_bytes());
+            hasher.update(text.as_bytes());
+            rego.push((p, text));
+        } else if name == "data.json" || name.ends_with(".data.json") {
+            let text = std::fs::read_to_string(&p).map_err(|e| read_err(&p, e))?;
+            hasher.update(name.as_bytes());
+            hasher.update(text.as_bytes());
+            let v: Value = serde_json::from_str(&text).map_err(|e| PolicyError::Data {
+                path: p.display().to_string(),
+                why: format!("line {}: {e}", e.line()),
+            })?;
+            data.push((p, v));
+        }
+    }
+    if rego.is_empty() {
+        return Err(PolicyError::Empty(dir.display().to_string()));
+    }
+    Ok(Sources {
+        rego,
+        data,
+        hash: hex::encode(&hasher.finalize()[..8]),
+    })
+}
+
+/// Builds an engine from sources, with the time limit set.
+pub fn build_engine(src: &Sources) -> Result<regorus::Engine, PolicyError> {
+    let mut engine = regorus::Engine::new();
+    engine.set_strict_builtin_errors(true);
+    for (path, text) in &src.rego {
+        engine
+            .add_policy(path.display().to_string(), text.clone())
+            .map_err(|e| PolicyError::Compile(e.to_string()))?;
+    }
+    for (path, v) in &src.data {
+        engine
+            .add_data(regorus::Value::from(v.clone()))
+            .map_err(|e| PolicyError::Data {
+                path: path.display().to_string(),
+                why: e.to_string(),
+            })?;
+    }
+    engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+        limit: EVAL_TIME_LIMIT,
+        check_interval: NonZeroU32::MIN,
+    });
+    Ok(engine)
+}
+
+impl Bundle {
+    /// Loads and compiles the policy directory, and warms the engine up with
+    /// one evaluation so later clones are cheap.
+    pub fn load(dir: &Path, query: &str) -> Result<Self, PolicyError> {
+        let src = read_sources(dir, false)?;
+        let mut engine = build_engine(&src)?;
+        // Warm-up: runs the analysis pass once; errors surface here.
+        engine.set_input(regorus::Value::from(sample_input()));
+        engine
+            .eval_rule(query.to_string())
+            .map_err(|e| PolicyError::Compile(e.to_string()))?;
+        let uses_time = src
+            .rego
+            .iter()
+            .any(|(_, t)| t.contains("now") || t.contains("time."));
+        Ok(Self {
+            engine,
+            query: query.to_string(),
+            hash: src.hash,
+            uses_time,
+            files: src.rego.into_iter().map(|(p, _)| p).collect(),
+        })
+    }
+
+    /// Evaluates the decision for one input. Never fails: an error, an
+    /// undefined or a malformed result is a deny with the reason.
+    pub fn decide(&self, input: &Value) -> Decision {
+        let mut engine = self.engine.clone();
+        engine.set_input(regorus::Value::from(input.clone()));
+        match engine.eval_rule(self.query.clone()) {
+            Ok(v) => Decision::from_value(&v),
+            Err(e) => Decision::deny(format!("policy evaluation failed: {e}")),
+        }
+    }
+}
+
+/// The policy in force, swapped whole on reload.
+#[derive(Clone)]
+pub struct PolicyStore {
+    current: Arc<RwLock<Arc<Bundle>>>,
+    dir: PathBuf,
+    query: String,
+}
+
+impl PolicyStore {
+    /// Loads the initial policy; fails if it does not compile.
+    pub fn open(dir: &Path, query: &str) -> Result<Self, PolicyError> {
+        let bundle = Bundle::load(dir, query)?;
+        Ok(Self {
+            current: Arc::new(RwLock::new(Arc::new(bundle))),
+            dir: dir.to_path_buf(),
+            query: query.to_string(),
+        })
+    }
+
+    /// The bundle in force.
+    pub fn current(&self) -> Arc<Bundle> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reloads if the files changed. Returns `Ok(Some(hash))` after a
+    /// successful reload, `Ok(None)` if nothing changed, `Err` if the new
+    /// files do not compile (the old policy stays).
+    pub fn reload_if_changed(&self) -> Result<Option<String>, PolicyError> {
+        let hash = read_sources(&self.dir, false)?.hash;
+        if hash == self.current().hash {
+            return Ok(None);
+        }
+        let bundle = Bundle::load(&self.dir, &self.query)?;
+        let new_hash = bundle.hash.clone();
+        match self.current.write() {
+            Ok(mut g) => *g = Arc::new(bundle),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(bundle),
+        }
+        Ok(Some(new_hash))
+    }
+
+    /// Polls the directory every `interval`, reloading on change.
+    pub fn spawn_watcher(&self, interval: Duration, metrics: Arc<crate::metrics::Metrics>) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            let mut last_error: Option<String> = None;
+            loop {
+                tick.tick().await;
+                let s = store.clone();
+                let result = tokio::task::spawn_blocking(move || s.reload_if_changed()).await;
+                match result {
+                    Ok(Ok(Some(hash))) => {
+                        metrics.policy_reload(true);
+                        last_error = None;
+                        tracing::info!(policy_hash = %hash, "policy reloaded");
+                    }
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => {
+                        let msg = e.to_string();
+                        if last_error.as_deref() != Some(msg.as_str()) {
+                            metrics.policy_reload(false);
+                            tracing::error!(error = %msg, policy_hash = %store.current().hash, "policy reload failed; keeping the previous policy");
+                            last_error = Some(msg);
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "policy reload task failed"),
+                }
+            }
+        });
+    }
+}
+
+/// A representative input used to warm the engine up.
+pub fn sample_input() -> Value {
+    serde_json::json!({
+        "version": 1,
+        "user": {"sub": "warmup", "email": "", "name": "", "groups": [], "issuer": ""},
+        "client": {"addr": "127.0.0.1", "application_name": ""},
+        "connection": {"name": "", "kind": "postgres", "database": ""},
+        "session": {"id": "", "in_transaction": false},
+        "statement": {"text": "select 1", "fingerprint": "", "kind": "select", "command_tag": "SELECT",
+            "read_only": true, "tables": [], "columns": [], "functions": [], "has_where": false,
+            "limit": null, "flags": []},
+        "now": "1970-01-01T00:00:00Z"
+    })
+}

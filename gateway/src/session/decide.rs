@@ -1,0 +1,157 @@
+//! Per-statement decisions for one session: parse → facts → policy input →
+//! Rego decision, with a per-session cache where that is sound, metrics and
+//! one decision log line per evaluation.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use super::Shared;
+use crate::identity::Identity;
+use crate::policy::{Action, Decision};
+use crate::sql::{analyze, ParseSettings, StatementFacts};
+
+/// Entries kept per session before the cache is cleared.
+const CACHE_LIMIT: usize = 1024;
+
+/// The outcome for one message's SQL text.
+#[derive(Debug)]
+pub struct Verdict {
+    /// Combined (strictest) decision.
+    pub decision: Decision,
+    /// Facts of each statement.
+    pub statements: Vec<StatementFacts>,
+    /// Policy bundle hash that decided.
+    pub policy_hash: String,
+}
+
+/// Decides statements for one session.
+pub struct Decider {
+    shared: Arc<Shared>,
+    base: Map<String, Value>,
+    user: String,
+    connection: String,
+    session_id: String,
+    cache: HashMap<(Box<str>, bool), Arc<Verdict>>,
+}
+
+impl Decider {
+    /// A decider for a session of `identity` on `connection`.
+    pub fn new(shared: Arc<Shared>, identity: &Identity, connection: &crate::config::ConnectionConfig, client_addr: &str, application_name: &str, session_id: &str) -> Self {
+        let mut base = Map::new();
+        base.insert("version".into(), json!(1));
+        base.insert("user".into(), serde_json::to_value(identity).unwrap_or(Value::Null));
+        base.insert("client".into(), json!({"addr": client_addr, "application_name": application_name}));
+        base.insert("connection".into(), json!({"name": connection.name, "kind": connection.kind, "database": connection.database()}));
+        Self {
+            shared,
+            base,
+            user: identity.display().to_string(),
+            connection: connection.name.clone(),
+            session_id: session_id.to_string(),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Decides a message's SQL text (one or more statements).
+    pub fn decide(&mut self, sql: &str, in_transaction: bool, settings: ParseSettings) -> Arc<Verdict> {
+        let bundle = self.shared.policy.current();
+        let cacheable = self.shared.config.policy.decision_cache && !bundle.uses_time;
+        let key = (Box::<str>::from(sql), in_transaction);
+        if cacheable {
+            if let Some(v) = self.cache.get(&key) {
+                if v.policy_hash == bundle.hash {
+                    self.shared.metrics.cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.shared.metrics.statement(v.decision.action);
+                    return v.clone();
+                }
+            }
+        }
+        let t0 = Instant::now();
+        let statements = analyze(sql, settings);
+        self.shared.metrics.parse_latency.observe(t0.elapsed());
+
+        let t1 = Instant::now();
+        let now = rfc3339_now();
+        let decisions: Vec<Decision> = statements
+            .iter()
+            .map(|facts| {
+                let mut input = self.base.clone();
+                input.insert("session".into(), json!({"id": self.session_id, "in_transaction": in_transaction}));
+                input.insert("statement".into(), serde_json::to_value(facts).unwrap_or(Value::Null));
+                input.insert("now".into(), Value::String(now.clone()));
+                bundle.decide(&Value::Object(input))
+            })
+            .collect();
+        let decision = Decision::strictest(decisions);
+        self.shared.metrics.decision_latency.observe(t1.elapsed());
+        self.shared.metrics.statement(decision.action);
+
+        let fingerprints: Vec<&str> = statements.iter().map(|s| s.fingerprint.as_str()).collect();
+        let kinds: Vec<&str> = statements.iter().map(|s| s.kind.as_str()).collect();
+        let action = match decision.action {
+            Action::Allow => "allow",
+            Action::Approve => "approve",
+            Action::Deny => "deny",
+        };
+        tracing::info!(
+            target: "portcullis::decision",
+            user = %self.user,
+            connection = %self.connection,
+            session = %self.session_id,
+            fingerprint = %fingerprints.join(","),
+            kind = %kinds.join(","),
+            action,
+            reasons = %decision.reasons.join("; "),
+            policy_hash = %bundle.hash,
+            "decision"
+        );
+        let verdict = Arc::new(Verdict {
+            decision,
+            statements,
+            policy_hash: bundle.hash.clone(),
+        });
+        if cacheable {
+            if self.cache.len() >= CACHE_LIMIT {
+                self.cache.clear();
+            }
+            self.cache.insert(key, verdict.clone());
+        }
+        verdict
+    }
+}
+
+/// Current UTC time as RFC 3339 (`2026-11-23T10:00:00Z`).
+pub fn rfc3339_now() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    rfc3339(secs)
+}
+
+/// Formats Unix seconds as RFC 3339 UTC.
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_time() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_428_000), "2026-11-23T10:00:00Z");
+    }
+}

@@ -1,0 +1,262 @@
+//! Session startup: SSL/GSS negotiation, CancelRequest routing, the
+//! StartupMessage, token authentication, connection selection and the
+//! upstream login.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::cancel::CancelTarget;
+use super::stream::BoxStream;
+use super::upstream::{self, Upstream};
+use super::{SessionError, Shared};
+use crate::config::ConnectionConfig;
+use crate::identity::Identity;
+use crate::pg::auth::{decode_password, AuthRequest};
+use crate::pg::backend_key::BackendKey;
+use crate::pg::ready::TxStatus;
+use crate::pg::startup::{StartupPacket, PROTOCOL_3_0};
+use crate::pg::{read_frame, CodecError, Frame};
+
+/// Largest password message (a JWT) accepted.
+const MAX_PASSWORD_MESSAGE: usize = 64 * 1024;
+
+/// Client startup parameters passed on to the database. Anything else
+/// (notably `options`, which can set `role`) is dropped.
+const FORWARDED_PARAMS: &[&str] = &[
+    "client_encoding", "datestyle", "timezone", "intervalstyle", "extra_float_digits",
+    "search_path", "lc_monetary", "lc_numeric", "lc_time", "bytea_output",
+];
+
+/// An authenticated client joined to a logged-in upstream.
+pub struct Ready {
+    /// Client stream.
+    pub client: BoxStream,
+    /// Who the client is.
+    pub identity: Identity,
+    /// The connection used.
+    pub conn: Arc<ConnectionConfig>,
+    /// Upstream login.
+    pub upstream: Upstream,
+    /// The key the client got.
+    pub key: BackendKey,
+    /// Client address.
+    pub peer: SocketAddr,
+    /// The client's application_name.
+    pub application_name: String,
+}
+
+type StartupResult = Result<Option<Ready>, (Option<BoxStream>, SessionError)>;
+
+/// What one startup packet asks for.
+enum Step {
+    Encrypt,
+    Startup(i32, Vec<(String, String)>),
+    Done,
+}
+
+/// Reads one startup packet and answers what can be answered in place.
+async fn step<S: super::stream::Stream>(stream: &mut S, encrypted: bool, shared: &Arc<Shared>) -> Result<Step, SessionError> {
+    let pkt = match StartupPacket::read(stream).await? {
+        Some(p) => p,
+        None => return Ok(Step::Done),
+    };
+    match pkt {
+        StartupPacket::SslRequest if !encrypted && shared.tls.is_some() => Ok(Step::Encrypt),
+        StartupPacket::SslRequest | StartupPacket::GssEncRequest if !encrypted => {
+            stream.write_all(b"N").await.map_err(CodecError::from)?;
+            Box::pin(step(stream, encrypted, shared)).await
+        }
+        StartupPacket::Cancel { pid, key } => {
+            forward_cancel(shared, BackendKey { pid, key }).await;
+            Ok(Step::Done)
+        }
+        StartupPacket::Startup { version, params } => Ok(Step::Startup(version, params)),
+        _ => Err(CodecError::Malformed { what: "startup", why: "encryption requested twice" }.into()),
+    }
+}
+
+/// Runs startup to the first ReadyForQuery. `Ok(None)`: the connection
+/// ended normally before a session (cancel request, client gave up).
+pub async fn establish(mut tcp: TcpStream, peer: SocketAddr, local: SocketAddr, shared: &Arc<Shared>) -> StartupResult {
+    let first = match step(&mut tcp, false, shared).await {
+        Ok(s) => s,
+        Err(e) => return Err((Some(Box::new(tcp)), e)),
+    };
+    let (mut stream, tls, version, params): (BoxStream, bool, i32, Vec<(String, String)>) = match first {
+        Step::Done => return Ok(None),
+        Step::Startup(v, p) => (Box::new(tcp), false, v, p),
+        Step::Encrypt => {
+            let Some(acceptor) = &shared.tls else { return Ok(None) };
+            if let Err(e) = tcp.write_all(b"S").await {
+                return Err((None, CodecError::from(e).into()));
+            }
+            let mut s = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::info!(client = %peer, error = %e, "TLS handshake failed");
+                    return Ok(None);
+                }
+            };
+            match step(&mut s, true, shared).await {
+                Ok(Step::Startup(v, p)) => (Box::new(s), true, v, p),
+                Ok(_) => return Ok(None),
+                Err(e) => return Err((Some(Box::new(s)), e)),
+            }
+        }
+    };
+    match authenticate(&mut stream, tls, version, &params, peer, local, shared).await {
+        Ok(a) => Ok(Some(Ready {
+            client: stream,
+            identity: a.identity,
+            conn: a.conn,
+            upstream: a.upstream,
+            key: a.key,
+            peer,
+            application_name: a.application_name,
+        })),
+        Err(e) => Err((Some(stream), e)),
+    }
+}
+
+/// The result of authentication and upstream login.
+struct Authed {
+    identity: Identity,
+    conn: Arc<ConnectionConfig>,
+    upstream: Upstream,
+    key: BackendKey,
+    application_name: String,
+}
+
+fn refused(code: &'static str, message: impl Into<String>, hint: Option<String>) -> SessionError {
+    SessionError::Refused { code, message: message.into(), hint }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn authenticate(
+    stream: &mut BoxStream,
+    tls: bool,
+    version: i32,
+    params: &[(String, String)],
+    peer: SocketAddr,
+    local: SocketAddr,
+    shared: &Arc<Shared>,
+) -> Result<Authed, SessionError> {
+    let cfg = &shared.config;
+    if version >> 16 != 3 {
+        return Err(refused("0A000", format!("unsupported frontend protocol {}.{}: the gateway speaks 3.0", version >> 16, version & 0xffff), None));
+    }
+    let unknown_pq: Vec<&str> = params.iter().filter(|(k, _)| k.starts_with("_pq_.")).map(|(k, _)| k.as_str()).collect();
+    if version != PROTOCOL_3_0 || !unknown_pq.is_empty() {
+        let mut b = BytesMut::new();
+        b.put_i32(0);
+        b.put_i32(unknown_pq.len() as i32);
+        for k in &unknown_pq {
+            crate::pg::put_cstr(&mut b, k);
+        }
+        stream.write_all(&Frame::new(b'v', b).to_bytes()).await.map_err(CodecError::from)?;
+    }
+    if StartupPacket::param(params, "replication").is_some_and(|v| v != "false" && v != "0" && v != "off") {
+        return Err(refused("0A000", "replication connections are not supported through the gateway", None));
+    }
+    let user = StartupPacket::param(params, "user").unwrap_or_default().to_string();
+    if user.is_empty() {
+        return Err(refused("28000", "no user name given in the startup message", None));
+    }
+    let dbname = StartupPacket::param(params, "database").filter(|d| !d.is_empty()).unwrap_or(&user).to_string();
+    let plaintext_ok = cfg.gateway.allow_plaintext_loopback && local.ip().is_loopback() && peer.ip().is_loopback();
+    if !tls && !plaintext_ok {
+        let hint = if shared.tls.is_some() {
+            "connect with sslmode=require".to_string()
+        } else {
+            "configure gateway.tls_cert/tls_key, or allow_plaintext_loopback for local development".to_string()
+        };
+        return Err(refused("28000", "the gateway accepts the token only over TLS", Some(hint)));
+    }
+
+    stream.write_all(&AuthRequest::Cleartext.to_frame().to_bytes()).await.map_err(CodecError::from)?;
+    let mut buf = BytesMut::new();
+    let frame = read_frame(stream, &mut buf, MAX_PASSWORD_MESSAGE).await?.ok_or(CodecError::Truncated)?;
+    if frame.tag != b'p' {
+        return Err(CodecError::Malformed { what: "authentication", why: "expected a password message" }.into());
+    }
+    let token = decode_password(&frame.body)?;
+    let identity = match shared.verifier.verify(token).await {
+        Ok(id) => id,
+        Err(e) => {
+            shared.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(e.into());
+        }
+    };
+    if cfg.gateway.user_match == "claim" && !cfg.gateway.user_claims.iter().any(|c| identity.claim(c) == Some(user.as_str())) {
+        shared.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(refused("28P01", format!("authentication failed: user \"{user}\" does not match the token ({})", cfg.gateway.user_claims.join(", ")), Some(format!("connect as user {}", identity.display()))));
+    }
+    let allowed: Vec<&Arc<ConnectionConfig>> = shared
+        .connections
+        .iter()
+        .filter(|c| c.groups.is_empty() || c.groups.iter().any(|g| identity.groups.contains(g)))
+        .collect();
+    let Some(conn) = allowed.iter().find(|c| c.name == dbname).map(|c| Arc::clone(c)) else {
+        let names: Vec<&str> = allowed.iter().map(|c| c.name.as_str()).collect();
+        let list = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+        return Err(refused("3D000", format!("connection \"{dbname}\" does not exist or is not open to you; connections you may use: {list}"), None));
+    };
+
+    let app = StartupPacket::param(params, "application_name").unwrap_or_default().to_string();
+    let mut upstream_app = format!("portcullis:{}", identity.display());
+    if !app.is_empty() {
+        upstream_app = format!("{app} ({upstream_app})");
+    }
+    truncate_utf8(&mut upstream_app, 63);
+    let extra: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| FORWARDED_PARAMS.contains(&k.to_ascii_lowercase().as_str()))
+        .cloned()
+        .collect();
+    let up = upstream::connect(&conn, &upstream_app, &extra).await?;
+    let key = shared.cancels.register(CancelTarget { conn: conn.clone(), upstream: up.key });
+
+    let mut out = BytesMut::new();
+    AuthRequest::Ok.to_frame().encode(&mut out);
+    for p in &up.params {
+        p.encode(&mut out);
+    }
+    key.to_frame().encode(&mut out);
+    TxStatus::Idle.to_frame().encode(&mut out);
+    stream.write_all(&out).await.map_err(CodecError::from)?;
+    tracing::info!(client = %peer, user = %identity.display(), connection = %conn.name, tls, "session started");
+    Ok(Authed {
+        identity,
+        conn,
+        upstream: up,
+        key,
+        application_name: app,
+    })
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+async fn forward_cancel(shared: &Arc<Shared>, key: BackendKey) {
+    match shared.cancels.lookup(key) {
+        Some(target) => {
+            if let Err(e) = upstream::cancel(&target.conn, target.upstream).await {
+                tracing::warn!(error = %e, "cancel request could not be forwarded");
+            } else {
+                tracing::info!(connection = %target.conn.name, "cancel request forwarded");
+            }
+        }
+        None => tracing::info!("cancel request with unknown key ignored"),
+    }
+}

@@ -1,0 +1,345 @@
+//! Statement facts: every statement is parsed with `pg_query` (the real
+//! Postgres parser) and described for the policy as DESIGN.md specifies.
+
+mod functions;
+mod kinds;
+mod walk;
+
+#[cfg(test)]
+mod corpus_tests;
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use kinds::Class;
+use walk::{mentions_column, node_of, Walker};
+
+/// How a statement touches a relation; ordered from weakest to strongest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Reads rows.
+    Read,
+    /// Changes rows (or locks, vacuums, reindexes...).
+    Write,
+    /// Changes the relation's definition or privileges.
+    Ddl,
+}
+
+/// A relation a statement touches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableFact {
+    /// Schema (`public` when unqualified, `pg_catalog` for `pg_*`).
+    pub schema: String,
+    /// Relation name.
+    pub name: String,
+    /// Strongest access.
+    pub access: Access,
+}
+
+/// A column a statement mentions.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ColumnFact {
+    /// `schema.table` when it can be resolved, else empty.
+    pub table: String,
+    /// Column name, or `*`.
+    pub name: String,
+    /// Clause: select, where, set, insert, from, group, having, order,
+    /// returning, merge, other.
+    pub used_in: &'static str,
+}
+
+/// The facts about one statement (`input.statement`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatementFacts {
+    /// The statement's own text.
+    pub text: String,
+    /// pg_query fingerprint (same shape, different constants → same value).
+    pub fingerprint: String,
+    /// Statement kind (`select`, `delete`, `create_table`, ..., `unparsed`).
+    pub kind: String,
+    /// Command tag Postgres reports.
+    pub command_tag: String,
+    /// True only when the statement provably changes nothing.
+    pub read_only: bool,
+    /// Every relation touched.
+    pub tables: Vec<TableFact>,
+    /// Columns mentioned.
+    pub columns: Vec<ColumnFact>,
+    /// Functions called (lower-case names).
+    pub functions: Vec<String>,
+    /// Top-level WHERE present and row-dependent.
+    pub has_where: bool,
+    /// Constant top-level LIMIT.
+    pub limit: Option<i64>,
+    /// Risk flags (see README).
+    pub flags: Vec<String>,
+    /// Why the statement could not be parsed, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parse_error: Option<String>,
+}
+
+impl StatementFacts {
+    fn unparsed(text: &str, why: String, flag: &str) -> Self {
+        Self {
+            text: text.to_string(),
+            fingerprint: String::new(),
+            kind: "unparsed".into(),
+            command_tag: String::new(),
+            read_only: false,
+            tables: Vec::new(),
+            columns: Vec::new(),
+            functions: Vec::new(),
+            has_where: false,
+            limit: None,
+            flags: vec![flag.to_string()],
+            parse_error: Some(why),
+        }
+    }
+
+    /// Tables in `schema.name` form.
+    pub fn table_names(&self) -> impl Iterator<Item = String> + '_ {
+        self.tables.iter().map(|t| format!("{}.{}", t.schema, t.name))
+    }
+}
+
+/// Parser settings that change how text is read, mirrored from the session.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ParseSettings {
+    /// `standard_conforming_strings = off` in the session.
+    pub standard_strings_off: bool,
+}
+
+/// Splits and analyses a message's SQL text. Always returns at least one
+/// statement; an unparseable text becomes one `unparsed` statement. When
+/// there are several statements each gets the `multi_statement` flag.
+pub fn analyze(sql: &str, settings: ParseSettings) -> Vec<StatementFacts> {
+    let opts = if settings.standard_strings_off {
+        pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
+    } else {
+        pg_query::ParserOptions::DEFAULT
+    };
+    let parsed = match pg_query::parse(sql, opts) {
+        Ok(p) => p,
+        Err(e) => return vec![StatementFacts::unparsed(sql, e.to_string(), "parse_error")],
+    };
+    let tree = match serde_json::to_value(&parsed.protobuf) {
+        Ok(t) => t,
+        Err(e) => return vec![StatementFacts::unparsed(sql, e.to_string(), "parse_error")],
+    };
+    let stmts = tree.get("stmts").and_then(Value::as_array).cloned().unwrap_or_default();
+    if stmts.is_empty() {
+        // Only comments or whitespace: Postgres answers EmptyQueryResponse.
+        let mut f = StatementFacts::unparsed(sql, String::new(), "empty");
+        f.kind = "empty".into();
+        f.read_only = true;
+        f.parse_error = None;
+        return vec![f];
+    }
+    let multi = stmts.len() > 1;
+    stmts
+        .iter()
+        .map(|raw| {
+            let text = statement_text(sql, raw);
+            let mut facts = describe(text, raw.get("stmt").unwrap_or(&Value::Null), opts);
+            if multi {
+                facts.flags.push("multi_statement".into());
+                facts.flags.sort();
+            }
+            facts
+        })
+        .collect()
+}
+
+/// The slice of `sql` a RawStmt covers (byte offsets from the parser).
+fn statement_text<'a>(sql: &'a str, raw: &Value) -> &'a str {
+    let loc = raw.get("stmt_location").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let len = raw.get("stmt_len").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let end = if len == 0 { sql.len() } else { loc + len };
+    sql.get(loc..end.min(sql.len())).unwrap_or(sql).trim()
+}
+
+fn describe(text: &str, stmt: &Value, opts: pg_query::ParserOptions) -> StatementFacts {
+    let fingerprint = pg_query::fingerprint(text, opts, 0)
+        .map(|f| f.hex)
+        .unwrap_or_default();
+    let Some((node, body)) = node_of(stmt) else {
+        return StatementFacts::unparsed(text, "empty statement".into(), "parse_error");
+    };
+    let Some(kind) = kinds::lookup(node) else {
+        let mut f = StatementFacts::unparsed(text, format!("unknown statement kind {node}"), "unknown_kind");
+        f.fingerprint = fingerprint;
+        return f;
+    };
+    let mut w = Walker::new();
+    let mut kind_name = kind.kind.to_string();
+    let mut tag = kind.tag.to_string();
+    match kind.class {
+        Class::Ddl => {
+            w.flags.insert("ddl");
+        }
+        Class::Privilege => {
+            w.flags.insert("privilege");
+        }
+        Class::Admin => {
+            w.flags.insert("admin");
+        }
+        _ => {}
+    }
+    match node {
+        "ExplainStmt" => explain(&mut w, body),
+        "TransactionStmt" => {
+            let k = body.get("kind").and_then(Value::as_i64).unwrap_or(0) as i32;
+            use pg_query::protobuf::TransactionStmtKind as T;
+            let (t, two_phase) = match T::try_from(k) {
+                Ok(T::TransStmtBegin) => ("BEGIN", false),
+                Ok(T::TransStmtStart) => ("START TRANSACTION", false),
+                Ok(T::TransStmtCommit) => ("COMMIT", false),
+                Ok(T::TransStmtRollback) => ("ROLLBACK", false),
+                Ok(T::TransStmtSavepoint) => ("SAVEPOINT", false),
+                Ok(T::TransStmtRelease) => ("RELEASE", false),
+                Ok(T::TransStmtRollbackTo) => ("ROLLBACK", false),
+                Ok(T::TransStmtPrepare) => ("PREPARE TRANSACTION", true),
+                Ok(T::TransStmtCommitPrepared) => ("COMMIT PREPARED", true),
+                Ok(T::TransStmtRollbackPrepared) => ("ROLLBACK PREPARED", true),
+                _ => ("BEGIN", true),
+            };
+            tag = t.into();
+            if two_phase {
+                w.read_only = false;
+                w.flags.insert("two_phase");
+            }
+        }
+        "VariableSetStmt" => {
+            if body.get("kind").and_then(Value::as_i64) != Some(1) {
+                kind_name = "reset".into();
+                tag = "RESET".into();
+            }
+            w.statement(node, body, kind.class);
+        }
+        "CopyStmt" => {
+            let is_from = body.get("is_from").and_then(Value::as_bool).unwrap_or(false);
+            let program = body.get("is_program").and_then(Value::as_bool).unwrap_or(false);
+            let file = !body.get("filename").and_then(Value::as_str).unwrap_or("").is_empty();
+            w.flags.insert(if is_from { "copy_from" } else { "copy_to" });
+            if program {
+                w.flags.insert("copy_program");
+            } else if file {
+                w.flags.insert("copy_file");
+            }
+            let access = if is_from { Access::Write } else { Access::Read };
+            w.statement(node, &Value::Null, Class::Read);
+            if let Some(rel) = body.get("relation").filter(|r| !r.is_null()) {
+                w.walk(rel, walk::Ctx { access, used_in: "copy" });
+            }
+            w.walk(body.get("query").unwrap_or(&Value::Null), walk::Ctx { access: Access::Read, used_in: "copy" });
+            w.walk(body.get("where_clause").unwrap_or(&Value::Null), walk::Ctx { access: Access::Read, used_in: "where" });
+            if is_from {
+                w.flags.insert("bulk_write");
+            }
+            w.read_only = w.read_only && !is_from && !program && !file;
+        }
+        "CreateTableAsStmt" => {
+            w.read_only = false;
+            w.walk(body.get("into").unwrap_or(&Value::Null), walk::Ctx { access: Access::Ddl, used_in: "other" });
+            w.walk(body.get("query").unwrap_or(&Value::Null), walk::Ctx { access: Access::Read, used_in: "select" });
+        }
+        _ => w.statement(node, body, kind.class),
+    }
+
+    let mut has_where = false;
+    let mut limit = None;
+    if matches!(node, "SelectStmt" | "UpdateStmt" | "DeleteStmt") {
+        let clause = body.get("where_clause").filter(|c| !c.is_null());
+        has_where = clause.is_some_and(mentions_column);
+        if clause.is_some() && !has_where {
+            w.flags.insert("constant_where");
+        }
+        if node != "SelectStmt" && !has_where {
+            w.flags.insert("no_where");
+            w.flags.insert("bulk_write");
+        }
+        limit = body
+            .pointer("/limit_count/node/AConst/val/Ival/ival")
+            .and_then(Value::as_i64)
+            .or_else(|| {
+                body.pointer("/limit_count/node/AConst")
+                    .filter(|c| c.pointer("/val/Ival").is_some())
+                    .map(|_| 0)
+            });
+    }
+    match node {
+        "TruncateStmt" => {
+            w.flags.insert("bulk_write");
+        }
+        "InsertStmt" => {
+            let from_query = body
+                .get("select_stmt")
+                .and_then(node_of)
+                .is_some_and(|(_, sel)| !sel.get("values_lists").and_then(Value::as_array).is_some_and(|v| !v.is_empty()));
+            if from_query {
+                w.flags.insert("bulk_write");
+            }
+        }
+        "SelectStmt" if w.tables.values().any(|a| *a > Access::Read) => {
+            kind_name = "select".into();
+        }
+        _ => {}
+    }
+    if !w.read_only && kind.class == Class::Read && w.flags.is_empty() {
+        w.flags.insert("side_effects");
+    }
+
+    StatementFacts {
+        text: text.to_string(),
+        fingerprint,
+        kind: kind_name,
+        command_tag: tag,
+        read_only: w.read_only,
+        tables: w
+            .tables
+            .into_iter()
+            .map(|((schema, name), access)| TableFact { schema, name, access })
+            .collect(),
+        columns: w.columns.into_iter().collect(),
+        functions: w.functions.into_iter().collect(),
+        has_where,
+        limit,
+        flags: w.flags.into_iter().map(str::to_string).collect(),
+        parse_error: None,
+    }
+}
+
+/// EXPLAIN runs its statement only with ANALYZE; plain EXPLAIN reads
+/// nothing but the plan, so everything it mentions is a read.
+fn explain(w: &mut Walker, body: &Value) {
+    let analyze = body
+        .get("options")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(node_of)
+        .any(|(_, d)| {
+            d.get("defname").and_then(Value::as_str) == Some("analyze")
+                && !d.pointer("/arg/node/String/sval").and_then(Value::as_str).is_some_and(|v| matches!(v, "false" | "off" | "0"))
+                && d.pointer("/arg/node/Boolean/boolval").and_then(Value::as_bool) != Some(false)
+        });
+    let query = body.get("query").unwrap_or(&Value::Null);
+    let Some((inner, inner_body)) = node_of(query) else { return };
+    let Some(inner_kind) = kinds::lookup(inner) else {
+        w.read_only = false;
+        w.flags.insert("unknown_kind");
+        return;
+    };
+    if analyze {
+        w.flags.insert("explain_analyze");
+        w.statement(inner, inner_body, inner_kind.class);
+    } else {
+        let mut sub = Walker::new();
+        sub.statement(inner, inner_body, inner_kind.class);
+        for (k, _) in sub.tables {
+            w.tables.insert(k, Access::Read);
+        }
+        w.functions.extend(sub.functions);
+    }
+}

@@ -1,0 +1,457 @@
+//! Walks a parse tree (pg_query's protobuf, viewed as JSON so every node
+//! kind is visited, including ones no helper knows) and collects tables,
+//! columns, functions, effects and flags.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use super::functions::{classify, FnEffect};
+use super::kinds::Class;
+use super::{Access, ColumnFact};
+
+/// Context passed down the tree.
+#[derive(Clone, Copy)]
+pub(super) struct Ctx {
+    /// Access mode a relation found here gets.
+    pub access: Access,
+    /// Clause a column found here is used in.
+    pub used_in: &'static str,
+}
+
+/// Everything collected from one statement.
+#[derive(Default)]
+pub(super) struct Walker {
+    pub tables: BTreeMap<(String, String), Access>,
+    pub columns: BTreeSet<ColumnFact>,
+    pub functions: BTreeSet<String>,
+    pub flags: BTreeSet<&'static str>,
+    /// Becomes false as soon as anything with an effect is seen.
+    pub read_only: bool,
+    ctes: Vec<Vec<String>>,
+    scopes: Vec<Vec<(String, String)>>,
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn present(v: &Value, key: &str) -> bool {
+    v.get(key).is_some_and(|x| !x.is_null() && x.as_array().is_none_or(|a| !a.is_empty()))
+}
+
+/// Unwraps `{"node": {"Name": body}}` or `{"Name": body}` into (name, body).
+pub(super) fn node_of(v: &Value) -> Option<(&str, &Value)> {
+    let v = v.get("node").unwrap_or(v);
+    let obj = v.as_object()?;
+    if obj.len() != 1 {
+        return None;
+    }
+    let (k, body) = obj.iter().next()?;
+    k.starts_with(|c: char| c.is_ascii_uppercase()).then_some((k.as_str(), body))
+}
+
+/// Reads the `sval`s of a list of String nodes (names like `schema.fn`).
+pub(super) fn name_parts(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| node_of(i).filter(|(n, _)| *n == "String"))
+                .map(|(_, b)| s(b, "sval"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Schema a relation name resolves to when unqualified.
+pub(super) fn qualify(schema: &str, name: &str) -> (String, String) {
+    let schema = if !schema.is_empty() {
+        schema.to_string()
+    } else if name.starts_with("pg_") {
+        "pg_catalog".to_string()
+    } else {
+        "public".to_string()
+    };
+    (schema, name.to_string())
+}
+
+fn is_range_var(v: &Map<String, Value>) -> bool {
+    v.contains_key("relname") && v.contains_key("relpersistence")
+}
+
+/// True when an expression mentions no column: a WHERE clause that does not
+/// depend on the row (e.g. `WHERE 1=1`, `WHERE true`).
+pub(super) fn mentions_column(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.iter().any(|(k, x)| k == "ColumnRef" || mentions_column(x)),
+        Value::Array(a) => a.iter().any(mentions_column),
+        _ => false,
+    }
+}
+
+impl Walker {
+    pub fn new() -> Self {
+        Self {
+            read_only: true,
+            ..Self::default()
+        }
+    }
+
+    fn effect(&mut self, flag: &'static str) {
+        self.read_only = false;
+        self.flags.insert(flag);
+    }
+
+    fn table(&mut self, schema: &str, name: &str, access: Access) {
+        // A CTE can shadow a table only for reading: the target of
+        // INSERT/UPDATE/DELETE is always a real table.
+        if access == Access::Read && schema.is_empty() && self.ctes.iter().flatten().any(|c| c == name) {
+            return;
+        }
+        if access > Access::Read {
+            self.read_only = false;
+        }
+        let e = self.tables.entry(qualify(schema, name)).or_insert(access);
+        *e = (*e).max(access);
+    }
+
+    /// Walks any value.
+    pub fn walk(&mut self, v: &Value, ctx: Ctx) {
+        match v {
+            Value::Array(items) => items.iter().for_each(|i| self.walk(i, ctx)),
+            Value::Object(obj) => {
+                if let Some((name, body)) = node_of(v) {
+                    self.node(name, body, ctx);
+                } else if is_range_var(obj) {
+                    self.table(s(v, "schemaname"), s(v, "relname"), ctx.access);
+                } else {
+                    obj.values().for_each(|x| self.walk(x, ctx));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn field(&mut self, body: &Value, key: &str, ctx: Ctx) {
+        if let Some(v) = body.get(key) {
+            self.walk(v, ctx);
+        }
+    }
+
+    fn fields_except(&mut self, body: &Value, skip: &[&str], ctx: Ctx) {
+        if let Some(obj) = body.as_object() {
+            for (k, v) in obj {
+                if !skip.contains(&k.as_str()) {
+                    self.walk(v, ctx);
+                }
+            }
+        }
+    }
+
+    /// Runs `f` with the CTE names and FROM aliases of `body` in scope.
+    fn scoped(&mut self, body: &Value, from_keys: &[&str], f: impl FnOnce(&mut Self)) {
+        let ctes: Vec<String> = body
+            .get("with_clause")
+            .and_then(|w| w.get("ctes"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(node_of)
+                    .map(|(_, c)| s(c, "ctename").to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut aliases = Vec::new();
+        for k in from_keys {
+            if let Some(v) = body.get(*k) {
+                collect_aliases(v, &mut aliases);
+            }
+        }
+        self.ctes.push(ctes);
+        self.scopes.push(aliases);
+        f(self);
+        self.scopes.pop();
+        self.ctes.pop();
+    }
+
+    fn column(&mut self, body: &Value, used_in: &'static str) {
+        let fields = body.get("fields").and_then(Value::as_array);
+        let parts: Vec<&str> = fields
+            .map(|f| {
+                f.iter()
+                    .filter_map(node_of)
+                    .map(|(n, b)| if n == "AStar" { "*" } else { s(b, "sval") })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (qualifier, name) = match parts.as_slice() {
+            [name] => (None, *name),
+            [.., q, name] => (Some(*q), *name),
+            [] => return,
+        };
+        let table = self.resolve(qualifier);
+        self.columns.insert(ColumnFact {
+            table,
+            name: name.to_string(),
+            used_in,
+        });
+    }
+
+    fn resolve(&self, qualifier: Option<&str>) -> String {
+        for scope in self.scopes.iter().rev() {
+            match qualifier {
+                Some(q) => {
+                    if let Some((_, t)) = scope.iter().find(|(a, _)| a == q) {
+                        return t.clone();
+                    }
+                }
+                None if scope.len() == 1 => return scope[0].1.clone(),
+                None if !scope.is_empty() => return String::new(),
+                None => {}
+            }
+        }
+        String::new()
+    }
+
+    fn function(&mut self, body: &Value) {
+        let parts = body.get("funcname").map(name_parts).unwrap_or_default();
+        let parts: Vec<&str> = parts
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        let effect = classify(&parts);
+        if let Some(name) = parts.last() {
+            self.functions.insert(name.to_ascii_lowercase());
+        }
+        match effect {
+            FnEffect::ReadOnly => {}
+            FnEffect::DynamicSql => self.effect("dynamic_sql"),
+            FnEffect::FileAccess => self.effect("file_access"),
+            FnEffect::Admin => self.effect("admin_function"),
+            FnEffect::Writes => self.effect("volatile_function"),
+            FnEffect::Unknown => self.effect("unknown_function"),
+            FnEffect::SetConfig => {
+                self.effect("set_config");
+                let first = body
+                    .get("args")
+                    .and_then(Value::as_array)
+                    .and_then(|a| a.first())
+                    .and_then(node_of)
+                    .filter(|(n, _)| *n == "AConst")
+                    .and_then(|(_, c)| c.pointer("/val/Sval/sval"))
+                    .and_then(Value::as_str);
+                match first {
+                    Some(name) if !matches!(name, "role" | "session_authorization") => {}
+                    _ => {
+                        self.flags.insert("role_change");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles a typed node.
+    fn node(&mut self, name: &str, body: &Value, ctx: Ctx) {
+        let read = Ctx {
+            access: Access::Read,
+            ..ctx
+        };
+        let write = Ctx {
+            access: Access::Write,
+            ..ctx
+        };
+        let ddl = Ctx {
+            access: Access::Ddl,
+            ..ctx
+        };
+        let used = |used_in| Ctx { used_in, ..read };
+        match name {
+            "RangeVar" => self.table(s(body, "schemaname"), s(body, "relname"), ctx.access),
+            "ColumnRef" => self.column(body, ctx.used_in),
+            "FuncCall" => {
+                self.function(body);
+                self.fields_except(body, &["funcname"], ctx);
+            }
+            "SelectStmt" => self.scoped(body, &["from_clause"], |w| {
+                w.field(body, "with_clause", read);
+                if present(body, "into_clause") {
+                    w.flags.insert("select_into");
+                    w.field(body, "into_clause", ddl);
+                }
+                if present(body, "locking_clause") {
+                    w.effect("row_lock");
+                }
+                w.field(body, "target_list", used("select"));
+                w.field(body, "from_clause", used("from"));
+                w.field(body, "where_clause", used("where"));
+                w.field(body, "group_clause", used("group"));
+                w.field(body, "having_clause", used("having"));
+                w.field(body, "sort_clause", used("order"));
+                w.fields_except(
+                    body,
+                    &["with_clause", "into_clause", "target_list", "from_clause", "where_clause",
+                      "group_clause", "having_clause", "sort_clause"],
+                    read,
+                );
+            }),
+            "InsertStmt" => self.scoped(body, &["relation"], |w| {
+                w.field(body, "with_clause", read);
+                w.field(body, "relation", write);
+                if let Some(cols) = body.get("cols").and_then(Value::as_array) {
+                    let table = w.resolve(None);
+                    for c in cols.iter().filter_map(node_of) {
+                        w.columns.insert(ColumnFact { table: table.clone(), name: s(c.1, "name").to_string(), used_in: "insert" });
+                    }
+                }
+                w.field(body, "select_stmt", used("insert"));
+                w.field(body, "on_conflict_clause", Ctx { used_in: "set", ..write });
+                w.field(body, "returning_clause", used("returning"));
+            }),
+            "UpdateStmt" => self.scoped(body, &["relation", "from_clause"], |w| {
+                w.field(body, "with_clause", read);
+                w.field(body, "relation", write);
+                if let Some(targets) = body.get("target_list").and_then(Value::as_array) {
+                    let table = body
+                        .get("relation")
+                        .map(|r| {
+                            let (a, b) = qualify(s(r, "schemaname"), s(r, "relname"));
+                            format!("{a}.{b}")
+                        })
+                        .unwrap_or_default();
+                    for (_, t) in targets.iter().filter_map(node_of) {
+                        w.columns.insert(ColumnFact { table: table.clone(), name: s(t, "name").to_string(), used_in: "set" });
+                        w.field(t, "val", used("set"));
+                    }
+                }
+                w.field(body, "from_clause", used("from"));
+                w.field(body, "where_clause", used("where"));
+                w.field(body, "returning_clause", used("returning"));
+            }),
+            "DeleteStmt" => self.scoped(body, &["relation", "using_clause"], |w| {
+                w.field(body, "with_clause", read);
+                w.field(body, "relation", write);
+                w.field(body, "using_clause", used("from"));
+                w.field(body, "where_clause", used("where"));
+                w.field(body, "returning_clause", used("returning"));
+            }),
+            "MergeStmt" => self.scoped(body, &["relation", "source_relation"], |w| {
+                w.field(body, "with_clause", read);
+                w.field(body, "relation", write);
+                w.fields_except(body, &["with_clause", "relation"], used("merge"));
+            }),
+            "CommonTableExpr" => {
+                let query = body.get("ctequery");
+                if query.and_then(node_of).is_some_and(|(n, _)| n != "SelectStmt") {
+                    self.effect("write_in_cte");
+                }
+                self.field(body, "ctequery", read);
+            }
+            "RangeSubselect" | "SubLink" => self.walk_children(body, read),
+            "DoStmt" => self.effect("dynamic_sql"),
+            "CallStmt" => {
+                self.effect("procedure_call");
+                self.walk_children(body, read);
+            }
+            "ExecuteStmt" => {
+                self.effect("execute_prepared");
+                self.walk_children(body, read);
+            }
+            "VariableSetStmt" => {
+                let var = s(body, "name").to_ascii_lowercase();
+                let sets_value = body.get("kind").and_then(Value::as_i64) == Some(1);
+                if sets_value && matches!(var.as_str(), "role" | "session_authorization") {
+                    self.effect("role_change");
+                }
+                if var == "search_path" {
+                    self.flags.insert("search_path");
+                }
+            }
+            "AlterSystemStmt" => {
+                self.effect("alter_system");
+                self.walk_children(body, ddl);
+            }
+            "CreateRoleStmt" | "AlterRoleStmt" | "AlterRoleSetStmt" | "DropRoleStmt" | "GrantRoleStmt" => {
+                self.effect("role_change");
+                self.walk_children(body, ddl);
+            }
+            "DropStmt" => {
+                let table_like = body
+                    .get("remove_type")
+                    .and_then(Value::as_i64)
+                    .and_then(|t| pg_query::protobuf::ObjectType::try_from(t as i32).ok())
+                    .is_some_and(|t| {
+                        use pg_query::protobuf::ObjectType as O;
+                        matches!(t, O::ObjectTable | O::ObjectView | O::ObjectMatview | O::ObjectIndex | O::ObjectSequence | O::ObjectForeignTable)
+                    });
+                if table_like {
+                    for obj in body.get("objects").and_then(Value::as_array).into_iter().flatten() {
+                        let parts = node_of(obj).and_then(|(_, l)| l.get("items")).map(name_parts).unwrap_or_default();
+                        match parts.as_slice() {
+                            [name] => self.table("", name, Access::Ddl),
+                            [.., schema, name] => self.table(schema, name, Access::Ddl),
+                            [] => {}
+                        }
+                    }
+                }
+                self.read_only = false;
+            }
+            _ => self.walk_children(body, ctx),
+        }
+    }
+
+    fn walk_children(&mut self, body: &Value, ctx: Ctx) {
+        if let Some(obj) = body.as_object() {
+            if is_range_var(obj) {
+                self.table(s(body, "schemaname"), s(body, "relname"), ctx.access);
+                return;
+            }
+            obj.values().for_each(|x| self.walk(x, ctx));
+        }
+    }
+
+    /// Walks a whole top-level statement of the given class.
+    pub fn statement(&mut self, name: &str, body: &Value, class: Class) {
+        let access = match class {
+            Class::Read | Class::Session | Class::Transaction => Access::Read,
+            Class::Write | Class::Opaque => Access::Write,
+            Class::Ddl | Class::Privilege | Class::Admin => Access::Ddl,
+        };
+        if !matches!(class, Class::Read | Class::Session | Class::Transaction) {
+            self.read_only = false;
+        }
+        self.node(name, body, Ctx { access, used_in: "other" });
+    }
+}
+
+fn collect_aliases(v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| collect_aliases(i, out)),
+        Value::Object(obj) => {
+            let (name, body) = match node_of(v) {
+                Some(nb) => nb,
+                None if is_range_var(obj) => ("RangeVar", v),
+                None => return,
+            };
+            match name {
+                "RangeVar" => {
+                    let (schema, rel) = qualify(s(body, "schemaname"), s(body, "relname"));
+                    let alias = body.pointer("/alias/aliasname").and_then(Value::as_str).unwrap_or(&rel).to_string();
+                    out.push((alias, format!("{schema}.{rel}")));
+                }
+                "JoinExpr" => {
+                    collect_aliases(&body["larg"], out);
+                    collect_aliases(&body["rarg"], out);
+                }
+                "RangeSubselect" | "RangeFunction" | "RangeTableFunc" => {
+                    if let Some(a) = body.pointer("/alias/aliasname").and_then(Value::as_str) {
+                        out.push((a.to_string(), String::new()));
+                    }
+                }
+                "RangeTableSample" => collect_aliases(&body["relation"], out),
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+}
