@@ -1,1 +1,119 @@
-//! placeholder
+//! Test harness: real servers for the end-to-end tests.
+//!
+//! Each test binary gets its own PostgreSQL cluster (initdb with SCRAM,
+//! random port, temp dir), its own OIDC provider process (npm
+//! `oidc-provider`) and gateways started from the built `portcullis`
+//! binary. Every process is started under a guard that stops it when the
+//! test process exits (its standard input closes), so nothing outlives a
+//! test run, even one that panics.
+#![forbid(unsafe_code)]
+
+pub mod clients;
+pub mod gateway;
+pub mod idp;
+pub mod postgres;
+
+use std::io::Write as _;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use gateway::{gateway, Gateway, GatewayOptions};
+pub use idp::{idp, Idp};
+pub use postgres::{postgres, Postgres};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+/// The built `portcullis` binary (next to the test executable's deps dir).
+pub fn portcullis_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().and_then(|d| d.parent()).map(PathBuf::from).unwrap_or_default();
+    let bin = dir.join("portcullis");
+    assert!(bin.exists(), "{} is missing: run `cargo build --bins` before the tests (scripts/test.sh does)", bin.display());
+    bin
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// A fresh temp directory (removed by the owner's guard or at drop).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("portcullis-e2e-{tag}-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+    std::fs::create_dir_all(&d).expect("create temp dir");
+    d
+}
+
+/// Waits until `cond` holds, polling, or panics with `what` at the deadline.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Waits until a TCP port accepts connections.
+pub fn wait_port(port: u16, what: &str) {
+    wait_for(what, Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+}
+
+/// A process that is stopped when this guard drops or the test process
+/// exits: it runs under `sh`, which waits for its standard input to close
+/// and then runs the stop command.
+pub struct Guarded {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Guarded {
+    /// Runs `program args` in the background; on stop, kills it and runs
+    /// `cleanup` (a shell snippet, may be empty).
+    pub fn spawn(program: &str, args: &[String], cleanup: &str, log: &PathBuf) -> Self {
+        let script = format!(
+            "\"$@\" </dev/null >>'{log}' 2>&1 & pid=$!; cat >/dev/null; kill $pid 2>/dev/null; wait $pid 2>/dev/null; {cleanup}",
+            log = log.display()
+        );
+        Self::sh(&script, program, args)
+    }
+
+    /// Runs nothing in the background; only runs `cleanup` at stop.
+    pub fn cleanup_only(cleanup: &str) -> Self {
+        Self::sh(&format!("cat >/dev/null; {cleanup}"), "true", &[])
+    }
+
+    fn sh(script: &str, program: &str, args: &[String]) -> Self {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sh");
+        let stdin = child.stdin.take();
+        Self { child, stdin }
+    }
+
+    /// Stops the process and waits for cleanup.
+    pub fn stop(&mut self) {
+        if let Some(mut s) = self.stdin.take() {
+            let _ = s.flush();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

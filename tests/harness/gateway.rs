@@ -1,0 +1,144 @@
+//! Gateways under test: the real `portcullis serve` binary with a config
+//! pointing at this binary's cluster and OIDC provider.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::idp::AUDIENCE;
+use crate::{free_port, idp, portcullis_bin, postgres, root, temp_dir, wait_port, Guarded};
+
+/// Knobs for a gateway under test.
+#[derive(Clone)]
+pub struct GatewayOptions {
+    /// Serve TLS with a fresh self-signed certificate.
+    pub tls: bool,
+    /// Accept the token without TLS on loopback.
+    pub allow_plaintext_loopback: bool,
+    /// `gateway.max_message_bytes`.
+    pub max_message_bytes: usize,
+    /// `gateway.startup_timeout`.
+    pub startup_timeout: String,
+    /// Policy directory (default: the shipped `policies/`).
+    pub policy_dir: PathBuf,
+    /// `policy.reload_interval`.
+    pub reload_interval: String,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            tls: false,
+            allow_plaintext_loopback: true,
+            max_message_bytes: 1 << 30,
+            startup_timeout: "15s".into(),
+            policy_dir: root().join("policies"),
+            reload_interval: "1s".into(),
+        }
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    /// Postgres-protocol port.
+    pub port: u16,
+    /// Admin HTTP port.
+    pub admin_port: u16,
+    /// Its working directory (config, log).
+    pub dir: PathBuf,
+    _guard: Guarded,
+}
+
+impl Gateway {
+    /// Starts a gateway with `opts`.
+    pub fn start(opts: GatewayOptions) -> Self {
+        let pg = postgres();
+        let idp = idp();
+        let dir = temp_dir("gw");
+        let port = free_port();
+        let admin_port = free_port();
+        let mut tls_lines = String::new();
+        if opts.tls {
+            let out = Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+                .arg("-keyout").arg(dir.join("gw.key"))
+                .arg("-out").arg(dir.join("gw.crt"))
+                .output()
+                .expect("openssl");
+            assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+            tls_lines = "tls_cert = \"gw.crt\"\ntls_key = \"gw.key\"\n".into();
+        }
+        let config = format!(
+            r#"[gateway]
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin_port}"
+allow_plaintext_loopback = {plain}
+max_message_bytes = {max}
+startup_timeout = "{startup}"
+shutdown_grace = "5s"
+{tls_lines}
+[[identity.issuers]]
+issuer = "{issuer}"
+audience = "{AUDIENCE}"
+groups_claim = "groups"
+leeway = "0s"
+
+[policy]
+dir = "{policy}"
+reload_interval = "{reload}"
+
+[[connections]]
+name = "app"
+upstream = "127.0.0.1:{pgport}"
+database = "app"
+user = "svc"
+password_file = "{pwfile}"
+
+[[connections]]
+name = "restricted"
+upstream = "127.0.0.1:{pgport}"
+database = "app"
+user = "svc"
+password_file = "{pwfile}"
+groups = ["dba"]
+"#,
+            plain = opts.allow_plaintext_loopback,
+            max = opts.max_message_bytes,
+            startup = opts.startup_timeout,
+            issuer = idp.issuer,
+            policy = opts.policy_dir.display(),
+            reload = opts.reload_interval,
+            pgport = pg.port,
+            pwfile = pg.svc_password_file.display(),
+        );
+        let cfg_path = dir.join("portcullis.toml");
+        std::fs::write(&cfg_path, config).expect("write config");
+        let log = dir.join("gateway.log");
+        let guard = Guarded::spawn(
+            &portcullis_bin().display().to_string(),
+            &["serve".into(), "--config".into(), cfg_path.display().to_string()],
+            &format!("rm -rf '{}'", dir.display()),
+            &log,
+        );
+        wait_port(port, "the gateway");
+        Self { port, admin_port, dir, _guard: guard }
+    }
+
+    /// The gateway's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("gateway.log")).unwrap_or_default()
+    }
+
+    /// GET on the admin listener.
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let r = reqwest::blocking::get(format!("http://127.0.0.1:{}{path}", self.admin_port)).expect("admin GET");
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    }
+}
+
+static GW: OnceLock<Gateway> = OnceLock::new();
+
+/// The default gateway of this test binary.
+pub fn gateway() -> &'static Gateway {
+    GW.get_or_init(|| Gateway::start(GatewayOptions::default()))
+}

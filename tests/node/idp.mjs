@@ -1,0 +1,55 @@
+// A real OIDC provider (npm `oidc-provider`) for the end-to-end tests.
+// Issues RS256-signed JWT access tokens via client credentials; each client
+// is a test user whose email and groups become token claims.
+//
+// usage: node idp.mjs PORT   — prints "ready" when listening; runs until
+// killed (the test harness stops it when the test process ends).
+import crypto from 'node:crypto';
+import Provider from 'oidc-provider';
+
+const port = Number(process.argv[2]);
+const issuer = `http://127.0.0.1:${port}`;
+const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'e2e-key-1', alg: 'RS256', use: 'sig' };
+
+const users = {
+  alice: { email: 'alice@example.com', groups: ['dev', 'etl'] },
+  bob: { email: 'bob@example.com', groups: ['analyst'] },
+  mallory: { email: 'mallory@example.com', groups: ['marketing'] },
+  shortlived: { email: 'short@example.com', groups: ['dev'] },
+};
+
+const provider = new Provider(issuer, {
+  clients: Object.keys(users).map((id) => ({
+    client_id: id,
+    client_secret: `${id}-secret`,
+    grant_types: ['client_credentials'],
+    redirect_uris: [],
+    response_types: [],
+  })),
+  jwks: { keys: [jwk] },
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => 'urn:portcullis:db',
+      useGrantedResource: () => true,
+      getResourceServerInfo: (ctx, resource) => ({
+        scope: 'db',
+        audience: resource,
+        accessTokenFormat: 'jwt',
+        jwt: { sign: { alg: 'RS256' } },
+      }),
+    },
+  },
+  ttl: {
+    ClientCredentials: (ctx, token, client) => (client.clientId === 'shortlived' ? 1 : 600),
+  },
+  extraTokenClaims: (ctx, token) => {
+    const u = users[token.clientId];
+    return u ? { email: u.email, groups: u.groups, preferred_username: token.clientId } : {};
+  },
+});
+
+provider.listen(port, '127.0.0.1', () => console.log('ready'));
