@@ -1,0 +1,202 @@
+//! Bad input on the wire: junk, oversized and truncated messages, unknown
+//! message types and slow clients get a clear protocol error or a closed
+//! connection — never a crash — and the gateway keeps serving.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use portcullis_e2e::clients::psql;
+use portcullis_e2e::{gateway, idp, Gateway, GatewayOptions};
+
+const ALICE: &str = "alice@example.com";
+
+fn connect(gw: &Gateway) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// Reads until the peer closes; returns everything received.
+fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+fn startup(user: &str, db: &str) -> Vec<u8> {
+    let mut body = vec![0, 3, 0, 0];
+    for (k, v) in [("user", user), ("database", db)] {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut out = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    out.extend(body);
+    out
+}
+
+fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Reads frames until ReadyForQuery; returns the tags seen.
+fn read_until_ready(s: &mut TcpStream) -> Vec<u8> {
+    let mut tags = Vec::new();
+    loop {
+        let mut head = [0u8; 5];
+        s.read_exact(&mut head).expect("frame header");
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len - 4];
+        s.read_exact(&mut body).expect("frame body");
+        tags.push(head[0]);
+        if head[0] == b'Z' {
+            return tags;
+        }
+        assert_ne!(head[0], b'E', "unexpected error: {}", text(&body));
+    }
+}
+
+/// An authenticated raw session.
+fn logged_in(gw: &Gateway) -> TcpStream {
+    let mut s = connect(gw);
+    s.write_all(&startup(ALICE, "app")).unwrap();
+    let mut r = [0u8; 9];
+    s.read_exact(&mut r).unwrap();
+    assert_eq!(r[0], b'R');
+    let mut pw = idp().token("alice").into_bytes();
+    pw.push(0);
+    s.write_all(&frame(b'p', &pw)).unwrap();
+    let tags = read_until_ready(&mut s);
+    assert!(tags.contains(&b'K'), "no BackendKeyData");
+    s
+}
+
+fn still_serves(gw: &Gateway) {
+    let r = psql(gw, ALICE, &idp().token("alice"), &["-c", "select 'still serving'"]);
+    assert!(r.ok && r.stdout.contains("still serving"), "{}", r.all());
+}
+
+#[test]
+fn junk_instead_of_startup_gets_a_protocol_error() {
+    let gw = gateway();
+    let mut s = connect(gw);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let got = text(&read_to_close(&mut s));
+    // "GET " read as a length is ~1.2 GB: refused before reading further.
+    assert!(got.contains("FATAL") && got.contains("exceeds the maximum"), "{got}");
+    still_serves(gw);
+}
+
+#[test]
+fn huge_startup_length_is_refused_without_buffering() {
+    let gw = gateway();
+    let mut s = connect(gw);
+    s.write_all(&0x7fff_ffffu32.to_be_bytes()).unwrap();
+    let got = text(&read_to_close(&mut s));
+    assert!(got.contains("exceeds the maximum"), "{got}");
+    still_serves(gw);
+}
+
+#[test]
+fn truncated_startup_then_close_is_harmless() {
+    let gw = gateway();
+    let mut s = connect(gw);
+    s.write_all(&[0, 0, 0, 40, 0, 3, 0, 0, b'u', b's']).unwrap();
+    drop(s);
+    still_serves(gw);
+}
+
+#[test]
+fn unknown_message_type_is_a_protocol_violation() {
+    let gw = gateway();
+    let mut s = logged_in(gw);
+    s.write_all(&frame(b'Y', b"whatever")).unwrap();
+    let got = text(&read_to_close(&mut s));
+    assert!(got.contains("08P01") && got.contains("invalid frontend message type"), "{got}");
+    still_serves(gw);
+}
+
+#[test]
+fn malformed_query_is_a_protocol_violation() {
+    let gw = gateway();
+    let mut s = logged_in(gw);
+    s.write_all(&frame(b'Q', b"select 1 without terminator")).unwrap();
+    let got = text(&read_to_close(&mut s));
+    assert!(got.contains("08P01") && got.contains("malformed Query message"), "{got}");
+    still_serves(gw);
+}
+
+#[test]
+fn extended_protocol_denial_discards_until_sync() {
+    let gw = gateway();
+    let mut s = logged_in(gw);
+    let mut batch = Vec::new();
+    batch.extend(frame(b'P', b"\0delete from items\0\0\0"));
+    batch.extend(frame(b'B', b"\0\0\0\0\0\0\0\0"));
+    batch.extend(frame(b'E', b"\0\0\0\0\0"));
+    batch.extend(frame(b'S', b""));
+    batch.extend(frame(b'Q', b"select 'next'\0"));
+    s.write_all(&batch).unwrap();
+    // Denied batch: exactly one ErrorResponse then ReadyForQuery.
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], b'E');
+    let mut body = vec![0u8; u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize - 4];
+    s.read_exact(&mut body).unwrap();
+    assert!(text(&body).contains("42501"), "{}", text(&body));
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], b'Z');
+    let mut z = [0u8; 1];
+    s.read_exact(&mut z).unwrap();
+    // Then the next simple query runs normally.
+    let tags = read_until_ready(&mut s);
+    assert!(tags.contains(&b'D'), "{tags:?}");
+}
+
+#[test]
+fn oversized_message_is_refused_and_the_gateway_keeps_serving() {
+    let gw = Gateway::start(GatewayOptions { max_message_bytes: 4096, ..Default::default() });
+    let long = format!("select '{}'", "x".repeat(10_000));
+    let r = psql(&gw, ALICE, &idp().token("alice"), &["-c", &long]);
+    assert!(!r.ok);
+    assert!(r.stderr.contains("exceeds the maximum of 4096 bytes"), "{}", r.all());
+    still_serves(&gw);
+}
+
+#[test]
+fn slow_client_is_disconnected_after_the_startup_timeout() {
+    let gw = Gateway::start(GatewayOptions { startup_timeout: "1s".into(), ..Default::default() });
+    let mut s = connect(&gw);
+    let started = Instant::now();
+    let got = read_to_close(&mut s);
+    assert!(got.is_empty(), "{}", text(&got));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    still_serves(&gw);
+}
+
+#[test]
+fn cancel_request_with_unknown_key_is_ignored() {
+    let gw = gateway();
+    let mut s = connect(gw);
+    let mut pkt = 16u32.to_be_bytes().to_vec();
+    pkt.extend_from_slice(&80_877_102u32.to_be_bytes());
+    pkt.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 9]);
+    s.write_all(&pkt).unwrap();
+    assert!(read_to_close(&mut s).is_empty());
+    still_serves(gw);
+}
