@@ -193,8 +193,9 @@ impl Verifier {
     }
 }
 
-/// Decodes header and payload without verifying, to pick the issuer and key.
-fn peek(token: &str) -> Result<(Value, Value), IdentityError> {
+/// Decodes header and payload without verifying, to pick the issuer and key
+/// (public for the fuzz target; never trust its output).
+pub fn peek(token: &str) -> Result<(Value, Value), IdentityError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(_sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the cargo-fuzz targets (wire codec + startup/auth parsing, SQL
+# analysis) for N seconds each (default 20; run longer by hand, e.g.
+# `bash scripts/fuzz.sh 600`). Uses the stable toolchain with
+# RUSTC_BOOTSTRAP=1, as cargo-fuzz needs nightly-only sanitizer flags.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-20}"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
+export RUSTC_BOOTSTRAP=1
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/portcullis/target}-fuzz"
+for target in wire sql; do
+  mkdir -p "fuzz/corpus/$target"
+  echo "fuzz: $target for ${secs}s"
+  cargo fuzz run --fuzz-dir fuzz "$target" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 3
+done
