@@ -602,7 +602,7 @@ tls = "sometimes"
     fn names_key_and_line() {
         let cfg = Config::parse(GOOD, "p.toml").unwrap();
         let err = cfg.validate(GOOD, "p.toml").unwrap_err().to_string();
-        assert_eq!(err, "p.toml:21: `connections[1].tls`: must be disable, require or verify-full");
+        assert_eq!(err, "p.toml:20: `connections[1].tls`: must be disable, require or verify-full");
     }
 
     #[test]
