@@ -7,16 +7,26 @@ use clap::Parser;
 
 /// Command line.
 #[derive(Parser)]
-#[command(name = "portcullis-approvals", version, about = "Portcullis approvals service")]
+#[command(
+    name = "portcullis-approvals",
+    version,
+    about = "Portcullis approvals service"
+)]
 struct Cli {
     /// Listen address.
-    #[arg(long, default_value = "127.0.0.1:8081", env = "PORTCULLIS_APPROVALS_LISTEN")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8081",
+        env = "PORTCULLIS_APPROVALS_LISTEN"
+    )]
     listen: String,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let listener = tokio::net::TcpListener::bind(&cli.listen)
         .await

@@ -418,30 +418,73 @@ impl Config {
         };
         let g = &self.gateway;
         if g.listen.parse::<SocketAddr>().is_err() {
-            return bad("gateway", None, "listen", format!("`{}` is not an ip:port address", g.listen));
+            return bad(
+                "gateway",
+                None,
+                "listen",
+                format!("`{}` is not an ip:port address", g.listen),
+            );
         }
         if !g.admin_listen.is_empty() && g.admin_listen.parse::<SocketAddr>().is_err() {
-            return bad("gateway", None, "admin_listen", format!("`{}` is not an ip:port address", g.admin_listen));
+            return bad(
+                "gateway",
+                None,
+                "admin_listen",
+                format!("`{}` is not an ip:port address", g.admin_listen),
+            );
         }
         if g.tls_cert.is_some() != g.tls_key.is_some() {
-            return bad("gateway", None, "tls_cert", "tls_cert and tls_key must be set together".into());
+            return bad(
+                "gateway",
+                None,
+                "tls_cert",
+                "tls_cert and tls_key must be set together".into(),
+            );
         }
         if g.max_message_bytes < 1024 || g.max_message_bytes > DEFAULT_MAX_MESSAGE_BYTES {
-            return bad("gateway", None, "max_message_bytes", "must be between 1024 and 1073741824".into());
+            return bad(
+                "gateway",
+                None,
+                "max_message_bytes",
+                "must be between 1024 and 1073741824".into(),
+            );
         }
-        for (key, v) in [("startup_timeout", &g.startup_timeout), ("shutdown_grace", &g.shutdown_grace)] {
+        for (key, v) in [
+            ("startup_timeout", &g.startup_timeout),
+            ("shutdown_grace", &g.shutdown_grace),
+        ] {
             if parse_duration(v).is_none() {
-                return bad("gateway", None, key, format!("`{v}` is not a duration like 30s or 5m"));
+                return bad(
+                    "gateway",
+                    None,
+                    key,
+                    format!("`{v}` is not a duration like 30s or 5m"),
+                );
             }
         }
         if !matches!(g.user_match.as_str(), "claim" | "ignore") {
-            return bad("gateway", None, "user_match", "must be `claim` or `ignore`".into());
+            return bad(
+                "gateway",
+                None,
+                "user_match",
+                "must be `claim` or `ignore`".into(),
+            );
         }
         if !matches!(g.log_format.as_str(), "text" | "json") {
-            return bad("gateway", None, "log_format", "must be `text` or `json`".into());
+            return bad(
+                "gateway",
+                None,
+                "log_format",
+                "must be `text` or `json`".into(),
+            );
         }
         if self.identity.issuers.is_empty() {
-            return bad("identity", None, "issuers", "at least one [[identity.issuers]] is required".into());
+            return bad(
+                "identity",
+                None,
+                "issuers",
+                "at least one [[identity.issuers]] is required".into(),
+            );
         }
         for (i, iss) in self.identity.issuers.iter().enumerate() {
             let t = "identity.issuers";
@@ -452,7 +495,12 @@ impl Config {
                 return bad(t, Some(i), "audience", "must not be empty".into());
             }
             if parse_duration(&iss.leeway).is_none() {
-                return bad(t, Some(i), "leeway", format!("`{}` is not a duration", iss.leeway));
+                return bad(
+                    t,
+                    Some(i),
+                    "leeway",
+                    format!("`{}` is not a duration", iss.leeway),
+                );
             }
             for alg in &iss.algorithms {
                 if crate::identity::parse_algorithm(alg).is_none() {
@@ -461,13 +509,26 @@ impl Config {
             }
         }
         if self.policy.query.is_empty() || !self.policy.query.starts_with("data.") {
-            return bad("policy", None, "query", "must be a rule path starting with `data.`".into());
+            return bad(
+                "policy",
+                None,
+                "query",
+                "must be a rule path starting with `data.`".into(),
+            );
         }
         if parse_duration(&self.policy.reload_interval).is_none() {
             return bad("policy", None, "reload_interval", "not a duration".into());
         }
-        if !(self.store.url.starts_with("sqlite://") || self.store.url.starts_with("postgres://") || self.store.url.starts_with("postgresql://")) {
-            return bad("store", None, "url", "must start with sqlite:// or postgres://".into());
+        if !(self.store.url.starts_with("sqlite://")
+            || self.store.url.starts_with("postgres://")
+            || self.store.url.starts_with("postgresql://"))
+        {
+            return bad(
+                "store",
+                None,
+                "url",
+                "must start with sqlite:// or postgres://".into(),
+            );
         }
         if let Some(t) = &self.approvals.hold_timeout {
             if parse_duration(t).is_none() {
@@ -475,7 +536,12 @@ impl Config {
             }
         }
         if self.connections.is_empty() {
-            return bad("connections", None, "name", "at least one [[connections]] is required".into());
+            return bad(
+                "connections",
+                None,
+                "name",
+                "at least one [[connections]] is required".into(),
+            );
         }
         for (i, c) in self.connections.iter().enumerate() {
             let t = "connections";
@@ -483,22 +549,47 @@ impl Config {
                 return bad(t, Some(i), "name", "must not be empty".into());
             }
             if self.connections[..i].iter().any(|o| o.name == c.name) {
-                return bad(t, Some(i), "name", format!("duplicate connection name `{}`", c.name));
+                return bad(
+                    t,
+                    Some(i),
+                    "name",
+                    format!("duplicate connection name `{}`", c.name),
+                );
             }
             if c.kind != "postgres" {
-                return bad(t, Some(i), "kind", format!("`{}` is not supported yet (supported: postgres)", c.kind));
+                return bad(
+                    t,
+                    Some(i),
+                    "kind",
+                    format!("`{}` is not supported yet (supported: postgres)", c.kind),
+                );
             }
             if split_host_port(&c.upstream).is_none() {
-                return bad(t, Some(i), "upstream", format!("`{}` is not host:port", c.upstream));
+                return bad(
+                    t,
+                    Some(i),
+                    "upstream",
+                    format!("`{}` is not host:port", c.upstream),
+                );
             }
             if c.user.is_empty() {
                 return bad(t, Some(i), "user", "must not be empty".into());
             }
             if c.password_env.is_some() == c.password_file.is_some() {
-                return bad(t, Some(i), "password_env", "set exactly one of password_env and password_file".into());
+                return bad(
+                    t,
+                    Some(i),
+                    "password_env",
+                    "set exactly one of password_env and password_file".into(),
+                );
             }
             if !matches!(c.tls.as_str(), "disable" | "require" | "verify-full") {
-                return bad(t, Some(i), "tls", "must be disable, require or verify-full".into());
+                return bad(
+                    t,
+                    Some(i),
+                    "tls",
+                    "must be disable, require or verify-full".into(),
+                );
             }
         }
         Ok(())
@@ -602,7 +693,10 @@ tls = "sometimes"
     fn names_key_and_line() {
         let cfg = Config::parse(GOOD, "p.toml").unwrap();
         let err = cfg.validate(GOOD, "p.toml").unwrap_err().to_string();
-        assert_eq!(err, "p.toml:20: `connections[1].tls`: must be disable, require or verify-full");
+        assert_eq!(
+            err,
+            "p.toml:20: `connections[1].tls`: must be disable, require or verify-full"
+        );
     }
 
     #[test]

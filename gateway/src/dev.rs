@@ -40,7 +40,11 @@ pub enum DevError {
 /// Finds the directory holding initdb/pg_ctl.
 pub fn find_pg_bin() -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
         .unwrap_or_default();
     dirs.sort_by_key(|d| {
         d.parent()
@@ -52,11 +56,16 @@ pub fn find_pg_bin() -> Option<PathBuf> {
     if let Some(d) = dirs.into_iter().rev().find(|d| d.join("initdb").exists()) {
         return Some(d);
     }
-    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).find(|d| d.join("initdb").exists()))
+    std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).find(|d| d.join("initdb").exists()))
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }
 
 /// Runs a Postgres server binary, as the `postgres` user when we are root
@@ -72,13 +81,20 @@ fn pg_command(bin: &Path, tool: &str) -> Command {
 }
 
 fn run(mut cmd: Command, what: &str) -> Result<(), DevError> {
-    let out = cmd.output().map_err(|e| DevError::Command { what: what.into(), why: e.to_string() })?;
+    let out = cmd.output().map_err(|e| DevError::Command {
+        what: what.into(),
+        why: e.to_string(),
+    })?;
     if out.status.success() {
         Ok(())
     } else {
         Err(DevError::Command {
             what: what.into(),
-            why: format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            why: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
         })
     }
 }
@@ -99,8 +115,10 @@ impl LocalCluster {
     pub fn create() -> Result<Self, DevError> {
         let bin = find_pg_bin().ok_or(DevError::NoPostgres)?;
         let port = free_port().map_err(DevError::Io)?;
-        let dir = std::env::temp_dir().join(format!("portcullis-dev-pg-{port}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| DevError::Io(format!("{}: {e}", dir.display())))?;
+        let dir =
+            std::env::temp_dir().join(format!("portcullis-dev-pg-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| DevError::Io(format!("{}: {e}", dir.display())))?;
         let password = format!("{:032x}", rand::random::<u128>());
         let pwfile = dir.join("pwfile");
         std::fs::write(&pwfile, &password).map_err(|e| DevError::Io(e.to_string()))?;
@@ -116,20 +134,38 @@ impl LocalCluster {
         }
         let data = dir.join("data");
         let mut c = pg_command(&bin, "initdb");
-        c.arg("-D").arg(&data).args(["--auth=scram-sha-256", "-U", "postgres", "--no-sync"]).arg(format!("--pwfile={}", pwfile.display()));
+        c.arg("-D")
+            .arg(&data)
+            .args(["--auth=scram-sha-256", "-U", "postgres", "--no-sync"])
+            .arg(format!("--pwfile={}", pwfile.display()));
         run(c, "initdb")?;
         let mut c = pg_command(&bin, "pg_ctl");
-        c.arg("-D").arg(&data).arg("-o").arg(format!("-p {port} -k {} -c listen_addresses=127.0.0.1", dir.display()))
-            .arg("-l").arg(dir.join("log")).args(["-w", "start"]);
+        c.arg("-D")
+            .arg(&data)
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1",
+                dir.display()
+            ))
+            .arg("-l")
+            .arg(dir.join("log"))
+            .args(["-w", "start"]);
         run(c, "pg_ctl start")?;
-        Ok(Self { bin, dir, port, password })
+        Ok(Self {
+            bin,
+            dir,
+            port,
+            password,
+        })
     }
 }
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         let mut c = pg_command(&self.bin, "pg_ctl");
-        c.arg("-D").arg(self.dir.join("data")).args(["-m", "fast", "stop"]);
+        c.arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "fast", "stop"]);
         let _ = c.output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -161,12 +197,27 @@ pub fn parse_url(url: &str) -> Result<UpstreamUrl, DevError> {
         .strip_prefix("postgres://")
         .or_else(|| url.strip_prefix("postgresql://"))
         .ok_or_else(|| DevError::Url("must start with postgres://".into()))?;
-    let (auth, hostpart) = rest.rsplit_once('@').ok_or_else(|| DevError::Url("missing user@".into()))?;
+    let (auth, hostpart) = rest
+        .rsplit_once('@')
+        .ok_or_else(|| DevError::Url("missing user@".into()))?;
     let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
     let (hostport, db) = hostpart.split_once('/').unwrap_or((hostpart, "postgres"));
     let db = db.split('?').next().unwrap_or("postgres");
-    let addr = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:5432") };
-    Ok(UpstreamUrl { user: user.into(), password: password.into(), addr, database: if db.is_empty() { "postgres".into() } else { db.into() } })
+    let addr = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:5432")
+    };
+    Ok(UpstreamUrl {
+        user: user.into(),
+        password: password.into(),
+        addr,
+        database: if db.is_empty() {
+            "postgres".into()
+        } else {
+            db.into()
+        },
+    })
 }
 
 /// Options of `portcullis dev`.
@@ -190,14 +241,23 @@ pub const DEV_PASSWORD_ENV: &str = "PORTCULLIS_DEV_UPSTREAM_PASSWORD";
 
 /// Prepares the dev environment: issuer, upstream, policy dir and config.
 /// Returns the config, the issuer, the cluster guard and the policy dir.
-pub fn prepare(opts: &DevOptions, issuer_url: &str) -> Result<(Config, DevIssuer, Option<LocalCluster>), DevError> {
-    let issuer = DevIssuer::load_or_create(&opts.state_dir, Some(issuer_url)).map_err(|e| DevError::Io(e.to_string()))?;
+pub fn prepare(
+    opts: &DevOptions,
+    issuer_url: &str,
+) -> Result<(Config, DevIssuer, Option<LocalCluster>), DevError> {
+    let issuer = DevIssuer::load_or_create(&opts.state_dir, Some(issuer_url))
+        .map_err(|e| DevError::Io(e.to_string()))?;
     let (cluster, url) = match &opts.upstream {
         Some(u) => (None, parse_url(u)?),
         None => {
             eprintln!("portcullis dev: creating a throwaway PostgreSQL cluster (initdb, SCRAM)...");
             let c = LocalCluster::create()?;
-            let url = UpstreamUrl { user: "postgres".into(), password: c.password.clone(), addr: format!("127.0.0.1:{}", c.port), database: "postgres".into() };
+            let url = UpstreamUrl {
+                user: "postgres".into(),
+                password: c.password.clone(),
+                addr: format!("127.0.0.1:{}", c.port),
+                database: "postgres".into(),
+            };
             (Some(c), url)
         }
     };
@@ -209,8 +269,10 @@ pub fn prepare(opts: &DevOptions, issuer_url: &str) -> Result<(Config, DevIssuer
     } else {
         let dir = opts.state_dir.join("policies");
         std::fs::create_dir_all(&dir).map_err(|e| DevError::Io(e.to_string()))?;
-        std::fs::write(dir.join("portcullis.rego"), DEFAULT_POLICY).map_err(|e| DevError::Io(e.to_string()))?;
-        std::fs::write(dir.join("data.json"), DEFAULT_POLICY_DATA).map_err(|e| DevError::Io(e.to_string()))?;
+        std::fs::write(dir.join("portcullis.rego"), DEFAULT_POLICY)
+            .map_err(|e| DevError::Io(e.to_string()))?;
+        std::fs::write(dir.join("data.json"), DEFAULT_POLICY_DATA)
+            .map_err(|e| DevError::Io(e.to_string()))?;
         dir
     };
     let mut cfg: Config = toml::from_str("").map_err(|e| DevError::Io(e.to_string()))?;
@@ -245,19 +307,31 @@ pub fn prepare(opts: &DevOptions, issuer_url: &str) -> Result<(Config, DevIssuer
 /// Seeds a demo table so the printed walkthrough has something to read.
 pub async fn seed(conn: &ConnectionConfig) -> Result<(), String> {
     use tokio::io::AsyncWriteExt;
-    let mut up = crate::session::upstream::connect(conn, "portcullis-dev-seed", &[]).await.map_err(|e| e.to_string())?;
+    let mut up = crate::session::upstream::connect(conn, "portcullis-dev-seed", &[])
+        .await
+        .map_err(|e| e.to_string())?;
     let sql = "CREATE TABLE IF NOT EXISTS demo_users (id serial PRIMARY KEY, email text NOT NULL, name text);\
                INSERT INTO demo_users (email, name) SELECT 'user' || g || '@example.com', 'User ' || g FROM generate_series(1, 5) g WHERE NOT EXISTS (SELECT 1 FROM demo_users);";
-    up.stream.write_all(&crate::pg::query::to_frame(sql).to_bytes()).await.map_err(|e| e.to_string())?;
+    up.stream
+        .write_all(&crate::pg::query::to_frame(sql).to_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut buf = up.leftover;
     loop {
-        let f = tokio::time::timeout(Duration::from_secs(10), crate::pg::read_frame(&mut up.stream, &mut buf, 1 << 20))
-            .await
-            .map_err(|_| "timed out".to_string())?
-            .map_err(|e| e.to_string())?
-            .ok_or("closed")?;
+        let f = tokio::time::timeout(
+            Duration::from_secs(10),
+            crate::pg::read_frame(&mut up.stream, &mut buf, 1 << 20),
+        )
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?
+        .ok_or("closed")?;
         match f.tag {
-            b'E' => return Err(crate::pg::ErrorFields::decode(&f.body).map(|e| e.message).unwrap_or_default()),
+            b'E' => {
+                return Err(crate::pg::ErrorFields::decode(&f.body)
+                    .map(|e| e.message)
+                    .unwrap_or_default())
+            }
             b'Z' => return Ok(()),
             _ => {}
         }

@@ -6,12 +6,12 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
-pub mod identity;
-pub mod pg;
-pub mod sql;
-pub mod metrics;
-pub mod policy;
-pub mod session;
 pub mod dev;
 pub mod http;
+pub mod identity;
+pub mod metrics;
+pub mod pg;
+pub mod policy;
 pub mod server;
+pub mod session;
+pub mod sql;

@@ -13,7 +13,11 @@ use portcullis::identity::dev::DevIssuer;
 use portcullis::{dev, policy, server};
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "Identity-aware database gateway")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Identity-aware database gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -24,7 +28,12 @@ enum Cmd {
     /// Run the gateway from a config file.
     Serve {
         /// Config file.
-        #[arg(long, short, default_value = "portcullis.toml", env = "PORTCULLIS_CONFIG")]
+        #[arg(
+            long,
+            short,
+            default_value = "portcullis.toml",
+            env = "PORTCULLIS_CONFIG"
+        )]
         config: PathBuf,
     },
     /// Validate a config file and exit.
@@ -107,12 +116,19 @@ enum PolicyCmd {
 }
 
 fn default_state_dir() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".portcullis").join("dev")
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".portcullis")
+        .join("dev")
 }
 
 fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         b.json().init();
     } else {
@@ -148,13 +164,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}: ok", config.display());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Dev { upstream, listen, admin_listen, issuer_listen, state_dir, user, groups } => {
+        Cmd::Dev {
+            upstream,
+            listen,
+            admin_listen,
+            issuer_listen,
+            state_dir,
+            user,
+            groups,
+        } => {
             init_tracing(false);
-            let opts = dev::DevOptions { upstream, listen, admin_listen, state_dir: state_dir.unwrap_or_else(default_state_dir), user, groups };
+            let opts = dev::DevOptions {
+                upstream,
+                listen,
+                admin_listen,
+                state_dir: state_dir.unwrap_or_else(default_state_dir),
+                user,
+                groups,
+            };
             runtime()?.block_on(run_dev(opts, issuer_listen))?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Token { dev, user, groups, ttl, state_dir } => {
+        Cmd::Token {
+            dev,
+            user,
+            groups,
+            ttl,
+            state_dir,
+        } => {
             if !dev {
                 bail!("only --dev tokens can be minted here; for a real IdP use its login flow and pass the access token as the password");
             }
@@ -163,7 +200,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", issuer.mint(&user, &groups, ttl)?);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Policy { cmd: PolicyCmd::Test { dir } } => {
+        Cmd::Policy {
+            cmd: PolicyCmd::Test { dir },
+        } => {
             let results = policy::testing::run(&dir)?;
             let failed = results.iter().filter(|r| !r.passed).count();
             for r in &results {
@@ -178,15 +217,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("no test_* rules found in {}", dir.display());
                 return Ok(ExitCode::from(1));
             }
-            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Cmd::Policy { cmd: PolicyCmd::Eval { input, dir, query } } => {
+        Cmd::Policy {
+            cmd: PolicyCmd::Eval { input, dir, query },
+        } => {
             let text = if input.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin())?
             } else {
-                std::fs::read_to_string(&input).with_context(|| format!("reading {}", input.display()))?
+                std::fs::read_to_string(&input)
+                    .with_context(|| format!("reading {}", input.display()))?
             };
-            let input: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", input.display()))?;
+            let input: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not JSON", input.display()))?;
             let bundle = policy::Bundle::load(&dir, &query)?;
             let d = bundle.decide(&input);
             println!("{}", serde_json::to_string_pretty(&d)?);
@@ -196,11 +243,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 async fn run_dev(opts: dev::DevOptions, issuer_listen: String) -> anyhow::Result<()> {
-    let issuer_l = tokio::net::TcpListener::bind(&issuer_listen).await.with_context(|| format!("dev issuer: cannot listen on {issuer_listen}"))?;
+    let issuer_l = tokio::net::TcpListener::bind(&issuer_listen)
+        .await
+        .with_context(|| format!("dev issuer: cannot listen on {issuer_listen}"))?;
     let issuer_url = format!("http://{}", issuer_l.local_addr()?);
     let (cfg, issuer, cluster) = dev::prepare(&opts, &issuer_url)?;
     let router = issuer.router();
@@ -212,12 +263,31 @@ async fn run_dev(opts: dev::DevOptions, issuer_listen: String) -> anyhow::Result
     }
     let gw = server::Gateway::start(cfg).await?;
     let token = issuer.mint(&opts.user, &opts.groups, 43_200)?;
-    let email = if opts.user.contains('@') { opts.user.clone() } else { format!("{}@example.com", opts.user) };
+    let email = if opts.user.contains('@') {
+        opts.user.clone()
+    } else {
+        format!("{}@example.com", opts.user)
+    };
     let port = gw.pg_addr.port();
     let host = gw.pg_addr.ip();
     println!();
-    println!("Portcullis dev gateway is ready on {} (admin: {}).", gw.pg_addr, gw.admin_addr.map(|a| format!("http://{a}/metrics")).unwrap_or_else(|| "off".into()));
-    println!("Upstream: {}  Issuer: {}  Policy: {}", if cluster.is_some() { "throwaway local PostgreSQL" } else { "--upstream" }, issuer.issuer, "policies (hot reloaded)");
+    println!(
+        "Portcullis dev gateway is ready on {} (admin: {}).",
+        gw.pg_addr,
+        gw.admin_addr
+            .map(|a| format!("http://{a}/metrics"))
+            .unwrap_or_else(|| "off".into())
+    );
+    println!(
+        "Upstream: {}  Issuer: {}  Policy: {}",
+        if cluster.is_some() {
+            "throwaway local PostgreSQL"
+        } else {
+            "--upstream"
+        },
+        issuer.issuer,
+        "policies (hot reloaded)"
+    );
     println!();
     println!("Connect as {email} (groups: {}):", opts.groups.join(","));
     println!();
@@ -225,7 +295,14 @@ async fn run_dev(opts: dev::DevOptions, issuer_listen: String) -> anyhow::Result
     println!();
     println!("Try:  select * from demo_users;   delete from demo_users;   (refused: DELETE without WHERE)");
     println!("More tokens: portcullis token --dev --user bob --groups analyst");
-    println!("Ctrl-C stops the gateway{}.", if cluster.is_some() { " and removes the throwaway database" } else { "" });
+    println!(
+        "Ctrl-C stops the gateway{}.",
+        if cluster.is_some() {
+            " and removes the throwaway database"
+        } else {
+            ""
+        }
+    );
     gw.run(server::shutdown_signal()).await;
     drop(cluster);
     Ok(())

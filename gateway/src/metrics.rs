@@ -9,7 +9,8 @@ use crate::policy::Action;
 
 /// Histogram bucket upper bounds, in seconds.
 const BUCKETS: [f64; 12] = [
-    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25,
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05,
+    0.25,
 ];
 
 /// A fixed-bucket latency histogram.
@@ -28,7 +29,8 @@ impl Histogram {
             Some(i) => self.counts[i].fetch_add(1, Ordering::Relaxed),
             None => self.inf.fetch_add(1, Ordering::Relaxed),
         };
-        self.sum_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
 
     fn render(&self, name: &str, help: &str, out: &mut String) {
@@ -94,12 +96,24 @@ impl Metrics {
         let _ = writeln!(out, "# HELP portcullis_auth_failures_total Failed client authentications.\n# TYPE portcullis_auth_failures_total counter\nportcullis_auth_failures_total {}", g(&self.auth_failures));
         let _ = writeln!(out, "# HELP portcullis_statements_total Statements decided, by action.\n# TYPE portcullis_statements_total counter");
         for (i, a) in ["allow", "approve", "deny"].iter().enumerate() {
-            let _ = writeln!(out, "portcullis_statements_total{{action=\"{a}\"}} {}", g(&self.statements[i]));
+            let _ = writeln!(
+                out,
+                "portcullis_statements_total{{action=\"{a}\"}} {}",
+                g(&self.statements[i])
+            );
         }
         let _ = writeln!(out, "# HELP portcullis_decision_cache_hits_total Decisions served from the session cache.\n# TYPE portcullis_decision_cache_hits_total counter\nportcullis_decision_cache_hits_total {}", g(&self.cache_hits));
         let _ = writeln!(out, "# HELP portcullis_policy_reloads_total Policy reloads, by result.\n# TYPE portcullis_policy_reloads_total counter\nportcullis_policy_reloads_total{{result=\"ok\"}} {}\nportcullis_policy_reloads_total{{result=\"error\"}} {}", g(&self.reloads_ok), g(&self.reloads_failed));
-        self.parse_latency.render("portcullis_parse_seconds", "Statement parse latency.", &mut out);
-        self.decision_latency.render("portcullis_decision_seconds", "Policy decision latency.", &mut out);
+        self.parse_latency.render(
+            "portcullis_parse_seconds",
+            "Statement parse latency.",
+            &mut out,
+        );
+        self.decision_latency.render(
+            "portcullis_decision_seconds",
+            "Policy decision latency.",
+            &mut out,
+        );
         out
     }
 }

@@ -47,7 +47,12 @@ pub struct Gateway {
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr).await.map_err(|e| ServerError::Bind { addr: addr.to_string(), why: e.to_string() })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServerError::Bind {
+            addr: addr.to_string(),
+            why: e.to_string(),
+        })
 }
 
 impl Gateway {
@@ -57,21 +62,29 @@ impl Gateway {
         let metrics = Arc::new(Metrics::default());
         let policy = PolicyStore::open(&config.policy.dir, &config.policy.query)?;
         tracing::info!(policy_hash = %policy.current().hash, dir = %config.policy.dir.display(), "policy loaded");
-        let interval = parse_duration(&config.policy.reload_interval).unwrap_or(Duration::from_secs(1));
+        let interval =
+            parse_duration(&config.policy.reload_interval).unwrap_or(Duration::from_secs(1));
         policy.spawn_watcher(interval, metrics.clone());
         let tls = match (&config.gateway.tls_cert, &config.gateway.tls_key) {
             (Some(c), Some(k)) => Some(acceptor(c, k)?),
             _ => None,
         };
         let listener = bind(&config.gateway.listen).await?;
-        let pg_addr = listener.local_addr().map_err(|e| ServerError::Bind { addr: config.gateway.listen.clone(), why: e.to_string() })?;
+        let pg_addr = listener.local_addr().map_err(|e| ServerError::Bind {
+            addr: config.gateway.listen.clone(),
+            why: e.to_string(),
+        })?;
         let accepting = Arc::new(AtomicBool::new(true));
         let admin_addr = if config.gateway.admin_listen.is_empty() {
             None
         } else {
             let l = bind(&config.gateway.admin_listen).await?;
             let addr = l.local_addr().ok();
-            let app = admin::app(AdminState { metrics: metrics.clone(), policy: policy.clone(), accepting: accepting.clone() });
+            let app = admin::app(AdminState {
+                metrics: metrics.clone(),
+                policy: policy.clone(),
+                accepting: accepting.clone(),
+            });
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(l, app).await {
                     tracing::error!(error = %e, "admin listener failed");
@@ -89,7 +102,13 @@ impl Gateway {
             config,
         });
         tracing::info!(listen = %pg_addr, admin = ?admin_addr, tls = shared.tls.is_some(), "gateway listening");
-        Ok(Self { pg_addr, admin_addr, listener, shared, accepting })
+        Ok(Self {
+            pg_addr,
+            admin_addr,
+            listener,
+            shared,
+            accepting,
+        })
     }
 
     /// Accepts sessions until `shutdown` resolves, then waits up to the
@@ -116,14 +135,26 @@ impl Gateway {
         drop(self.listener);
         let grace = self.shared.config.shutdown_grace();
         let deadline = Instant::now() + grace;
-        let active = || self.shared.metrics.connections_active.load(Ordering::Acquire);
-        tracing::info!(sessions = active(), grace_secs = grace.as_secs(), "shutting down: no new connections; waiting for sessions");
+        let active = || {
+            self.shared
+                .metrics
+                .connections_active
+                .load(Ordering::Acquire)
+        };
+        tracing::info!(
+            sessions = active(),
+            grace_secs = grace.as_secs(),
+            "shutting down: no new connections; waiting for sessions"
+        );
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         while active() > 0 && Instant::now() < deadline {
             tick.tick().await;
         }
         if active() > 0 {
-            tracing::warn!(sessions = active(), "grace period over; closing remaining sessions");
+            tracing::warn!(
+                sessions = active(),
+                "grace period over; closing remaining sessions"
+            );
         } else {
             tracing::info!("all sessions finished");
         }

@@ -36,13 +36,27 @@ pub fn psql_cmd(gw: &Gateway, user: &str, token: &str, dbname: &str) -> Command 
     let mut c = Command::new("psql");
     c.env("PGPASSWORD", token)
         .env("PGCONNECT_TIMEOUT", "10")
-        .args(["-X", "-h", "127.0.0.1", "-p", &gw.port.to_string(), "-U", user, "-d", dbname]);
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &gw.port.to_string(),
+            "-U",
+            user,
+            "-d",
+            dbname,
+        ]);
     c
 }
 
 /// Runs psql with extra arguments.
 pub fn psql(gw: &Gateway, user: &str, token: &str, args: &[&str]) -> Run {
-    psql_cmd(gw, user, token, "app").args(args).output().expect("psql").into()
+    psql_cmd(gw, user, token, "app")
+        .args(args)
+        .output()
+        .expect("psql")
+        .into()
 }
 
 /// Runs a client script from tests/clients with the connection in the

@@ -60,12 +60,28 @@ impl Gateway {
         let mut tls_lines = String::new();
         if opts.tls {
             let out = Command::new("openssl")
-                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
-                .arg("-keyout").arg(dir.join("gw.key"))
-                .arg("-out").arg(dir.join("gw.crt"))
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=localhost",
+                ])
+                .arg("-keyout")
+                .arg(dir.join("gw.key"))
+                .arg("-out")
+                .arg(dir.join("gw.crt"))
                 .output()
                 .expect("openssl");
-            assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "openssl: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             tls_lines = "tls_cert = \"gw.crt\"\ntls_key = \"gw.key\"\n".into();
         }
         let config = format!(
@@ -116,12 +132,21 @@ groups = ["dba"]
         let log = dir.join("gateway.log");
         let guard = Guarded::spawn(
             &portcullis_bin().display().to_string(),
-            &["serve".into(), "--config".into(), cfg_path.display().to_string()],
+            &[
+                "serve".into(),
+                "--config".into(),
+                cfg_path.display().to_string(),
+            ],
             &format!("rm -rf '{}'", dir.display()),
             &log,
         );
         wait_port(port, "the gateway");
-        Self { port, admin_port, dir, _guard: guard }
+        Self {
+            port,
+            admin_port,
+            dir,
+            _guard: guard,
+        }
     }
 
     /// The gateway's log so far.
@@ -131,7 +156,8 @@ groups = ["dba"]
 
     /// GET on the admin listener.
     pub fn admin_get(&self, path: &str) -> (u16, String) {
-        let r = reqwest::blocking::get(format!("http://127.0.0.1:{}{path}", self.admin_port)).expect("admin GET");
+        let r = reqwest::blocking::get(format!("http://127.0.0.1:{}{path}", self.admin_port))
+            .expect("admin GET");
         (r.status().as_u16(), r.text().unwrap_or_default())
     }
 }

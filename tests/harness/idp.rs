@@ -20,14 +20,28 @@ pub struct Idp {
 impl Idp {
     fn start() -> Self {
         let node_dir = root().join("tests/node");
-        assert!(node_dir.join("node_modules/oidc-provider").exists(), "tests/node/node_modules is missing: run scripts/install-deps.sh");
+        assert!(
+            node_dir.join("node_modules/oidc-provider").exists(),
+            "tests/node/node_modules is missing: run scripts/install-deps.sh"
+        );
         let port = free_port();
         let dir = temp_dir("idp");
         let log = dir.join("idp.log");
         let cleanup = format!("rm -rf '{}'", dir.display());
-        let guard = Guarded::spawn("node", &[node_dir.join("idp.mjs").display().to_string(), port.to_string()], &cleanup, &log);
+        let guard = Guarded::spawn(
+            "node",
+            &[
+                node_dir.join("idp.mjs").display().to_string(),
+                port.to_string(),
+            ],
+            &cleanup,
+            &log,
+        );
         wait_port(port, "the OIDC provider");
-        Self { issuer: format!("http://127.0.0.1:{port}"), _guard: guard }
+        Self {
+            issuer: format!("http://127.0.0.1:{port}"),
+            _guard: guard,
+        }
     }
 
     /// An access token for a test user (alice, bob, mallory, shortlived).
@@ -40,11 +54,18 @@ impl Idp {
         let resp: serde_json::Value = reqwest::blocking::Client::new()
             .post(format!("{}/token", self.issuer))
             .basic_auth(user, Some(format!("{user}-secret")))
-            .form(&[("grant_type", "client_credentials"), ("scope", "db"), ("resource", resource)])
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", "db"),
+                ("resource", resource),
+            ])
             .send()
             .and_then(|r| r.json())
             .expect("token request");
-        resp["access_token"].as_str().unwrap_or_else(|| panic!("no access_token in {resp}")).to_string()
+        resp["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no access_token in {resp}"))
+            .to_string()
     }
 }
 
@@ -58,7 +79,8 @@ pub fn idp() -> &'static Idp {
 /// Replaces a token's header with `alg: none` and drops the signature.
 pub fn alg_none(token: &str) -> String {
     let payload = token.split('.').nth(1).unwrap_or_default();
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let header =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     format!("{header}.{payload}.")
 }
 
@@ -72,7 +94,14 @@ const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }
 const sig = crypto.sign('RSA-SHA256', Buffer.from(h + '.' + p), privateKey).toString('base64url');
 process.stdout.write(h + '.' + p + '.' + sig);
 "#;
-    let out = std::process::Command::new("node").args(["-e", script, token]).output().expect("node");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("node")
+        .args(["-e", script, token])
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).to_string()
 }

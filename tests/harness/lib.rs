@@ -15,7 +15,7 @@ pub mod postgres;
 
 use std::io::Write as _;
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,26 +25,44 @@ pub use postgres::{postgres, Postgres};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
 }
 
 /// The built `portcullis` binary (next to the test executable's deps dir).
 pub fn portcullis_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    let dir = exe.parent().and_then(|d| d.parent()).map(PathBuf::from).unwrap_or_default();
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let bin = dir.join("portcullis");
-    assert!(bin.exists(), "{} is missing: run `cargo build --bins` before the tests (scripts/test.sh does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bins` before the tests (scripts/test.sh does)",
+        bin.display()
+    );
     bin
 }
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 /// A fresh temp directory (removed by the owner's guard or at drop).
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("portcullis-e2e-{tag}-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+    let d = std::env::temp_dir().join(format!(
+        "portcullis-e2e-{tag}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     std::fs::create_dir_all(&d).expect("create temp dir");
     d
 }
@@ -60,7 +78,9 @@ pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 
 /// Waits until a TCP port accepts connections.
 pub fn wait_port(port: u16, what: &str) {
-    wait_for(what, Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    wait_for(what, Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
 }
 
 /// A process that is stopped when this guard drops or the test process
@@ -74,7 +94,7 @@ pub struct Guarded {
 impl Guarded {
     /// Runs `program args` in the background; on stop, kills it and runs
     /// `cleanup` (a shell snippet, may be empty).
-    pub fn spawn(program: &str, args: &[String], cleanup: &str, log: &PathBuf) -> Self {
+    pub fn spawn(program: &str, args: &[String], cleanup: &str, log: &Path) -> Self {
         let script = format!(
             "\"$@\" </dev/null >>'{log}' 2>&1 & pid=$!; cat >/dev/null; kill $pid 2>/dev/null; wait $pid 2>/dev/null; {cleanup}",
             log = log.display()

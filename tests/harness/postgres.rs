@@ -26,7 +26,9 @@ pub struct Postgres {
 
 fn pg_bin() -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL server packages are not installed (scripts/install-deps.sh installs them)")
+        .expect(
+            "PostgreSQL server packages are not installed (scripts/install-deps.sh installs them)",
+        )
         .filter_map(|e| e.ok())
         .map(|e| e.path().join("bin"))
         .filter(|d| d.join("initdb").exists())
@@ -43,7 +45,12 @@ fn as_postgres(bin: &std::path::Path, tool: &str) -> Command {
 
 fn check(mut c: Command, what: &str) {
     let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Postgres {
@@ -55,23 +62,59 @@ impl Postgres {
         std::fs::write(dir.join("pwfile"), &super_password).expect("pwfile");
         let svc_password_file = dir.join("svc.password");
         std::fs::write(&svc_password_file, &svc_password).expect("svc pw");
-        check({ let mut c = Command::new("chown"); c.args(["-R", "postgres:postgres"]).arg(&dir); c }, "chown");
+        check(
+            {
+                let mut c = Command::new("chown");
+                c.args(["-R", "postgres:postgres"]).arg(&dir);
+                c
+            },
+            "chown",
+        );
         let data = dir.join("data");
         let mut c = as_postgres(&bin, "initdb");
-        c.arg("-D").arg(&data).args(["--auth=scram-sha-256", "-U", "postgres", "--no-sync", "-E", "UTF8"]).arg(format!("--pwfile={}", dir.join("pwfile").display()));
+        c.arg("-D")
+            .arg(&data)
+            .args([
+                "--auth=scram-sha-256",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ])
+            .arg(format!("--pwfile={}", dir.join("pwfile").display()));
         check(c, "initdb");
         let port = free_port();
         let mut c = as_postgres(&bin, "pg_ctl");
-        c.arg("-D").arg(&data)
-            .arg("-o").arg(format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", dir.display()))
-            .arg("-l").arg(dir.join("log")).args(["-w", "start"]);
+        c.arg("-D")
+            .arg(&data)
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+                dir.display()
+            ))
+            .arg("-l")
+            .arg(dir.join("log"))
+            .args(["-w", "start"]);
         check(c, "pg_ctl start");
         let guard = Guarded::cleanup_only(&format!(
             "runuser -u postgres -- {} -D '{}' -m immediate stop >/dev/null 2>&1; rm -rf '{}'",
-            bin.join("pg_ctl").display(), data.display(), dir.display()
+            bin.join("pg_ctl").display(),
+            data.display(),
+            dir.display()
         ));
-        let pg = Self { port, super_password, svc_password, svc_password_file, bin, _guard: guard };
-        pg.psql_super("postgres", &format!("CREATE ROLE svc LOGIN PASSWORD '{}'", pg.svc_password));
+        let pg = Self {
+            port,
+            super_password,
+            svc_password,
+            svc_password_file,
+            bin,
+            _guard: guard,
+        };
+        pg.psql_super(
+            "postgres",
+            &format!("CREATE ROLE svc LOGIN PASSWORD '{}'", pg.svc_password),
+        );
         pg.psql_super("postgres", "CREATE DATABASE app OWNER svc");
         pg.psql_super("app", "SET ROLE svc; \
             CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, secret text); \
@@ -84,16 +127,41 @@ impl Postgres {
     pub fn psql_super(&self, db: &str, sql: &str) -> String {
         let out = Command::new("psql")
             .env("PGPASSWORD", &self.super_password)
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", db, "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
             .output()
             .expect("psql");
-        assert!(out.status.success(), "psql as superuser failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "psql as superuser failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// Waits until a query run directly as superuser returns `expected`.
     pub fn wait_value(&self, db: &str, sql: &str, expected: &str) {
-        wait_for(&format!("`{sql}` = {expected}"), Duration::from_secs(20), || self.psql_super(db, sql) == expected);
+        wait_for(
+            &format!("`{sql}` = {expected}"),
+            Duration::from_secs(20),
+            || self.psql_super(db, sql) == expected,
+        );
     }
 }
 

@@ -24,18 +24,26 @@ fn container_ports(service: &Value) -> Vec<u16> {
 
 /// Host path mounted at `target` in `service`.
 fn mount_source(service: &Value, target: &str) -> Option<String> {
-    service["volumes"].as_sequence()?.iter().filter_map(|v| v.as_str()).find_map(|v| {
-        let mut parts = v.split(':');
-        let (src, dst) = (parts.next()?, parts.next()?);
-        (dst == target).then(|| src.to_string())
-    })
+    service["volumes"]
+        .as_sequence()?
+        .iter()
+        .filter_map(|v| v.as_str())
+        .find_map(|v| {
+            let mut parts = v.split(':');
+            let (src, dst) = (parts.next()?, parts.next()?);
+            (dst == target).then(|| src.to_string())
+        })
 }
 
 #[test]
 fn compose_file_is_valid_per_the_compose_spec() {
     let (text, _) = compose();
     let parsed: Result<compose_spec::Compose, _> = serde_yaml::from_str(&text);
-    assert!(parsed.is_ok(), "compose.yaml does not follow the Compose spec: {:?}", parsed.err());
+    assert!(
+        parsed.is_ok(),
+        "compose.yaml does not follow the Compose spec: {:?}",
+        parsed.err()
+    );
 }
 
 #[test]
@@ -46,7 +54,8 @@ fn gateway_config_lines_up_with_the_services() {
         assert!(!services[name].is_null(), "service {name} missing");
     }
     let gw = &services["gateway"];
-    let cfg_src = mount_source(gw, "/etc/portcullis/portcullis.toml").expect("gateway config mount");
+    let cfg_src =
+        mount_source(gw, "/etc/portcullis/portcullis.toml").expect("gateway config mount");
     let cfg_path = root().join(cfg_src.trim_start_matches("./"));
     let cfg = Config::load(&cfg_path).unwrap_or_else(|e| panic!("{e}"));
 
@@ -54,14 +63,32 @@ fn gateway_config_lines_up_with_the_services() {
     let ports = container_ports(gw);
     for addr in [&cfg.gateway.listen, &cfg.gateway.admin_listen] {
         let (_, port) = split_host_port(addr).unwrap();
-        assert!(ports.contains(&port), "gateway port {port} not published: {ports:?}");
+        assert!(
+            ports.contains(&port),
+            "gateway port {port} not published: {ports:?}"
+        );
     }
     // Policy directory is mounted from the repository's policies/.
-    assert_eq!(mount_source(gw, cfg.policy.dir.to_str().unwrap()).as_deref(), Some("./policies"));
+    assert_eq!(
+        mount_source(gw, cfg.policy.dir.to_str().unwrap()).as_deref(),
+        Some("./policies")
+    );
     assert!(root().join("policies/portcullis.rego").exists());
     // TLS files live in a mounted directory.
-    let tls_dir = cfg.gateway.tls_cert.as_ref().unwrap().parent().unwrap().to_str().unwrap().to_string();
-    assert!(mount_source(gw, &tls_dir).is_some(), "TLS dir {tls_dir} not mounted");
+    let tls_dir = cfg
+        .gateway
+        .tls_cert
+        .as_ref()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        mount_source(gw, &tls_dir).is_some(),
+        "TLS dir {tls_dir} not mounted"
+    );
 
     // Upstream is the postgres service, its database and user.
     let conn = &cfg.connections[0];
@@ -69,14 +96,29 @@ fn gateway_config_lines_up_with_the_services() {
     assert_eq!(host, "postgres");
     assert_eq!(port, 5432);
     let pg = &services["postgres"];
-    assert_eq!(pg["environment"]["POSTGRES_DB"].as_str(), Some(conn.database()));
-    assert_eq!(pg["environment"]["POSTGRES_USER"].as_str(), Some(conn.user.as_str()));
+    assert_eq!(
+        pg["environment"]["POSTGRES_DB"].as_str(),
+        Some(conn.database())
+    );
+    assert_eq!(
+        pg["environment"]["POSTGRES_USER"].as_str(),
+        Some(conn.user.as_str())
+    );
     // The credential file is a secret both services receive.
-    let pw = conn.password_file.as_ref().unwrap().to_str().unwrap().to_string();
+    let pw = conn
+        .password_file
+        .as_ref()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let secret = pw.trim_start_matches("/run/secrets/");
     for svc in [gw, pg] {
         let s = svc["secrets"].as_sequence().unwrap();
-        assert!(s.iter().any(|x| x.as_str() == Some(secret)), "secret {secret} not given");
+        assert!(
+            s.iter().any(|x| x.as_str() == Some(secret)),
+            "secret {secret} not given"
+        );
     }
     let secret_file = c["secrets"][secret]["file"].as_str().unwrap();
     assert!(root().join(secret_file.trim_start_matches("./")).exists());
@@ -84,7 +126,10 @@ fn gateway_config_lines_up_with_the_services() {
     // The issuer is the idp service; approvals is the approvals service.
     let issuer = &cfg.identity.issuers[0].issuer;
     let idp_port = container_ports(&services["idp"])[0];
-    assert!(issuer.starts_with(&format!("http://idp:{idp_port}/")), "{issuer}");
+    assert!(
+        issuer.starts_with(&format!("http://idp:{idp_port}/")),
+        "{issuer}"
+    );
     let approvals = cfg.approvals.url.as_deref().unwrap();
     let (_, ap) = split_host_port(approvals.trim_start_matches("http://")).unwrap();
     assert!(approvals.starts_with("http://approvals:"));

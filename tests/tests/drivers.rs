@@ -19,12 +19,24 @@ fn token() -> String {
 
 #[test]
 fn psycopg() {
-    let out = json(&client("python3", &["clients/psycopg_client.py"], gateway(), "alice@example.com", &token()));
+    let out = json(&client(
+        "python3",
+        &["clients/psycopg_client.py"],
+        gateway(),
+        "alice@example.com",
+        &token(),
+    ));
     assert_eq!(out["one"], 1);
     assert_eq!(out["param"], "item 3");
     assert_eq!(out["prepared"], serde_json::json!([1, 2, 3, 4, 5, 6]));
     assert_eq!(out["denied"], "42501", "{out}");
-    assert!(out["denied_msg"].as_str().unwrap_or_default().contains("DELETE without WHERE on public.items"), "{out}");
+    assert!(
+        out["denied_msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("DELETE without WHERE on public.items"),
+        "{out}"
+    );
     assert_eq!(out["after"], 10);
     assert_eq!(out["cancelled"], "57014", "{out}");
     assert!(out["cancel_secs"].as_f64().unwrap_or(99.0) < 30.0, "{out}");
@@ -33,7 +45,13 @@ fn psycopg() {
 
 #[test]
 fn asyncpg() {
-    let out = json(&client("python3", &["clients/asyncpg_client.py"], gateway(), "alice@example.com", &token()));
+    let out = json(&client(
+        "python3",
+        &["clients/asyncpg_client.py"],
+        gateway(),
+        "alice@example.com",
+        &token(),
+    ));
     assert_eq!(out["one"], 1);
     assert_eq!(out["param"], "item 3");
     assert_eq!(out["prepared"], serde_json::json!([1, 2, 3]));
@@ -46,7 +64,13 @@ fn asyncpg() {
 
 #[test]
 fn node_pg() {
-    let out = json(&client("node", &["node/node_pg_client.mjs"], gateway(), "alice@example.com", &token()));
+    let out = json(&client(
+        "node",
+        &["node/node_pg_client.mjs"],
+        gateway(),
+        "alice@example.com",
+        &token(),
+    ));
     assert_eq!(out["one"], 1);
     assert_eq!(out["param"], "item 3");
     assert_eq!(out["prepared"], serde_json::json!([4, 5]));
@@ -59,13 +83,20 @@ fn node_pg() {
 fn jdbc() {
     let out = json(&client(
         "java",
-        &["-cp", "/usr/share/java/postgresql.jar", "clients/JdbcClient.java"],
+        &[
+            "-cp",
+            "/usr/share/java/postgresql.jar",
+            "clients/JdbcClient.java",
+        ],
         gateway(),
         "alice@example.com",
         &token(),
     ));
     assert_eq!(out["one"], 1);
-    assert_eq!(out["prepared"], serde_json::json!(["item 1", "item 2", "item 3", "item 4", "item 5"]));
+    assert_eq!(
+        out["prepared"],
+        serde_json::json!(["item 1", "item 2", "item 3", "item 4", "item 5"])
+    );
     assert_eq!(out["denied"], "42501", "{out}");
     assert_eq!(out["after"], 10);
     assert_eq!(out["cancelled"], "57014", "{out}");

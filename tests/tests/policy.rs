@@ -6,19 +6,31 @@ use std::process::Command;
 use std::time::Duration;
 
 use portcullis_e2e::clients::{psql, Run};
-use portcullis_e2e::{gateway, idp, portcullis_bin, root, temp_dir, wait_for, Gateway, GatewayOptions};
+use portcullis_e2e::{
+    gateway, idp, portcullis_bin, root, temp_dir, wait_for, Gateway, GatewayOptions,
+};
 
 const ALICE: &str = "alice@example.com";
 
 fn portcullis(args: &[&str]) -> Run {
-    Command::new(portcullis_bin()).args(args).current_dir(root()).output().unwrap().into()
+    Command::new(portcullis_bin())
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap()
+        .into()
 }
 
 #[test]
 fn shipped_policy_tests_pass() {
     let r = portcullis(&["policy", "test", "policies"]);
     assert!(r.ok, "{}", r.all());
-    assert!(r.stdout.contains("PASS data.portcullis_test.test_delete_without_where_denied"), "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("PASS data.portcullis_test.test_delete_without_where_denied"),
+        "{}",
+        r.all()
+    );
     assert!(r.stdout.contains(", 0 failed"), "{}", r.all());
 }
 
@@ -29,12 +41,21 @@ fn a_broken_policy_test_fails_visibly() {
         std::fs::copy(root().join("policies").join(f), dir.join(f)).unwrap();
     }
     let t = std::fs::read_to_string(dir.join("portcullis_test.rego")).unwrap();
-    let broken = t.replacen("d.approval.groups == [\"dba\"]", "d.approval.groups == [\"nobody\"]", 1);
+    let broken = t.replacen(
+        "d.approval.groups == [\"dba\"]",
+        "d.approval.groups == [\"nobody\"]",
+        1,
+    );
     assert_ne!(t, broken);
     std::fs::write(dir.join("portcullis_test.rego"), broken).unwrap();
     let r = portcullis(&["policy", "test", dir.to_str().unwrap()]);
     assert!(!r.ok, "{}", r.all());
-    assert!(r.stdout.contains("FAIL data.portcullis_test.test_ddl_needs_dba_approval"), "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("FAIL data.portcullis_test.test_ddl_needs_dba_approval"),
+        "{}",
+        r.all()
+    );
     assert!(r.stdout.contains(", 1 failed"), "{}", r.all());
     std::fs::remove_dir_all(dir).ok();
 }
@@ -49,7 +70,14 @@ fn policy_eval_prints_the_decision() {
         "statement":{"text":"truncate t","fingerprint":"","kind":"truncate","command_tag":"TRUNCATE TABLE","read_only":false,
           "tables":[{"schema":"public","name":"t","access":"write"}],"columns":[],"functions":[],"has_where":false,"limit":null,
           "flags":["bulk_write"]},"now":"2026-11-23T10:00:00Z"}"#).unwrap();
-    let r = portcullis(&["policy", "eval", "--input", input.to_str().unwrap(), "--dir", "policies"]);
+    let r = portcullis(&[
+        "policy",
+        "eval",
+        "--input",
+        input.to_str().unwrap(),
+        "--dir",
+        "policies",
+    ]);
     assert!(r.ok, "{}", r.all());
     let d: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(d["action"], "approve");
@@ -59,7 +87,12 @@ fn policy_eval_prints_the_decision() {
 
 #[test]
 fn unparseable_statement_is_denied_and_session_continues() {
-    let r = psql(gateway(), ALICE, &idp().token("alice"), &["-c", "selec 1 from", "-c", "select 'ok after'"]);
+    let r = psql(
+        gateway(),
+        ALICE,
+        &idp().token("alice"),
+        &["-c", "selec 1 from", "-c", "select 'ok after'"],
+    );
     assert!(r.stderr.contains("could not be parsed"), "{}", r.all());
     assert!(r.stdout.contains("ok after"), "{}", r.all());
 }
@@ -70,18 +103,38 @@ fn policy_hot_reload_and_broken_reload_keeps_the_old_policy() {
     for f in ["portcullis.rego", "data.json"] {
         std::fs::copy(root().join("policies").join(f), dir.join(f)).unwrap();
     }
-    let gw = Gateway::start(GatewayOptions { policy_dir: dir.clone(), reload_interval: "200ms".into(), ..Default::default() });
+    let gw = Gateway::start(GatewayOptions {
+        policy_dir: dir.clone(),
+        reload_interval: "200ms".into(),
+        ..Default::default()
+    });
     let tok = idp().token("alice");
     let run = |gw: &Gateway| psql(gw, ALICE, &tok, &["-c", "select 'allowed'"]);
     assert!(run(&gw).stdout.contains("allowed"));
 
     std::fs::write(dir.join("portcullis.rego"), "package portcullis\nimport rego.v1\ndecision := {\"action\": \"deny\", \"reasons\": [\"maintenance window\"]}\n").unwrap();
-    wait_for("the new policy", Duration::from_secs(20), || run(&gw).stderr.contains("maintenance window"));
+    wait_for("the new policy", Duration::from_secs(20), || {
+        run(&gw).stderr.contains("maintenance window")
+    });
 
-    std::fs::write(dir.join("portcullis.rego"), "package portcullis\nimport rego.v1\n\ndecision := {\"action\": \n").unwrap();
-    wait_for("the reload error in the log", Duration::from_secs(20), || gw.log().contains("policy reload failed"));
+    std::fs::write(
+        dir.join("portcullis.rego"),
+        "package portcullis\nimport rego.v1\n\ndecision := {\"action\": \n",
+    )
+    .unwrap();
+    wait_for(
+        "the reload error in the log",
+        Duration::from_secs(20),
+        || gw.log().contains("policy reload failed"),
+    );
     let log = gw.log();
-    assert!(log.contains("portcullis.rego:4") || log.contains("portcullis.rego:5"), "{log}");
-    assert!(run(&gw).stderr.contains("maintenance window"), "old policy must stay in force");
+    assert!(
+        log.contains("portcullis.rego:4") || log.contains("portcullis.rego:5"),
+        "{log}"
+    );
+    assert!(
+        run(&gw).stderr.contains("maintenance window"),
+        "old policy must stay in force"
+    );
     std::fs::remove_dir_all(dir).ok();
 }

@@ -87,7 +87,12 @@ fn logged_in(gw: &Gateway) -> TcpStream {
 }
 
 fn still_serves(gw: &Gateway) {
-    let r = psql(gw, ALICE, &idp().token("alice"), &["-c", "select 'still serving'"]);
+    let r = psql(
+        gw,
+        ALICE,
+        &idp().token("alice"),
+        &["-c", "select 'still serving'"],
+    );
     assert!(r.ok && r.stdout.contains("still serving"), "{}", r.all());
 }
 
@@ -98,7 +103,10 @@ fn junk_instead_of_startup_gets_a_protocol_error() {
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let got = text(&read_to_close(&mut s));
     // "GET " read as a length is ~1.2 GB: refused before reading further.
-    assert!(got.contains("FATAL") && got.contains("exceeds the maximum"), "{got}");
+    assert!(
+        got.contains("FATAL") && got.contains("exceeds the maximum"),
+        "{got}"
+    );
     still_serves(gw);
 }
 
@@ -127,7 +135,10 @@ fn unknown_message_type_is_a_protocol_violation() {
     let mut s = logged_in(gw);
     s.write_all(&frame(b'Y', b"whatever")).unwrap();
     let got = text(&read_to_close(&mut s));
-    assert!(got.contains("08P01") && got.contains("invalid frontend message type"), "{got}");
+    assert!(
+        got.contains("08P01") && got.contains("invalid frontend message type"),
+        "{got}"
+    );
     still_serves(gw);
 }
 
@@ -135,9 +146,13 @@ fn unknown_message_type_is_a_protocol_violation() {
 fn malformed_query_is_a_protocol_violation() {
     let gw = gateway();
     let mut s = logged_in(gw);
-    s.write_all(&frame(b'Q', b"select 1 without terminator")).unwrap();
+    s.write_all(&frame(b'Q', b"select 1 without terminator"))
+        .unwrap();
     let got = text(&read_to_close(&mut s));
-    assert!(got.contains("08P01") && got.contains("malformed Query message"), "{got}");
+    assert!(
+        got.contains("08P01") && got.contains("malformed Query message"),
+        "{got}"
+    );
     still_serves(gw);
 }
 
@@ -170,17 +185,27 @@ fn extended_protocol_denial_discards_until_sync() {
 
 #[test]
 fn oversized_message_is_refused_and_the_gateway_keeps_serving() {
-    let gw = Gateway::start(GatewayOptions { max_message_bytes: 4096, ..Default::default() });
+    let gw = Gateway::start(GatewayOptions {
+        max_message_bytes: 4096,
+        ..Default::default()
+    });
     let long = format!("select '{}'", "x".repeat(10_000));
     let r = psql(&gw, ALICE, &idp().token("alice"), &["-c", &long]);
     assert!(!r.ok);
-    assert!(r.stderr.contains("exceeds the maximum of 4096 bytes"), "{}", r.all());
+    assert!(
+        r.stderr.contains("exceeds the maximum of 4096 bytes"),
+        "{}",
+        r.all()
+    );
     still_serves(&gw);
 }
 
 #[test]
 fn slow_client_is_disconnected_after_the_startup_timeout() {
-    let gw = Gateway::start(GatewayOptions { startup_timeout: "1s".into(), ..Default::default() });
+    let gw = Gateway::start(GatewayOptions {
+        startup_timeout: "1s".into(),
+        ..Default::default()
+    });
     let mut s = connect(&gw);
     let started = Instant::now();
     let got = read_to_close(&mut s);

@@ -34,7 +34,11 @@ pub fn app(state: AdminState) -> Router {
 
 async fn readyz(State(s): State<AdminState>) -> Response {
     if s.accepting.load(Ordering::Acquire) {
-        (StatusCode::OK, format!("ready policy={}\n", s.policy.current().hash)).into_response()
+        (
+            StatusCode::OK,
+            format!("ready policy={}\n", s.policy.current().hash),
+        )
+            .into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     }

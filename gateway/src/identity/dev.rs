@@ -65,9 +65,8 @@ impl DevIssuer {
             me.save(dir)?;
             return Ok(me);
         }
-        let issuer = issuer.ok_or_else(|| {
-            state_err("no dev issuer yet: start `portcullis dev` first".into())
-        })?;
+        let issuer = issuer
+            .ok_or_else(|| state_err("no dev issuer yet: start `portcullis dev` first".into()))?;
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .map_err(|e| DevIssuerError::Key(e.to_string()))?;
@@ -124,7 +123,12 @@ impl DevIssuer {
     }
 
     /// Mints a signed ES256 token for a demo user.
-    pub fn mint(&self, user: &str, groups: &[String], ttl_secs: u64) -> Result<String, DevIssuerError> {
+    pub fn mint(
+        &self,
+        user: &str,
+        groups: &[String],
+        ttl_secs: u64,
+    ) -> Result<String, DevIssuerError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -83,7 +83,10 @@ impl Verifier {
         let alg = parse_algorithm(&alg_name)
             .filter(|a| state.algorithms.contains(a))
             .ok_or(IdentityError::Algorithm(alg_name))?;
-        let kid = header.get("kid").and_then(Value::as_str).map(str::to_string);
+        let kid = header
+            .get("kid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let key = self.key_for(state, kid.as_deref(), alg).await?;
 
         let mut v = Validation::new(alg);
@@ -143,7 +146,9 @@ impl Verifier {
                 }
             }
         }
-        Err(IdentityError::UnknownKey(kid.unwrap_or("(none)").to_string()))
+        Err(IdentityError::UnknownKey(
+            kid.unwrap_or("(none)").to_string(),
+        ))
     }
 
     async fn fetch_jwks(&self, cfg: &IssuerConfig) -> Result<JwkSet, IdentityError> {
@@ -197,9 +202,12 @@ impl Verifier {
 /// (public for the fuzz target; never trust its output).
 pub fn peek(token: &str) -> Result<(Value, Value), IdentityError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(_sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(_sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(IdentityError::Malformed("expected three dot-separated parts".into()));
+        return Err(IdentityError::Malformed(
+            "expected three dot-separated parts".into(),
+        ));
     };
     let dec = |s: &str, what: &str| -> Result<Value, IdentityError> {
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -234,7 +242,11 @@ fn groups(claims: &Value, path: &str) -> Vec<String> {
             .filter_map(Value::as_str)
             .map(str::to_string)
             .collect(),
-        Value::String(s) => s.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        Value::String(s) => s
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
         _ => Vec::new(),
     }
 }

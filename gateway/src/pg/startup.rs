@@ -151,7 +151,10 @@ mod tests {
             StartupPacket::Cancel { pid: 7, key: -9 },
             StartupPacket::Startup {
                 version: PROTOCOL_3_0,
-                params: vec![("user".into(), "alice".into()), ("database".into(), "prod".into())],
+                params: vec![
+                    ("user".into(), "alice".into()),
+                    ("database".into(), "prod".into()),
+                ],
             },
         ] {
             let wire = p.encode();

@@ -141,7 +141,10 @@ mod tests {
 
     #[test]
     fn undefined_and_malformed_deny() {
-        assert_eq!(Decision::from_value(&regorus::Value::Undefined).action, Action::Deny);
+        assert_eq!(
+            Decision::from_value(&regorus::Value::Undefined).action,
+            Action::Deny
+        );
         let bad = regorus::Value::from(serde_json::json!({"action": "maybe"}));
         let d = Decision::from_value(&bad);
         assert_eq!(d.action, Action::Deny);
@@ -155,7 +158,10 @@ mod tests {
         let d = Decision::strictest([
             Decision::allow(),
             Decision::deny("b"),
-            Decision { action: Action::Approve, ..Decision::allow() },
+            Decision {
+                action: Action::Approve,
+                ..Decision::allow()
+            },
         ]);
         assert_eq!(d.action, Action::Deny);
         assert_eq!(d.reasons, vec!["b".to_string()]);

@@ -87,7 +87,11 @@ pub fn read_sources(dir: &Path, include_tests: bool) -> Result<Sources, PolicyEr
     let mut rego = Vec::new();
     let mut data = Vec::new();
     for p in paths {
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         let is_test = name.ends_with("_test.rego");
         if name.ends_with(".rego") && (include_tests || !is_test) {
             let text = std::fs::read_to_string(&p).map_err(|e| read_err(&p, e))?;

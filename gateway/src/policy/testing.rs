@@ -53,8 +53,8 @@ pub fn run(dir: &Path) -> Result<Vec<TestResult>, PolicyError> {
         let rule = format!("data.{package}.{name}");
         let mut e = engine.clone();
         let (passed, detail) = match e.eval_rule(rule.clone()) {
-            Ok(v) if v == regorus::Value::Bool(true) => (true, String::new()),
-            Ok(v) if v == regorus::Value::Undefined => (false, "undefined (a condition did not hold)".into()),
+            Ok(regorus::Value::Bool(true)) => (true, String::new()),
+            Ok(regorus::Value::Undefined) => (false, "undefined (a condition did not hold)".into()),
             Ok(v) => (false, format!("evaluated to {v}")),
             Err(err) => (false, format!("error: {err}")),
         };

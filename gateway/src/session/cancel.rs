@@ -27,7 +27,11 @@ pub struct CancelRegistry {
 impl CancelRegistry {
     /// Issues a fresh key for `target`.
     pub fn register(&self, target: CancelTarget) -> BackendKey {
-        let pid = self.next_pid.fetch_add(1, Ordering::Relaxed).wrapping_add(1) & 0x3fff_ffff;
+        let pid = self
+            .next_pid
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1)
+            & 0x3fff_ffff;
         let key = BackendKey {
             pid: pid.max(1),
             key: rand::random(),

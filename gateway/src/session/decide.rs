@@ -39,11 +39,24 @@ pub struct Decider {
 
 impl Decider {
     /// A decider for a session of `identity` on `connection`.
-    pub fn new(shared: Arc<Shared>, identity: &Identity, connection: &crate::config::ConnectionConfig, client_addr: &str, application_name: &str, session_id: &str) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        identity: &Identity,
+        connection: &crate::config::ConnectionConfig,
+        client_addr: &str,
+        application_name: &str,
+        session_id: &str,
+    ) -> Self {
         let mut base = Map::new();
         base.insert("version".into(), json!(1));
-        base.insert("user".into(), serde_json::to_value(identity).unwrap_or(Value::Null));
-        base.insert("client".into(), json!({"addr": client_addr, "application_name": application_name}));
+        base.insert(
+            "user".into(),
+            serde_json::to_value(identity).unwrap_or(Value::Null),
+        );
+        base.insert(
+            "client".into(),
+            json!({"addr": client_addr, "application_name": application_name}),
+        );
         base.insert("connection".into(), json!({"name": connection.name, "kind": connection.kind, "database": connection.database()}));
         Self {
             shared,
@@ -56,14 +69,22 @@ impl Decider {
     }
 
     /// Decides a message's SQL text (one or more statements).
-    pub fn decide(&mut self, sql: &str, in_transaction: bool, settings: ParseSettings) -> Arc<Verdict> {
+    pub fn decide(
+        &mut self,
+        sql: &str,
+        in_transaction: bool,
+        settings: ParseSettings,
+    ) -> Arc<Verdict> {
         let bundle = self.shared.policy.current();
         let cacheable = self.shared.config.policy.decision_cache && !bundle.uses_time;
         let key = (Box::<str>::from(sql), in_transaction);
         if cacheable {
             if let Some(v) = self.cache.get(&key) {
                 if v.policy_hash == bundle.hash {
-                    self.shared.metrics.cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.shared
+                        .metrics
+                        .cache_hits
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.shared.metrics.statement(v.decision.action);
                     return v.clone();
                 }
@@ -79,8 +100,14 @@ impl Decider {
             .iter()
             .map(|facts| {
                 let mut input = self.base.clone();
-                input.insert("session".into(), json!({"id": self.session_id, "in_transaction": in_transaction}));
-                input.insert("statement".into(), serde_json::to_value(facts).unwrap_or(Value::Null));
+                input.insert(
+                    "session".into(),
+                    json!({"id": self.session_id, "in_transaction": in_transaction}),
+                );
+                input.insert(
+                    "statement".into(),
+                    serde_json::to_value(facts).unwrap_or(Value::Null),
+                );
                 input.insert("now".into(), Value::String(now.clone()));
                 bundle.decide(&Value::Object(input))
             })
@@ -125,7 +152,10 @@ impl Decider {
 
 /// Current UTC time as RFC 3339 (`2026-11-23T10:00:00Z`).
 pub fn rfc3339_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     rfc3339(secs)
 }
 
@@ -144,7 +174,12 @@ pub fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

@@ -78,7 +78,11 @@ impl SessionError {
             Self::Codec(CodecError::TooLarge { .. }) => Some(fatal("54000", self.to_string())),
             Self::Codec(e) => Some(fatal("08P01", format!("invalid message: {e}"))),
             Self::Auth(e) => Some(fatal("28P01", format!("authentication failed: {e}"))),
-            Self::Refused { code, message, hint } => {
+            Self::Refused {
+                code,
+                message,
+                hint,
+            } => {
                 let e = fatal(code, message.clone());
                 Some(match hint {
                     Some(h) => e.with_hint(h.clone()),
@@ -95,7 +99,8 @@ impl SessionError {
 pub async fn handle(tcp: TcpStream, peer: SocketAddr, local: SocketAddr, shared: Arc<Shared>) {
     let _ = tcp.set_nodelay(true);
     let timeout = shared.config.startup_timeout();
-    let started = tokio::time::timeout(timeout, startup::establish(tcp, peer, local, &shared)).await;
+    let started =
+        tokio::time::timeout(timeout, startup::establish(tcp, peer, local, &shared)).await;
     let ready = match started {
         Ok(Ok(Some(ready))) => ready,
         Ok(Ok(None)) => return,
@@ -117,8 +122,12 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, local: SocketAddr, shared:
 
 fn log_startup_error(err: &SessionError, peer: SocketAddr) {
     match err {
-        SessionError::Auth(e) => tracing::warn!(client = %peer, reason = %e, "authentication failed"),
-        SessionError::Upstream(e) => tracing::error!(client = %peer, error = %e, "upstream login failed"),
+        SessionError::Auth(e) => {
+            tracing::warn!(client = %peer, reason = %e, "authentication failed")
+        }
+        SessionError::Upstream(e) => {
+            tracing::error!(client = %peer, error = %e, "upstream login failed")
+        }
         other => tracing::info!(client = %peer, error = %other, "startup refused"),
     }
 }

@@ -51,9 +51,27 @@ type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<BoxStream>>>;
 /// Runs a session until either side ends it.
 pub async fn run(ready: Ready, shared: Arc<Shared>) {
     let session_id = uuid::Uuid::now_v7().to_string();
-    shared.metrics.connections_active.fetch_add(1, Ordering::Relaxed);
-    let Ready { client, identity, conn, upstream, key, peer, application_name } = ready;
-    let decider = Decider::new(shared.clone(), &identity, &conn, &peer.ip().to_string(), &application_name, &session_id);
+    shared
+        .metrics
+        .connections_active
+        .fetch_add(1, Ordering::Relaxed);
+    let Ready {
+        client,
+        identity,
+        conn,
+        upstream,
+        key,
+        peer,
+        application_name,
+    } = ready;
+    let decider = Decider::new(
+        shared.clone(),
+        &identity,
+        &conn,
+        &peer.ip().to_string(),
+        &application_name,
+        &session_id,
+    );
     let state = Arc::new(Shared2 {
         refusals: Mutex::new(VecDeque::new()),
         pending: AtomicU64::new(0),
@@ -66,7 +84,14 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
     let (up_rd, up_wr) = tokio::io::split(upstream.stream);
     let max = shared.config.gateway.max_message_bytes;
 
-    let front = frontend(client_rd, up_wr, decider, state.clone(), client_wr.clone(), max);
+    let front = frontend(
+        client_rd,
+        up_wr,
+        decider,
+        state.clone(),
+        client_wr.clone(),
+        max,
+    );
     let back = backend(up_rd, client_wr.clone(), state, upstream.leftover);
     let outcome = tokio::select! {
         r = front => r.map_err(|e| ("client", e)),
@@ -82,7 +107,10 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
     }
     let _ = client_wr.lock().await.shutdown().await;
     shared.cancels.remove(key);
-    shared.metrics.connections_active.fetch_sub(1, Ordering::Relaxed);
+    shared
+        .metrics
+        .connections_active
+        .fetch_sub(1, Ordering::Relaxed);
     tracing::info!(session = %session_id, user = %identity.display(), connection = %conn.name, "session ended");
 }
 
@@ -123,16 +151,34 @@ impl Frontend {
 
     fn decide(&mut self, sql: &str) -> Option<ErrorFields> {
         let in_tx = self.state.tx.load(Ordering::Acquire) != b'I';
-        let settings = ParseSettings { standard_strings_off: self.state.std_strings_off.load(Ordering::Acquire) };
+        let settings = ParseSettings {
+            standard_strings_off: self.state.std_strings_off.load(Ordering::Acquire),
+        };
         let v = self.decider.decide(sql, in_tx, settings);
         let d = &v.decision;
-        let reasons = if d.reasons.is_empty() { "no reason given".to_string() } else { d.reasons.join("; ") };
+        let reasons = if d.reasons.is_empty() {
+            "no reason given".to_string()
+        } else {
+            d.reasons.join("; ")
+        };
         match d.action {
             Action::Allow => None,
-            Action::Deny => Some(ErrorFields::new(Severity::Error, "42501", format!("portcullis: statement denied: {reasons}"))
-                .with_hint(format!("policy {}", v.policy_hash))),
-            Action::Approve => Some(ErrorFields::new(Severity::Error, "42501", "approval required: approvals service not configured")
-                .with_detail(reasons)),
+            Action::Deny => Some(
+                ErrorFields::new(
+                    Severity::Error,
+                    "42501",
+                    format!("portcullis: statement denied: {reasons}"),
+                )
+                .with_hint(format!("policy {}", v.policy_hash)),
+            ),
+            Action::Approve => Some(
+                ErrorFields::new(
+                    Severity::Error,
+                    "42501",
+                    "approval required: approvals service not configured",
+                )
+                .with_detail(reasons),
+            ),
         }
     }
 
@@ -201,7 +247,12 @@ async fn frontend(
     _client: ClientWriter,
     max: usize,
 ) -> Result<(), SessionError> {
-    let mut fe = Frontend { decider, state, batches: 0, discarding: false };
+    let mut fe = Frontend {
+        decider,
+        state,
+        batches: 0,
+        discarding: false,
+    };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
     loop {
@@ -223,7 +274,11 @@ async fn frontend(
             rbuf.reserve(16 * 1024);
         }
         if rd.read_buf(&mut rbuf).await.map_err(CodecError::from)? == 0 {
-            return if rbuf.is_empty() { Ok(()) } else { Err(CodecError::Truncated.into()) };
+            return if rbuf.is_empty() {
+                Ok(())
+            } else {
+                Err(CodecError::Truncated.into())
+            };
         }
     }
 }
@@ -263,9 +318,13 @@ async fn backend<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     }
                 }
                 b'S' if body.starts_with(b"standard_conforming_strings\0") => {
-                    state.std_strings_off.store(body.ends_with(b"off\0"), Ordering::Release);
+                    state
+                        .std_strings_off
+                        .store(body.ends_with(b"off\0"), Ordering::Release);
                 }
-                b'E' if state.pending.load(Ordering::Acquire) > 0 && contains(body, marker.as_bytes()) => {
+                b'E' if state.pending.load(Ordering::Acquire) > 0
+                    && contains(body, marker.as_bytes()) =>
+                {
                     let replacement = state.refusals.lock().ok().and_then(|mut q| q.pop_front());
                     if let Some((_, fields)) = replacement {
                         state.pending.fetch_sub(1, Ordering::AcqRel);

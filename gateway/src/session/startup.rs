@@ -27,8 +27,16 @@ const MAX_PASSWORD_MESSAGE: usize = 64 * 1024;
 /// Client startup parameters passed on to the database. Anything else
 /// (notably `options`, which can set `role`) is dropped.
 const FORWARDED_PARAMS: &[&str] = &[
-    "client_encoding", "datestyle", "timezone", "intervalstyle", "extra_float_digits",
-    "search_path", "lc_monetary", "lc_numeric", "lc_time", "bytea_output",
+    "client_encoding",
+    "datestyle",
+    "timezone",
+    "intervalstyle",
+    "extra_float_digits",
+    "search_path",
+    "lc_monetary",
+    "lc_numeric",
+    "lc_time",
+    "bytea_output",
 ];
 
 /// An authenticated client joined to a logged-in upstream.
@@ -59,7 +67,11 @@ enum Step {
 }
 
 /// Reads one startup packet and answers what can be answered in place.
-async fn step<S: super::stream::Stream>(stream: &mut S, encrypted: bool, shared: &Arc<Shared>) -> Result<Step, SessionError> {
+async fn step<S: super::stream::Stream>(
+    stream: &mut S,
+    encrypted: bool,
+    shared: &Arc<Shared>,
+) -> Result<Step, SessionError> {
     let pkt = match StartupPacket::read(stream).await? {
         Some(p) => p,
         None => return Ok(Step::Done),
@@ -75,39 +87,51 @@ async fn step<S: super::stream::Stream>(stream: &mut S, encrypted: bool, shared:
             Ok(Step::Done)
         }
         StartupPacket::Startup { version, params } => Ok(Step::Startup(version, params)),
-        _ => Err(CodecError::Malformed { what: "startup", why: "encryption requested twice" }.into()),
+        _ => Err(CodecError::Malformed {
+            what: "startup",
+            why: "encryption requested twice",
+        }
+        .into()),
     }
 }
 
 /// Runs startup to the first ReadyForQuery. `Ok(None)`: the connection
 /// ended normally before a session (cancel request, client gave up).
-pub async fn establish(mut tcp: TcpStream, peer: SocketAddr, local: SocketAddr, shared: &Arc<Shared>) -> StartupResult {
+pub async fn establish(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    shared: &Arc<Shared>,
+) -> StartupResult {
     let first = match step(&mut tcp, false, shared).await {
         Ok(s) => s,
         Err(e) => return Err((Some(Box::new(tcp)), e)),
     };
-    let (mut stream, tls, version, params): (BoxStream, bool, i32, Vec<(String, String)>) = match first {
-        Step::Done => return Ok(None),
-        Step::Startup(v, p) => (Box::new(tcp), false, v, p),
-        Step::Encrypt => {
-            let Some(acceptor) = &shared.tls else { return Ok(None) };
-            if let Err(e) = tcp.write_all(b"S").await {
-                return Err((None, CodecError::from(e).into()));
-            }
-            let mut s = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::info!(client = %peer, error = %e, "TLS handshake failed");
+    let (mut stream, tls, version, params): (BoxStream, bool, i32, Vec<(String, String)>) =
+        match first {
+            Step::Done => return Ok(None),
+            Step::Startup(v, p) => (Box::new(tcp), false, v, p),
+            Step::Encrypt => {
+                let Some(acceptor) = &shared.tls else {
                     return Ok(None);
+                };
+                if let Err(e) = tcp.write_all(b"S").await {
+                    return Err((None, CodecError::from(e).into()));
                 }
-            };
-            match step(&mut s, true, shared).await {
-                Ok(Step::Startup(v, p)) => (Box::new(s), true, v, p),
-                Ok(_) => return Ok(None),
-                Err(e) => return Err((Some(Box::new(s)), e)),
+                let mut s = match acceptor.accept(tcp).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::info!(client = %peer, error = %e, "TLS handshake failed");
+                        return Ok(None);
+                    }
+                };
+                match step(&mut s, true, shared).await {
+                    Ok(Step::Startup(v, p)) => (Box::new(s), true, v, p),
+                    Ok(_) => return Ok(None),
+                    Err(e) => return Err((Some(Box::new(s)), e)),
+                }
             }
-        }
-    };
+        };
     match authenticate(&mut stream, tls, version, &params, peer, local, shared).await {
         Ok(a) => Ok(Some(Ready {
             client: stream,
@@ -132,7 +156,11 @@ struct Authed {
 }
 
 fn refused(code: &'static str, message: impl Into<String>, hint: Option<String>) -> SessionError {
-    SessionError::Refused { code, message: message.into(), hint }
+    SessionError::Refused {
+        code,
+        message: message.into(),
+        hint,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -147,9 +175,21 @@ async fn authenticate(
 ) -> Result<Authed, SessionError> {
     let cfg = &shared.config;
     if version >> 16 != 3 {
-        return Err(refused("0A000", format!("unsupported frontend protocol {}.{}: the gateway speaks 3.0", version >> 16, version & 0xffff), None));
+        return Err(refused(
+            "0A000",
+            format!(
+                "unsupported frontend protocol {}.{}: the gateway speaks 3.0",
+                version >> 16,
+                version & 0xffff
+            ),
+            None,
+        ));
     }
-    let unknown_pq: Vec<&str> = params.iter().filter(|(k, _)| k.starts_with("_pq_.")).map(|(k, _)| k.as_str()).collect();
+    let unknown_pq: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| k.starts_with("_pq_."))
+        .map(|(k, _)| k.as_str())
+        .collect();
     if version != PROTOCOL_3_0 || !unknown_pq.is_empty() {
         let mut b = BytesMut::new();
         b.put_i32(0);
@@ -157,56 +197,118 @@ async fn authenticate(
         for k in &unknown_pq {
             crate::pg::put_cstr(&mut b, k);
         }
-        stream.write_all(&Frame::new(b'v', b).to_bytes()).await.map_err(CodecError::from)?;
+        stream
+            .write_all(&Frame::new(b'v', b).to_bytes())
+            .await
+            .map_err(CodecError::from)?;
     }
-    if StartupPacket::param(params, "replication").is_some_and(|v| v != "false" && v != "0" && v != "off") {
-        return Err(refused("0A000", "replication connections are not supported through the gateway", None));
+    if StartupPacket::param(params, "replication")
+        .is_some_and(|v| v != "false" && v != "0" && v != "off")
+    {
+        return Err(refused(
+            "0A000",
+            "replication connections are not supported through the gateway",
+            None,
+        ));
     }
-    let user = StartupPacket::param(params, "user").unwrap_or_default().to_string();
+    let user = StartupPacket::param(params, "user")
+        .unwrap_or_default()
+        .to_string();
     if user.is_empty() {
-        return Err(refused("28000", "no user name given in the startup message", None));
+        return Err(refused(
+            "28000",
+            "no user name given in the startup message",
+            None,
+        ));
     }
-    let dbname = StartupPacket::param(params, "database").filter(|d| !d.is_empty()).unwrap_or(&user).to_string();
-    let plaintext_ok = cfg.gateway.allow_plaintext_loopback && local.ip().is_loopback() && peer.ip().is_loopback();
+    let dbname = StartupPacket::param(params, "database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(&user)
+        .to_string();
+    let plaintext_ok =
+        cfg.gateway.allow_plaintext_loopback && local.ip().is_loopback() && peer.ip().is_loopback();
     if !tls && !plaintext_ok {
         let hint = if shared.tls.is_some() {
             "connect with sslmode=require".to_string()
         } else {
-            "configure gateway.tls_cert/tls_key, or allow_plaintext_loopback for local development".to_string()
+            "configure gateway.tls_cert/tls_key, or allow_plaintext_loopback for local development"
+                .to_string()
         };
-        return Err(refused("28000", "the gateway accepts the token only over TLS", Some(hint)));
+        return Err(refused(
+            "28000",
+            "the gateway accepts the token only over TLS",
+            Some(hint),
+        ));
     }
 
-    stream.write_all(&AuthRequest::Cleartext.to_frame().to_bytes()).await.map_err(CodecError::from)?;
+    stream
+        .write_all(&AuthRequest::Cleartext.to_frame().to_bytes())
+        .await
+        .map_err(CodecError::from)?;
     let mut buf = BytesMut::new();
-    let frame = read_frame(stream, &mut buf, MAX_PASSWORD_MESSAGE).await?.ok_or(CodecError::Truncated)?;
+    let frame = read_frame(stream, &mut buf, MAX_PASSWORD_MESSAGE)
+        .await?
+        .ok_or(CodecError::Truncated)?;
     if frame.tag != b'p' {
-        return Err(CodecError::Malformed { what: "authentication", why: "expected a password message" }.into());
+        return Err(CodecError::Malformed {
+            what: "authentication",
+            why: "expected a password message",
+        }
+        .into());
     }
     let token = decode_password(&frame.body)?;
     let identity = match shared.verifier.verify(token).await {
         Ok(id) => id,
         Err(e) => {
-            shared.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            shared
+                .metrics
+                .auth_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(e.into());
         }
     };
-    if cfg.gateway.user_match == "claim" && !cfg.gateway.user_claims.iter().any(|c| identity.claim(c) == Some(user.as_str())) {
-        shared.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Err(refused("28P01", format!("authentication failed: user \"{user}\" does not match the token ({})", cfg.gateway.user_claims.join(", ")), Some(format!("connect as user {}", identity.display()))));
+    if cfg.gateway.user_match == "claim"
+        && !cfg
+            .gateway
+            .user_claims
+            .iter()
+            .any(|c| identity.claim(c) == Some(user.as_str()))
+    {
+        shared
+            .metrics
+            .auth_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(refused(
+            "28P01",
+            format!(
+                "authentication failed: user \"{user}\" does not match the token ({})",
+                cfg.gateway.user_claims.join(", ")
+            ),
+            Some(format!("connect as user {}", identity.display())),
+        ));
     }
     let allowed: Vec<&Arc<ConnectionConfig>> = shared
         .connections
         .iter()
         .filter(|c| c.groups.is_empty() || c.groups.iter().any(|g| identity.groups.contains(g)))
         .collect();
-    let Some(conn) = allowed.iter().find(|c| c.name == dbname).map(|c| Arc::clone(c)) else {
+    let Some(conn) = allowed
+        .iter()
+        .find(|c| c.name == dbname)
+        .map(|c| Arc::clone(c))
+    else {
         let names: Vec<&str> = allowed.iter().map(|c| c.name.as_str()).collect();
-        let list = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+        let list = if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        };
         return Err(refused("3D000", format!("connection \"{dbname}\" does not exist or is not open to you; connections you may use: {list}"), None));
     };
 
-    let app = StartupPacket::param(params, "application_name").unwrap_or_default().to_string();
+    let app = StartupPacket::param(params, "application_name")
+        .unwrap_or_default()
+        .to_string();
     let mut upstream_app = format!("portcullis:{}", identity.display());
     if !app.is_empty() {
         upstream_app = format!("{app} ({upstream_app})");
@@ -218,7 +320,10 @@ async fn authenticate(
         .cloned()
         .collect();
     let up = upstream::connect(&conn, &upstream_app, &extra).await?;
-    let key = shared.cancels.register(CancelTarget { conn: conn.clone(), upstream: up.key });
+    let key = shared.cancels.register(CancelTarget {
+        conn: conn.clone(),
+        upstream: up.key,
+    });
 
     let mut out = BytesMut::new();
     AuthRequest::Ok.to_frame().encode(&mut out);

@@ -85,7 +85,8 @@ pub fn credential(conn: &ConnectionConfig) -> Result<String, UpstreamError> {
         why,
     };
     if let Some(var) = &conn.password_env {
-        return std::env::var(var).map_err(|_| fail(format!("environment variable {var} is not set")));
+        return std::env::var(var)
+            .map_err(|_| fail(format!("environment variable {var} is not set")));
     }
     if let Some(path) = &conn.password_file {
         let text = std::fs::read_to_string(path)
@@ -109,9 +110,13 @@ pub async fn open(conn: &ConnectionConfig) -> Result<BoxStream, UpstreamError> {
         return Ok(Box::new(tcp));
     }
     let mut tcp = tcp;
-    tcp.write_all(&StartupPacket::SslRequest.encode()).await.map_err(CodecError::from)?;
+    tcp.write_all(&StartupPacket::SslRequest.encode())
+        .await
+        .map_err(CodecError::from)?;
     let mut answer = [0u8; 1];
-    tcp.read_exact(&mut answer).await.map_err(CodecError::from)?;
+    tcp.read_exact(&mut answer)
+        .await
+        .map_err(CodecError::from)?;
     if answer[0] != b'S' {
         return Err(UpstreamError::NoTls(addr));
     }
@@ -157,7 +162,10 @@ async fn login(
         version: PROTOCOL_3_0,
         params,
     };
-    stream.write_all(&startup.encode()).await.map_err(CodecError::from)?;
+    stream
+        .write_all(&startup.encode())
+        .await
+        .map_err(CodecError::from)?;
 
     let mut buf = BytesMut::with_capacity(8192);
     let mut scram: Option<ScramSha256> = None;
@@ -183,25 +191,27 @@ async fn login(
                         if !mechs.iter().any(|m| m == "SCRAM-SHA-256") {
                             return Err(UpstreamError::Method(mechs.join(", ")));
                         }
-                        let s = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+                        let s =
+                            ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
                         let f = sasl_initial_frame("SCRAM-SHA-256", s.message());
                         scram = Some(s);
                         Some(f)
                     }
                     AuthRequest::SaslContinue(data) => {
-                        let s = scram
-                            .as_mut()
-                            .ok_or_else(|| UpstreamError::Method("SASL continue without start".into()))?;
+                        let s = scram.as_mut().ok_or_else(|| {
+                            UpstreamError::Method("SASL continue without start".into())
+                        })?;
                         s.update(&data)
                             .map_err(|e| UpstreamError::Refused(format!("SCRAM: {e}")))?;
                         Some(sasl_response_frame(s.message()))
                     }
                     AuthRequest::SaslFinal(data) => {
-                        let s = scram
-                            .as_mut()
-                            .ok_or_else(|| UpstreamError::Method("SASL final without start".into()))?;
-                        s.finish(&data)
-                            .map_err(|e| UpstreamError::Refused(format!("SCRAM server proof: {e}")))?;
+                        let s = scram.as_mut().ok_or_else(|| {
+                            UpstreamError::Method("SASL final without start".into())
+                        })?;
+                        s.finish(&data).map_err(|e| {
+                            UpstreamError::Refused(format!("SCRAM server proof: {e}"))
+                        })?;
                         None
                     }
                     AuthRequest::Other(code) => {
@@ -209,7 +219,10 @@ async fn login(
                     }
                 };
                 if let Some(f) = reply {
-                    stream.write_all(&f.to_bytes()).await.map_err(CodecError::from)?;
+                    stream
+                        .write_all(&f.to_bytes())
+                        .await
+                        .map_err(CodecError::from)?;
                 }
             }
             b'S' => {
@@ -219,7 +232,10 @@ async fn login(
             b'K' => key = BackendKey::decode(&frame.body)?,
             b'E' => {
                 let e = ErrorFields::decode(&frame.body)?;
-                return Err(UpstreamError::Refused(format!("{} ({})", e.message, e.code)));
+                return Err(UpstreamError::Refused(format!(
+                    "{} ({})",
+                    e.message, e.code
+                )));
             }
             b'N' => {}
             b'Z' => {
@@ -234,7 +250,11 @@ async fn login(
             other => {
                 return Err(UpstreamError::Codec(CodecError::Malformed {
                     what: "login",
-                    why: if other.is_ascii_graphic() { "unexpected message" } else { "unexpected byte" },
+                    why: if other.is_ascii_graphic() {
+                        "unexpected message"
+                    } else {
+                        "unexpected byte"
+                    },
                 }))
             }
         }
@@ -248,7 +268,10 @@ pub async fn cancel(conn: &ConnectionConfig, key: BackendKey) -> Result<(), Upst
         pid: key.pid,
         key: key.key,
     };
-    stream.write_all(&pkt.encode()).await.map_err(CodecError::from)?;
+    stream
+        .write_all(&pkt.encode())
+        .await
+        .map_err(CodecError::from)?;
     stream.flush().await.map_err(CodecError::from)?;
     // The server closes the connection once it has read the request.
     let mut sink = [0u8; 16];

@@ -12,8 +12,20 @@ struct Case {
     flags: &'static [&'static str],
 }
 
-const fn c(sql: &'static str, kind: &'static str, read_only: bool, tables: &'static [&'static str], flags: &'static [&'static str]) -> Case {
-    Case { sql, kind, read_only, tables, flags }
+const fn c(
+    sql: &'static str,
+    kind: &'static str,
+    read_only: bool,
+    tables: &'static [&'static str],
+    flags: &'static [&'static str],
+) -> Case {
+    Case {
+        sql,
+        kind,
+        read_only,
+        tables,
+        flags,
+    }
 }
 
 #[rustfmt::skip]
@@ -156,7 +168,18 @@ fn corpus_facts() {
     let mut failures = Vec::new();
     for case in CORPUS {
         let f = one(case.sql);
-        let tables: Vec<String> = f.tables.iter().map(|t| format!("{}.{}:{}", t.schema, t.name, serde_json::to_value(t.access).unwrap().as_str().unwrap())).collect();
+        let tables: Vec<String> = f
+            .tables
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}.{}:{}",
+                    t.schema,
+                    t.name,
+                    serde_json::to_value(t.access).unwrap().as_str().unwrap()
+                )
+            })
+            .collect();
         let mut want: Vec<String> = case.tables.iter().map(|s| s.to_string()).collect();
         want.sort();
         let mut problems = Vec::new();
@@ -171,16 +194,31 @@ fn corpus_facts() {
         }
         for flag in case.flags {
             match flag.strip_prefix('!') {
-                Some(absent) if f.flags.iter().any(|x| x == absent) => problems.push(format!("flag {absent} present")),
-                None if !f.flags.iter().any(|x| x == flag) => problems.push(format!("flag {flag} missing")),
+                Some(absent) if f.flags.iter().any(|x| x == absent) => {
+                    problems.push(format!("flag {absent} present"))
+                }
+                None if !f.flags.iter().any(|x| x == flag) => {
+                    problems.push(format!("flag {flag} missing"))
+                }
                 _ => {}
             }
         }
         if !problems.is_empty() {
-            failures.push(format!("{}\n    {}\n    flags: {:?}", case.sql, problems.join("; "), f.flags));
+            failures.push(format!(
+                "{}\n    {}\n    flags: {:?}",
+                case.sql,
+                problems.join("; "),
+                f.flags
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), CORPUS.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        CORPUS.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -189,13 +227,21 @@ fn multi_statement_is_split_and_flagged() {
     assert_eq!(v.len(), 2);
     assert_eq!(v[0].text, "select 1");
     assert_eq!(v[1].text, "delete from users");
-    assert!(v.iter().all(|f| f.flags.iter().any(|x| x == "multi_statement")));
+    assert!(v
+        .iter()
+        .all(|f| f.flags.iter().any(|x| x == "multi_statement")));
 }
 
 #[test]
 fn fingerprint_ignores_constants() {
-    assert_eq!(one("select * from t where id = 1").fingerprint, one("select * from t where id = 42").fingerprint);
-    assert_ne!(one("select * from t where id = 1").fingerprint, one("delete from t where id = 1").fingerprint);
+    assert_eq!(
+        one("select * from t where id = 1").fingerprint,
+        one("select * from t where id = 42").fingerprint
+    );
+    assert_ne!(
+        one("select * from t where id = 1").fingerprint,
+        one("delete from t where id = 1").fingerprint
+    );
 }
 
 #[test]
@@ -203,12 +249,28 @@ fn columns_limit_and_where() {
     let f = one("select u.email, name from users u where u.id = 3 limit 7");
     assert_eq!(f.limit, Some(7));
     assert!(f.has_where);
-    let cols: Vec<(String, String, &str)> = f.columns.iter().map(|c| (c.table.clone(), c.name.clone(), c.used_in)).collect();
-    assert!(cols.contains(&("public.users".into(), "email".into(), "select")), "{cols:?}");
-    assert!(cols.contains(&("public.users".into(), "name".into(), "select")), "{cols:?}");
-    assert!(cols.contains(&("public.users".into(), "id".into(), "where")), "{cols:?}");
+    let cols: Vec<(String, String, &str)> = f
+        .columns
+        .iter()
+        .map(|c| (c.table.clone(), c.name.clone(), c.used_in))
+        .collect();
+    assert!(
+        cols.contains(&("public.users".into(), "email".into(), "select")),
+        "{cols:?}"
+    );
+    assert!(
+        cols.contains(&("public.users".into(), "name".into(), "select")),
+        "{cols:?}"
+    );
+    assert!(
+        cols.contains(&("public.users".into(), "id".into(), "where")),
+        "{cols:?}"
+    );
     let f = one("update users set email = 'x' where id = 1");
-    assert!(f.columns.iter().any(|c| c.name == "email" && c.used_in == "set" && c.table == "public.users"));
+    assert!(f
+        .columns
+        .iter()
+        .any(|c| c.name == "email" && c.used_in == "set" && c.table == "public.users"));
 }
 
 #[test]
@@ -218,7 +280,12 @@ fn standard_conforming_strings_off_changes_parsing() {
     // will.
     let sql = r"select 'a\'; delete from users; --'";
     let on = analyze(sql, ParseSettings::default());
-    let off = analyze(sql, ParseSettings { standard_strings_off: true });
+    let off = analyze(
+        sql,
+        ParseSettings {
+            standard_strings_off: true,
+        },
+    );
     assert_eq!(on.len(), 2, "{on:?}");
     assert_eq!(off.len(), 1, "{off:?}");
     assert_eq!(off[0].kind, "select");

@@ -99,7 +99,9 @@ impl StatementFacts {
 
     /// Tables in `schema.name` form.
     pub fn table_names(&self) -> impl Iterator<Item = String> + '_ {
-        self.tables.iter().map(|t| format!("{}.{}", t.schema, t.name))
+        self.tables
+            .iter()
+            .map(|t| format!("{}.{}", t.schema, t.name))
     }
 }
 
@@ -127,7 +129,11 @@ pub fn analyze(sql: &str, settings: ParseSettings) -> Vec<StatementFacts> {
         Ok(t) => t,
         Err(e) => return vec![StatementFacts::unparsed(sql, e.to_string(), "parse_error")],
     };
-    let stmts = tree.get("stmts").and_then(Value::as_array).cloned().unwrap_or_default();
+    let stmts = tree
+        .get("stmts")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if stmts.is_empty() {
         // Only comments or whitespace: Postgres answers EmptyQueryResponse.
         let mut f = StatementFacts::unparsed(sql, String::new(), "empty");
@@ -153,7 +159,10 @@ pub fn analyze(sql: &str, settings: ParseSettings) -> Vec<StatementFacts> {
 
 /// The slice of `sql` a RawStmt covers (byte offsets from the parser).
 fn statement_text<'a>(sql: &'a str, raw: &Value) -> &'a str {
-    let loc = raw.get("stmt_location").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let loc = raw
+        .get("stmt_location")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as usize;
     let len = raw.get("stmt_len").and_then(Value::as_u64).unwrap_or(0) as usize;
     let end = if len == 0 { sql.len() } else { loc + len };
     sql.get(loc..end.min(sql.len())).unwrap_or(sql).trim()
@@ -167,7 +176,11 @@ fn describe(text: &str, stmt: &Value, opts: pg_query::ParserOptions) -> Statemen
         return StatementFacts::unparsed(text, "empty statement".into(), "parse_error");
     };
     let Some(kind) = kinds::lookup(node) else {
-        let mut f = StatementFacts::unparsed(text, format!("unknown statement kind {node}"), "unknown_kind");
+        let mut f = StatementFacts::unparsed(
+            text,
+            format!("unknown statement kind {node}"),
+            "unknown_kind",
+        );
         f.fingerprint = fingerprint;
         return f;
     };
@@ -218,10 +231,21 @@ fn describe(text: &str, stmt: &Value, opts: pg_query::ParserOptions) -> Statemen
             w.statement(node, body, kind.class);
         }
         "CopyStmt" => {
-            let is_from = body.get("is_from").and_then(Value::as_bool).unwrap_or(false);
-            let program = body.get("is_program").and_then(Value::as_bool).unwrap_or(false);
-            let file = !body.get("filename").and_then(Value::as_str).unwrap_or("").is_empty();
-            w.flags.insert(if is_from { "copy_from" } else { "copy_to" });
+            let is_from = body
+                .get("is_from")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let program = body
+                .get("is_program")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let file = !body
+                .get("filename")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty();
+            w.flags
+                .insert(if is_from { "copy_from" } else { "copy_to" });
             if program {
                 w.flags.insert("copy_program");
             } else if file {
@@ -230,10 +254,28 @@ fn describe(text: &str, stmt: &Value, opts: pg_query::ParserOptions) -> Statemen
             let access = if is_from { Access::Write } else { Access::Read };
             w.statement(node, &Value::Null, Class::Read);
             if let Some(rel) = body.get("relation").filter(|r| !r.is_null()) {
-                w.walk(rel, walk::Ctx { access, used_in: "copy" });
+                w.walk(
+                    rel,
+                    walk::Ctx {
+                        access,
+                        used_in: "copy",
+                    },
+                );
             }
-            w.walk(body.get("query").unwrap_or(&Value::Null), walk::Ctx { access: Access::Read, used_in: "copy" });
-            w.walk(body.get("where_clause").unwrap_or(&Value::Null), walk::Ctx { access: Access::Read, used_in: "where" });
+            w.walk(
+                body.get("query").unwrap_or(&Value::Null),
+                walk::Ctx {
+                    access: Access::Read,
+                    used_in: "copy",
+                },
+            );
+            w.walk(
+                body.get("where_clause").unwrap_or(&Value::Null),
+                walk::Ctx {
+                    access: Access::Read,
+                    used_in: "where",
+                },
+            );
             if is_from {
                 w.flags.insert("bulk_write");
             }
@@ -241,8 +283,20 @@ fn describe(text: &str, stmt: &Value, opts: pg_query::ParserOptions) -> Statemen
         }
         "CreateTableAsStmt" => {
             w.read_only = false;
-            w.walk(body.get("into").unwrap_or(&Value::Null), walk::Ctx { access: Access::Ddl, used_in: "other" });
-            w.walk(body.get("query").unwrap_or(&Value::Null), walk::Ctx { access: Access::Read, used_in: "select" });
+            w.walk(
+                body.get("into").unwrap_or(&Value::Null),
+                walk::Ctx {
+                    access: Access::Ddl,
+                    used_in: "other",
+                },
+            );
+            w.walk(
+                body.get("query").unwrap_or(&Value::Null),
+                walk::Ctx {
+                    access: Access::Read,
+                    used_in: "select",
+                },
+            );
         }
         _ => w.statement(node, body, kind.class),
     }
@@ -276,7 +330,11 @@ fn describe(text: &str, stmt: &Value, opts: pg_query::ParserOptions) -> Statemen
             let from_query = body
                 .get("select_stmt")
                 .and_then(node_of)
-                .is_some_and(|(_, sel)| !sel.get("values_lists").and_then(Value::as_array).is_some_and(|v| !v.is_empty()));
+                .is_some_and(|(_, sel)| {
+                    sel.get("values_lists")
+                        .and_then(Value::as_array)
+                        .is_none_or(|v| v.is_empty())
+                });
             if from_query {
                 w.flags.insert("bulk_write");
             }
@@ -299,7 +357,11 @@ fn describe(text: &str, stmt: &Value, opts: pg_query::ParserOptions) -> Statemen
         tables: w
             .tables
             .into_iter()
-            .map(|((schema, name), access)| TableFact { schema, name, access })
+            .map(|((schema, name), access)| TableFact {
+                schema,
+                name,
+                access,
+            })
             .collect(),
         columns: w.columns.into_iter().collect(),
         functions: w.functions.into_iter().collect(),
@@ -321,11 +383,18 @@ fn explain(w: &mut Walker, body: &Value) {
         .filter_map(node_of)
         .any(|(_, d)| {
             d.get("defname").and_then(Value::as_str) == Some("analyze")
-                && !d.pointer("/arg/node/String/sval").and_then(Value::as_str).is_some_and(|v| matches!(v, "false" | "off" | "0"))
-                && d.pointer("/arg/node/Boolean/boolval").and_then(Value::as_bool) != Some(false)
+                && !d
+                    .pointer("/arg/node/String/sval")
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| matches!(v, "false" | "off" | "0"))
+                && d.pointer("/arg/node/Boolean/boolval")
+                    .and_then(Value::as_bool)
+                    != Some(false)
         });
     let query = body.get("query").unwrap_or(&Value::Null);
-    let Some((inner, inner_body)) = node_of(query) else { return };
+    let Some((inner, inner_body)) = node_of(query) else {
+        return;
+    };
     let Some(inner_kind) = kinds::lookup(inner) else {
         w.read_only = false;
         w.flags.insert("unknown_kind");

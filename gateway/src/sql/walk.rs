@@ -37,7 +37,8 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 fn present(v: &Value, key: &str) -> bool {
-    v.get(key).is_some_and(|x| !x.is_null() && x.as_array().is_none_or(|a| !a.is_empty()))
+    v.get(key)
+        .is_some_and(|x| !x.is_null() && x.as_array().is_none_or(|a| !a.is_empty()))
 }
 
 /// Unwraps `{"node": {"Name": body}}` or `{"Name": body}` into (name, body).
@@ -48,7 +49,8 @@ pub(super) fn node_of(v: &Value) -> Option<(&str, &Value)> {
         return None;
     }
     let (k, body) = obj.iter().next()?;
-    k.starts_with(|c: char| c.is_ascii_uppercase()).then_some((k.as_str(), body))
+    k.starts_with(|c: char| c.is_ascii_uppercase())
+        .then_some((k.as_str(), body))
 }
 
 /// Reads the `sval`s of a list of String nodes (names like `schema.fn`).
@@ -84,7 +86,9 @@ fn is_range_var(v: &Map<String, Value>) -> bool {
 /// depend on the row (e.g. `WHERE 1=1`, `WHERE true`).
 pub(super) fn mentions_column(v: &Value) -> bool {
     match v {
-        Value::Object(m) => m.iter().any(|(k, x)| k == "ColumnRef" || mentions_column(x)),
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, x)| k == "ColumnRef" || mentions_column(x)),
         Value::Array(a) => a.iter().any(mentions_column),
         _ => false,
     }
@@ -106,7 +110,10 @@ impl Walker {
     fn table(&mut self, schema: &str, name: &str, access: Access) {
         // A CTE can shadow a table only for reading: the target of
         // INSERT/UPDATE/DELETE is always a real table.
-        if access == Access::Read && schema.is_empty() && self.ctes.iter().flatten().any(|c| c == name) {
+        if access == Access::Read
+            && schema.is_empty()
+            && self.ctes.iter().flatten().any(|c| c == name)
+        {
             return;
         }
         if access > Access::Read {
@@ -216,10 +223,7 @@ impl Walker {
 
     fn function(&mut self, body: &Value) {
         let parts = body.get("funcname").map(name_parts).unwrap_or_default();
-        let parts: Vec<&str> = parts
-            .into_iter()
-            .filter(|p| !p.is_empty())
-            .collect();
+        let parts: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
         let effect = classify(&parts);
         if let Some(name) = parts.last() {
             self.functions.insert(name.to_ascii_lowercase());
@@ -290,8 +294,16 @@ impl Walker {
                 w.field(body, "sort_clause", used("order"));
                 w.fields_except(
                     body,
-                    &["with_clause", "into_clause", "target_list", "from_clause", "where_clause",
-                      "group_clause", "having_clause", "sort_clause"],
+                    &[
+                        "with_clause",
+                        "into_clause",
+                        "target_list",
+                        "from_clause",
+                        "where_clause",
+                        "group_clause",
+                        "having_clause",
+                        "sort_clause",
+                    ],
                     read,
                 );
             }),
@@ -301,11 +313,22 @@ impl Walker {
                 if let Some(cols) = body.get("cols").and_then(Value::as_array) {
                     let table = w.resolve(None);
                     for c in cols.iter().filter_map(node_of) {
-                        w.columns.insert(ColumnFact { table: table.clone(), name: s(c.1, "name").to_string(), used_in: "insert" });
+                        w.columns.insert(ColumnFact {
+                            table: table.clone(),
+                            name: s(c.1, "name").to_string(),
+                            used_in: "insert",
+                        });
                     }
                 }
                 w.field(body, "select_stmt", used("insert"));
-                w.field(body, "on_conflict_clause", Ctx { used_in: "set", ..write });
+                w.field(
+                    body,
+                    "on_conflict_clause",
+                    Ctx {
+                        used_in: "set",
+                        ..write
+                    },
+                );
                 w.field(body, "returning_clause", used("returning"));
             }),
             "UpdateStmt" => self.scoped(body, &["relation", "from_clause"], |w| {
@@ -320,7 +343,11 @@ impl Walker {
                         })
                         .unwrap_or_default();
                     for (_, t) in targets.iter().filter_map(node_of) {
-                        w.columns.insert(ColumnFact { table: table.clone(), name: s(t, "name").to_string(), used_in: "set" });
+                        w.columns.insert(ColumnFact {
+                            table: table.clone(),
+                            name: s(t, "name").to_string(),
+                            used_in: "set",
+                        });
                         w.field(t, "val", used("set"));
                     }
                 }
@@ -342,7 +369,10 @@ impl Walker {
             }),
             "CommonTableExpr" => {
                 let query = body.get("ctequery");
-                if query.and_then(node_of).is_some_and(|(n, _)| n != "SelectStmt") {
+                if query
+                    .and_then(node_of)
+                    .is_some_and(|(n, _)| n != "SelectStmt")
+                {
                     self.effect("write_in_cte");
                 }
                 self.field(body, "ctequery", read);
@@ -371,7 +401,8 @@ impl Walker {
                 self.effect("alter_system");
                 self.walk_children(body, ddl);
             }
-            "CreateRoleStmt" | "AlterRoleStmt" | "AlterRoleSetStmt" | "DropRoleStmt" | "GrantRoleStmt" => {
+            "CreateRoleStmt" | "AlterRoleStmt" | "AlterRoleSetStmt" | "DropRoleStmt"
+            | "GrantRoleStmt" => {
                 self.effect("role_change");
                 self.walk_children(body, ddl);
             }
@@ -382,11 +413,27 @@ impl Walker {
                     .and_then(|t| pg_query::protobuf::ObjectType::try_from(t as i32).ok())
                     .is_some_and(|t| {
                         use pg_query::protobuf::ObjectType as O;
-                        matches!(t, O::ObjectTable | O::ObjectView | O::ObjectMatview | O::ObjectIndex | O::ObjectSequence | O::ObjectForeignTable)
+                        matches!(
+                            t,
+                            O::ObjectTable
+                                | O::ObjectView
+                                | O::ObjectMatview
+                                | O::ObjectIndex
+                                | O::ObjectSequence
+                                | O::ObjectForeignTable
+                        )
                     });
                 if table_like {
-                    for obj in body.get("objects").and_then(Value::as_array).into_iter().flatten() {
-                        let parts = node_of(obj).and_then(|(_, l)| l.get("items")).map(name_parts).unwrap_or_default();
+                    for obj in body
+                        .get("objects")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        let parts = node_of(obj)
+                            .and_then(|(_, l)| l.get("items"))
+                            .map(name_parts)
+                            .unwrap_or_default();
                         match parts.as_slice() {
                             [name] => self.table("", name, Access::Ddl),
                             [.., schema, name] => self.table(schema, name, Access::Ddl),
@@ -420,7 +467,14 @@ impl Walker {
         if !matches!(class, Class::Read | Class::Session | Class::Transaction) {
             self.read_only = false;
         }
-        self.node(name, body, Ctx { access, used_in: "other" });
+        self.node(
+            name,
+            body,
+            Ctx {
+                access,
+                used_in: "other",
+            },
+        );
     }
 }
 
@@ -436,7 +490,11 @@ fn collect_aliases(v: &Value, out: &mut Vec<(String, String)>) {
             match name {
                 "RangeVar" => {
                     let (schema, rel) = qualify(s(body, "schemaname"), s(body, "relname"));
-                    let alias = body.pointer("/alias/aliasname").and_then(Value::as_str).unwrap_or(&rel).to_string();
+                    let alias = body
+                        .pointer("/alias/aliasname")
+                        .and_then(Value::as_str)
+                        .unwrap_or(&rel)
+                        .to_string();
                     out.push((alias, format!("{schema}.{rel}")));
                 }
                 "JoinExpr" => {
