@@ -261,6 +261,7 @@ async fn run_dev(opts: dev::DevOptions, issuer_listen: String) -> anyhow::Result
     if let Err(e) = dev::seed(&cfg.connections[0]).await {
         eprintln!("portcullis dev: could not create the demo table: {e}");
     }
+    let policy_dir = cfg.policy.dir.display().to_string();
     let gw = server::Gateway::start(cfg).await?;
     let token = issuer.mint(&opts.user, &opts.groups, 43_200)?;
     let email = if opts.user.contains('@') {
@@ -278,15 +279,14 @@ async fn run_dev(opts: dev::DevOptions, issuer_listen: String) -> anyhow::Result
             .map(|a| format!("http://{a}/metrics"))
             .unwrap_or_else(|| "off".into())
     );
+    let upstream = if cluster.is_some() {
+        "throwaway local PostgreSQL"
+    } else {
+        "--upstream"
+    };
     println!(
-        "Upstream: {}  Issuer: {}  Policy: {}",
-        if cluster.is_some() {
-            "throwaway local PostgreSQL"
-        } else {
-            "--upstream"
-        },
-        issuer.issuer,
-        "policies (hot reloaded)"
+        "Upstream: {upstream}  Issuer: {}  Policy: {policy_dir} (hot reloaded)",
+        issuer.issuer
     );
     println!();
     println!("Connect as {email} (groups: {}):", opts.groups.join(","));
