@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# pgbench -S (select-only) in simple and prepared mode, 1 and 8 clients,
+# against direct PostgreSQL, pgbouncer (session pool) and the gateway (shipped
+# policy, decision logging on), in one run on this machine. Prints TPS,
+# average latency and the ratios gateway/direct and gateway/pgbouncer, and
+# appends the results with date and machine to BENCHMARKS.md.
+#
+#   bash bench/pgbench.sh [SECONDS_PER_RUN]      (default 15)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-15}"
+bash scripts/install-deps.sh >/dev/null
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/portcullis/target}"
+cargo build --release -q -p portcullis
+gw_bin="$CARGO_TARGET_DIR/release/portcullis"
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+work=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  as_pg "$pgbin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+pw="bench$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+echo "$pw" > "$work/pwfile"
+[ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$work"
+pg_port=$(free_port)
+as_pg "$pgbin/initdb" -D "$work/data" --auth=scram-sha-256 -U postgres --pwfile="$work/pwfile" --no-sync >/dev/null
+as_pg "$pgbin/pg_ctl" -D "$work/data" -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c max_connections=100" -l "$work/pg.log" -w start >/dev/null
+export PGPASSWORD="$pw"
+echo "bench: initialising pgbench scale 10 on port $pg_port"
+pgbench -i -q -s 10 -h 127.0.0.1 -p "$pg_port" -U postgres postgres >/dev/null 2>&1
+
+# pgbouncer, session pooling, trust from clients, SCRAM to the server.
+bn_port=$(free_port)
+cat > "$work/pgbouncer.ini" <<INI
+[databases]
+postgres = host=127.0.0.1 port=$pg_port dbname=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bn_port
+unix_socket_dir =
+auth_type = trust
+auth_file = $work/userlist.txt
+pool_mode = session
+max_client_conn = 100
+default_pool_size = 20
+logfile = $work/pgbouncer.log
+INI
+echo "\"postgres\" \"$pw\"" > "$work/userlist.txt"
+[ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$work"
+as_pg pgbouncer "$work/pgbouncer.ini" >/dev/null 2>&1 &
+pids+=($!)
+
+# The gateway with the dev issuer, the shipped policy and decision logs on.
+gw_port=$(free_port)
+"$gw_bin" dev --upstream "postgres://postgres:$pw@127.0.0.1:$pg_port/postgres" --listen "127.0.0.1:$gw_port" \
+  --admin-listen 127.0.0.1:0 --state-dir "$work/dev" --user bench --groups dev > "$work/gw.out" 2> "$work/gw.log" &
+pids+=($!)
+for _ in $(seq 1 200); do
+  (echo > "/dev/tcp/127.0.0.1/$gw_port") 2>/dev/null && (echo > "/dev/tcp/127.0.0.1/$bn_port") 2>/dev/null && break
+  sleep 0.1
+done
+token=$("$gw_bin" token --dev --state-dir "$work/dev" --user bench --groups dev)
+
+declare -A tps lat
+run() { # name port user password mode clients
+  local out
+  out=$(PGPASSWORD="$4" pgbench -S -n -T "$secs" -M "$5" -c "$6" -j "$(( $6 < 2 ? 1 : 2 ))" -h 127.0.0.1 -p "$2" -U "$3" "$7" 2>&1) || { echo "$out" >&2; return 1; }
+  tps[$1,$5,$6]=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -1)
+  lat[$1,$5,$6]=$(echo "$out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
+  printf '  %-9s %-8s c%-2s %10.0f tps  %7.3f ms\n' "$1" "$5" "$6" "${tps[$1,$5,$6]}" "${lat[$1,$5,$6]}"
+}
+echo "bench: ${secs}s per run"
+for mode in simple prepared; do
+  for c in 1 8; do
+    run direct "$pg_port" postgres "$pw" "$mode" "$c" postgres
+    run pgbouncer "$bn_port" postgres "$pw" "$mode" "$c" postgres
+    run gateway "$gw_port" bench@example.com "$token" "$mode" "$c" dev
+  done
+done
+
+decisions=$(grep -c 'portcullis::decision' "$work/gw.log" || true)
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+added() { python3 -c "print(f'{($1-$2)*1000:.0f}')"; }
+table="| mode | clients | direct tps | pgbouncer tps | gateway tps | gateway/direct | gateway/pgbouncer | gateway avg latency (ms) | added vs direct (µs) |
+|---|---|---|---|---|---|---|---|---|"
+for mode in simple prepared; do
+  for c in 1 8; do
+    d=${tps[direct,$mode,$c]}; b=${tps[pgbouncer,$mode,$c]}; g=${tps[gateway,$mode,$c]}
+    table+="
+| $mode | $c | ${d%.*} | ${b%.*} | ${g%.*} | $(ratio "$g" "$d") | $(ratio "$g" "$b") | ${lat[gateway,$mode,$c]} | $(added "${lat[gateway,$mode,$c]}" "${lat[direct,$mode,$c]}") |"
+  done
+done
+echo
+echo "$table"
+echo "(gateway logged $decisions decision lines)"
+{
+  [ -f BENCHMARKS.md ] || printf '# Benchmarks\n\nAppended by `bash bench/pgbench.sh`. pgbench -S, scale 10, loopback, all targets in one run.\n'
+  echo
+  echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}'), ${secs}s per run"
+  echo
+  echo "$table"
+  echo
+  echo "Gateway: release build, shipped policy, decision logging on (info level, $decisions decision lines written)."
+} >> BENCHMARKS.md
+echo "bench: results appended to BENCHMARKS.md"
