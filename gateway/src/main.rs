@@ -126,7 +126,9 @@ fn default_state_dir() -> PathBuf {
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let b = tracing_subscriber::fmt()
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if json {
@@ -151,7 +153,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Serve { config } => {
             let cfg = Config::load(&config)?;
-            init_tracing(cfg.gateway.log_format == "json");
+            let _log = init_tracing(cfg.gateway.log_format == "json");
             runtime()?.block_on(async {
                 let gw = server::Gateway::start(cfg).await?;
                 gw.run(server::shutdown_signal()).await;
@@ -173,7 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             user,
             groups,
         } => {
-            init_tracing(false);
+            let _log = init_tracing(false);
             let opts = dev::DevOptions {
                 upstream,
                 listen,

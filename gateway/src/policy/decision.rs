@@ -109,6 +109,14 @@ impl Decision {
         }
     }
 
+    /// A decision from an evaluation result; an error is a deny.
+    pub fn from_value_or_error(v: Result<regorus::Value, String>) -> Self {
+        match v {
+            Ok(v) => Self::from_value(&v),
+            Err(e) => Self::deny(format!("policy evaluation failed: {e}")),
+        }
+    }
+
     /// Combines decisions for a multi-statement message: the strictest
     /// action applies; reasons and masks are merged.
     pub fn strictest(decisions: impl IntoIterator<Item = Decision>) -> Decision {

@@ -3,6 +3,7 @@
 
 mod decision;
 pub mod testing;
+mod vm;
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,9 @@ pub enum PolicyError {
 /// A compiled, warmed-up policy bundle.
 pub struct Bundle {
     engine: regorus::Engine,
+    /// Bytecode program, when it compiled and agreed with the interpreter
+    /// on every probe input.
+    vm: Option<vm::VmProgram>,
     query: String,
     /// Short hash of every file in the bundle; logged with each decision.
     pub hash: String,
@@ -158,8 +162,18 @@ impl Bundle {
             .rego
             .iter()
             .any(|(_, t)| t.contains("now") || t.contains("time."));
+        let vm = vm::VmProgram::build(&mut engine.clone(), query, &src.hash)
+            .and_then(|p| p.self_check(&engine, query).map(|_| p));
+        let vm = match vm {
+            Ok(p) => Some(p),
+            Err(why) => {
+                tracing::warn!(policy_hash = %src.hash, reason = %why, "policy runs on the interpreter (bytecode VM unavailable for it)");
+                None
+            }
+        };
         Ok(Self {
             engine,
+            vm,
             query: query.to_string(),
             hash: src.hash,
             uses_time,
@@ -170,13 +184,34 @@ impl Bundle {
     /// Evaluates the decision for one input. Never fails: an error, an
     /// undefined or a malformed result is a deny with the reason.
     pub fn decide(&self, input: &Value) -> Decision {
-        let mut engine = self.engine.clone();
-        engine.set_input(regorus::Value::from(input.clone()));
-        match engine.eval_rule(self.query.clone()) {
-            Ok(v) => Decision::from_value(&v),
-            Err(e) => Decision::deny(format!("policy evaluation failed: {e}")),
+        let value = regorus::Value::from(input.clone());
+        if let Some(vm) = &self.vm {
+            // A VM error is not a decision: the interpreter, the reference
+            // implementation, decides instead.
+            if let Ok(v) = vm.eval(value.clone()) {
+                return Decision::from_value(&v);
+            }
         }
+        Decision::from_value_or_error(interpret(&self.engine, &self.query, value))
     }
+
+    /// Whether decisions run on the bytecode VM.
+    pub fn uses_vm(&self) -> bool {
+        self.vm.is_some()
+    }
+}
+
+/// Evaluates `query` with the interpreter on a clone of a warmed engine.
+fn interpret(
+    engine: &regorus::Engine,
+    query: &str,
+    input: regorus::Value,
+) -> Result<regorus::Value, String> {
+    let mut engine = engine.clone();
+    engine.set_input(input);
+    engine
+        .eval_rule(query.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// The policy in force, swapped whole on reload.
