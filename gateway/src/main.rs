@@ -123,19 +123,26 @@ fn default_state_dir() -> PathBuf {
         .join("dev")
 }
 
-fn init_tracing(json: bool) {
+/// Logs go to stderr through a background writer so the hot path never
+/// blocks on log I/O (it waits only if the buffer is full: no decision line
+/// is dropped); the guard flushes on exit.
+fn init_tracing(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let b = tracing_subscriber::fmt()
         .with_ansi(ansi)
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if json {
         b.json().init();
     } else {
         b.init();
     }
+    guard
 }
 
 fn main() -> ExitCode {

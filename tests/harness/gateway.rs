@@ -149,6 +149,22 @@ groups = ["dba"]
         }
     }
 
+    /// Process id of the gateway (not of its guard).
+    pub fn pid(&self) -> Option<u32> {
+        let pattern = format!(
+            "^{} serve --config {}",
+            portcullis_bin().display(),
+            self.dir.join("portcullis.toml").display()
+        );
+        let out = Command::new("pgrep").args(["-f", &pattern]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// The gateway's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("gateway.log")).unwrap_or_default()

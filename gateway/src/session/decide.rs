@@ -34,7 +34,9 @@ pub struct Decider {
     user: String,
     connection: String,
     session_id: String,
-    cache: HashMap<(Box<str>, bool), Arc<Verdict>>,
+    /// Keyed by everything the policy input depends on that varies within
+    /// a session: the text, the transaction state and the parser settings.
+    cache: HashMap<(Box<str>, bool, bool), Arc<Verdict>>,
 }
 
 impl Decider {
@@ -77,16 +79,22 @@ impl Decider {
     ) -> Arc<Verdict> {
         let bundle = self.shared.policy.current();
         let cacheable = self.shared.config.policy.decision_cache && !bundle.uses_time;
-        let key = (Box::<str>::from(sql), in_transaction);
+        let key = (
+            Box::<str>::from(sql),
+            in_transaction,
+            settings.standard_strings_off,
+        );
         if cacheable {
             if let Some(v) = self.cache.get(&key) {
                 if v.policy_hash == bundle.hash {
+                    let v = v.clone();
                     self.shared
                         .metrics
                         .cache_hits
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.shared.metrics.statement(v.decision.action);
-                    return v.clone();
+                    self.log(&v, true);
+                    return v;
                 }
             }
         }
@@ -116,9 +124,32 @@ impl Decider {
         self.shared.metrics.decision_latency.observe(t1.elapsed());
         self.shared.metrics.statement(decision.action);
 
-        let fingerprints: Vec<&str> = statements.iter().map(|s| s.fingerprint.as_str()).collect();
-        let kinds: Vec<&str> = statements.iter().map(|s| s.kind.as_str()).collect();
-        let action = match decision.action {
+        let verdict = Arc::new(Verdict {
+            decision,
+            statements,
+            policy_hash: bundle.hash.clone(),
+        });
+        self.log(&verdict, false);
+        if cacheable {
+            if self.cache.len() >= CACHE_LIMIT {
+                self.cache.clear();
+            }
+            self.cache.insert(key, verdict.clone());
+        }
+        verdict
+    }
+}
+
+impl Decider {
+    /// One decision log line (also for decisions served from the cache).
+    fn log(&self, v: &Verdict, cached: bool) {
+        let fingerprints: Vec<&str> = v
+            .statements
+            .iter()
+            .map(|s| s.fingerprint.as_str())
+            .collect();
+        let kinds: Vec<&str> = v.statements.iter().map(|s| s.kind.as_str()).collect();
+        let action = match v.decision.action {
             Action::Allow => "allow",
             Action::Approve => "approve",
             Action::Deny => "deny",
@@ -131,22 +162,11 @@ impl Decider {
             fingerprint = %fingerprints.join(","),
             kind = %kinds.join(","),
             action,
-            reasons = %decision.reasons.join("; "),
-            policy_hash = %bundle.hash,
+            reasons = %v.decision.reasons.join("; "),
+            policy_hash = %v.policy_hash,
+            cached,
             "decision"
         );
-        let verdict = Arc::new(Verdict {
-            decision,
-            statements,
-            policy_hash: bundle.hash.clone(),
-        });
-        if cacheable {
-            if self.cache.len() >= CACHE_LIMIT {
-                self.cache.clear();
-            }
-            self.cache.insert(key, verdict.clone());
-        }
-        verdict
     }
 }
 
