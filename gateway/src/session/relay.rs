@@ -34,7 +34,7 @@ use crate::sql::ParseSettings;
 const MAX_BACKEND_MESSAGE: usize = (1 << 30) + 1024;
 
 /// State both halves of a session share.
-struct Shared2 {
+struct SessionState {
     /// Refusals waiting for their poison's error: (batch, error).
     refusals: Mutex<VecDeque<(u64, ErrorFields)>>,
     pending: AtomicU64,
@@ -72,7 +72,7 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
         &application_name,
         &session_id,
     );
-    let state = Arc::new(Shared2 {
+    let state = Arc::new(SessionState {
         refusals: Mutex::new(VecDeque::new()),
         pending: AtomicU64::new(0),
         tx: AtomicU8::new(b'I'),
@@ -84,14 +84,7 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
     let (up_rd, up_wr) = tokio::io::split(upstream.stream);
     let max = shared.config.gateway.max_message_bytes;
 
-    let front = frontend(
-        client_rd,
-        up_wr,
-        decider,
-        state.clone(),
-        client_wr.clone(),
-        max,
-    );
+    let front = frontend(client_rd, up_wr, decider, state.clone(), max);
     let back = backend(up_rd, client_wr.clone(), state, upstream.leftover);
     let outcome = tokio::select! {
         r = front => r.map_err(|e| ("client", e)),
@@ -124,7 +117,7 @@ enum Poison {
 
 struct Frontend {
     decider: Decider,
-    state: Arc<Shared2>,
+    state: Arc<SessionState>,
     /// Messages that produce one ReadyForQuery each (Query, Sync) sent.
     batches: u64,
     /// Dropping extended-protocol messages until Sync after a refusal.
@@ -243,8 +236,7 @@ async fn frontend(
     mut rd: ReadHalf<BoxStream>,
     mut up: WriteHalf<BoxStream>,
     decider: Decider,
-    state: Arc<Shared2>,
-    _client: ClientWriter,
+    state: Arc<SessionState>,
     max: usize,
 ) -> Result<(), SessionError> {
     let mut fe = Frontend {
@@ -286,7 +278,7 @@ async fn frontend(
 async fn backend<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     mut rd: R,
     client: Arc<tokio::sync::Mutex<W>>,
-    state: Arc<Shared2>,
+    state: Arc<SessionState>,
     mut buf: BytesMut,
 ) -> Result<(), SessionError> {
     let marker = state.marker.clone();
@@ -367,7 +359,7 @@ async fn backend<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 /// Drops refusals whose batch has ended without their poison's error (the
 /// database was already discarding that batch, so it never ran the poison;
 /// the client got the database's own error, as without the gateway).
-fn drop_stale(state: &Shared2, ready_seen: u64) {
+fn drop_stale(state: &SessionState, ready_seen: u64) {
     if let Ok(mut q) = state.refusals.lock() {
         while q.front().is_some_and(|(batch, _)| *batch < ready_seen) {
             q.pop_front();

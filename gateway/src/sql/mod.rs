@@ -252,30 +252,9 @@ fn describe(text: &str, stmt: &Value, opts: pg_query::ParserOptions) -> Statemen
                 w.flags.insert("copy_file");
             }
             let access = if is_from { Access::Write } else { Access::Read };
-            w.statement(node, &Value::Null, Class::Read);
-            if let Some(rel) = body.get("relation").filter(|r| !r.is_null()) {
-                w.walk(
-                    rel,
-                    walk::Ctx {
-                        access,
-                        used_in: "copy",
-                    },
-                );
-            }
-            w.walk(
-                body.get("query").unwrap_or(&Value::Null),
-                walk::Ctx {
-                    access: Access::Read,
-                    used_in: "copy",
-                },
-            );
-            w.walk(
-                body.get("where_clause").unwrap_or(&Value::Null),
-                walk::Ctx {
-                    access: Access::Read,
-                    used_in: "where",
-                },
-            );
+            w.field(body, "relation", access, "copy");
+            w.field(body, "query", Access::Read, "copy");
+            w.field(body, "where_clause", Access::Read, "where");
             if is_from {
                 w.flags.insert("bulk_write");
             }
@@ -283,20 +262,8 @@ fn describe(text: &str, stmt: &Value, opts: pg_query::ParserOptions) -> Statemen
         }
         "CreateTableAsStmt" => {
             w.read_only = false;
-            w.walk(
-                body.get("into").unwrap_or(&Value::Null),
-                walk::Ctx {
-                    access: Access::Ddl,
-                    used_in: "other",
-                },
-            );
-            w.walk(
-                body.get("query").unwrap_or(&Value::Null),
-                walk::Ctx {
-                    access: Access::Read,
-                    used_in: "select",
-                },
-            );
+            w.field(body, "into", Access::Ddl, "other");
+            w.field(body, "query", Access::Read, "select");
         }
         _ => w.statement(node, body, kind.class),
     }

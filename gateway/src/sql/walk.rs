@@ -140,7 +140,12 @@ impl Walker {
         }
     }
 
-    fn field(&mut self, body: &Value, key: &str, ctx: Ctx) {
+    /// Walks `body[key]` if present.
+    pub fn field(&mut self, body: &Value, key: &str, access: Access, used_in: &'static str) {
+        self.field_ctx(body, key, Ctx { access, used_in });
+    }
+
+    fn field_ctx(&mut self, body: &Value, key: &str, ctx: Ctx) {
         if let Some(v) = body.get(key) {
             self.walk(v, ctx);
         }
@@ -278,20 +283,20 @@ impl Walker {
                 self.fields_except(body, &["funcname"], ctx);
             }
             "SelectStmt" => self.scoped(body, &["from_clause"], |w| {
-                w.field(body, "with_clause", read);
+                w.field_ctx(body, "with_clause", read);
                 if present(body, "into_clause") {
                     w.flags.insert("select_into");
-                    w.field(body, "into_clause", ddl);
+                    w.field_ctx(body, "into_clause", ddl);
                 }
                 if present(body, "locking_clause") {
                     w.effect("row_lock");
                 }
-                w.field(body, "target_list", used("select"));
-                w.field(body, "from_clause", used("from"));
-                w.field(body, "where_clause", used("where"));
-                w.field(body, "group_clause", used("group"));
-                w.field(body, "having_clause", used("having"));
-                w.field(body, "sort_clause", used("order"));
+                w.field_ctx(body, "target_list", used("select"));
+                w.field_ctx(body, "from_clause", used("from"));
+                w.field_ctx(body, "where_clause", used("where"));
+                w.field_ctx(body, "group_clause", used("group"));
+                w.field_ctx(body, "having_clause", used("having"));
+                w.field_ctx(body, "sort_clause", used("order"));
                 w.fields_except(
                     body,
                     &[
@@ -308,8 +313,8 @@ impl Walker {
                 );
             }),
             "InsertStmt" => self.scoped(body, &["relation"], |w| {
-                w.field(body, "with_clause", read);
-                w.field(body, "relation", write);
+                w.field_ctx(body, "with_clause", read);
+                w.field_ctx(body, "relation", write);
                 if let Some(cols) = body.get("cols").and_then(Value::as_array) {
                     let table = w.resolve(None);
                     for c in cols.iter().filter_map(node_of) {
@@ -320,8 +325,8 @@ impl Walker {
                         });
                     }
                 }
-                w.field(body, "select_stmt", used("insert"));
-                w.field(
+                w.field_ctx(body, "select_stmt", used("insert"));
+                w.field_ctx(
                     body,
                     "on_conflict_clause",
                     Ctx {
@@ -329,11 +334,11 @@ impl Walker {
                         ..write
                     },
                 );
-                w.field(body, "returning_clause", used("returning"));
+                w.field_ctx(body, "returning_clause", used("returning"));
             }),
             "UpdateStmt" => self.scoped(body, &["relation", "from_clause"], |w| {
-                w.field(body, "with_clause", read);
-                w.field(body, "relation", write);
+                w.field_ctx(body, "with_clause", read);
+                w.field_ctx(body, "relation", write);
                 if let Some(targets) = body.get("target_list").and_then(Value::as_array) {
                     let table = body
                         .get("relation")
@@ -348,23 +353,23 @@ impl Walker {
                             name: s(t, "name").to_string(),
                             used_in: "set",
                         });
-                        w.field(t, "val", used("set"));
+                        w.field_ctx(t, "val", used("set"));
                     }
                 }
-                w.field(body, "from_clause", used("from"));
-                w.field(body, "where_clause", used("where"));
-                w.field(body, "returning_clause", used("returning"));
+                w.field_ctx(body, "from_clause", used("from"));
+                w.field_ctx(body, "where_clause", used("where"));
+                w.field_ctx(body, "returning_clause", used("returning"));
             }),
             "DeleteStmt" => self.scoped(body, &["relation", "using_clause"], |w| {
-                w.field(body, "with_clause", read);
-                w.field(body, "relation", write);
-                w.field(body, "using_clause", used("from"));
-                w.field(body, "where_clause", used("where"));
-                w.field(body, "returning_clause", used("returning"));
+                w.field_ctx(body, "with_clause", read);
+                w.field_ctx(body, "relation", write);
+                w.field_ctx(body, "using_clause", used("from"));
+                w.field_ctx(body, "where_clause", used("where"));
+                w.field_ctx(body, "returning_clause", used("returning"));
             }),
             "MergeStmt" => self.scoped(body, &["relation", "source_relation"], |w| {
-                w.field(body, "with_clause", read);
-                w.field(body, "relation", write);
+                w.field_ctx(body, "with_clause", read);
+                w.field_ctx(body, "relation", write);
                 w.fields_except(body, &["with_clause", "relation"], used("merge"));
             }),
             "CommonTableExpr" => {
@@ -375,7 +380,7 @@ impl Walker {
                 {
                     self.effect("write_in_cte");
                 }
-                self.field(body, "ctequery", read);
+                self.field_ctx(body, "ctequery", read);
             }
             "RangeSubselect" | "SubLink" => self.walk_children(body, read),
             "DoStmt" => self.effect("dynamic_sql"),
