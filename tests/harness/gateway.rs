@@ -111,6 +111,32 @@ user = "svc"
 password_file = "{pwfile}"
 
 [[connections]]
+name = "app_tls"
+upstream = "127.0.0.1:{pgport}"
+database = "app"
+user = "svc"
+password_file = "{pwfile}"
+tls = "require"
+
+[[connections]]
+name = "app_verified"
+upstream = "127.0.0.1:{pgport}"
+database = "app"
+user = "svc"
+password_file = "{pwfile}"
+tls = "verify-full"
+ca_file = "{ca}"
+
+[[connections]]
+name = "app_wrong_ca"
+upstream = "127.0.0.1:{pgport}"
+database = "app"
+user = "svc"
+password_file = "{pwfile}"
+tls = "verify-full"
+ca_file = "{other_ca}"
+
+[[connections]]
 name = "restricted"
 upstream = "127.0.0.1:{pgport}"
 database = "app"
@@ -126,6 +152,8 @@ groups = ["dba"]
             reload = opts.reload_interval,
             pgport = pg.port,
             pwfile = pg.svc_password_file.display(),
+            ca = pg.ca_file.display(),
+            other_ca = pg.other_ca_file.display(),
         );
         let cfg_path = dir.join("portcullis.toml");
         std::fs::write(&cfg_path, config).expect("write config");

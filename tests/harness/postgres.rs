@@ -21,6 +21,11 @@ pub struct Postgres {
     pub svc_password_file: PathBuf,
     /// Server binaries.
     pub bin: PathBuf,
+    /// CA certificate that signed the server's TLS certificate (for
+    /// `tls = "verify-full"`).
+    pub ca_file: PathBuf,
+    /// A CA that did not sign it (must be refused by verify-full).
+    pub other_ca_file: PathBuf,
     _guard: Guarded,
 }
 
@@ -62,6 +67,7 @@ impl Postgres {
         std::fs::write(dir.join("pwfile"), &super_password).expect("pwfile");
         let svc_password_file = dir.join("svc.password");
         std::fs::write(&svc_password_file, &svc_password).expect("svc pw");
+        make_certs(&dir);
         check(
             {
                 let mut c = Command::new("chown");
@@ -90,8 +96,9 @@ impl Postgres {
             .arg(&data)
             .arg("-o")
             .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-                dir.display()
+                "-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 \
+                 -c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key",
+                d = dir.display()
             ))
             .arg("-l")
             .arg(dir.join("log"))
@@ -109,6 +116,8 @@ impl Postgres {
             svc_password,
             svc_password_file,
             bin,
+            ca_file: dir.join("ca.crt"),
+            other_ca_file: dir.join("other-ca.crt"),
             _guard: guard,
         };
         pg.psql_super(
@@ -163,6 +172,75 @@ impl Postgres {
             || self.psql_super(db, sql) == expected,
         );
     }
+}
+
+/// A CA, a server certificate for 127.0.0.1 signed by it, and an unrelated
+/// CA, made with the openssl command.
+fn make_certs(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for ca in ["ca", "other-ca"] {
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=portcullis test {ca}"),
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.crt"),
+        ]);
+    }
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("server.ext"), "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n").expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ]);
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
 }
 
 static PG: OnceLock<Postgres> = OnceLock::new();

@@ -217,7 +217,7 @@ fn unknown_connection_lists_the_ones_open_to_the_user() {
             .unwrap(),
     );
     assert!(!r.ok);
-    assert!(r.stderr.contains("connection \"nope\" does not exist or is not open to you; connections you may use: app"), "{}", r.all());
+    assert!(r.stderr.contains("connection \"nope\" does not exist or is not open to you; connections you may use: app, app_tls, app_verified, app_wrong_ca"), "{}", r.all());
     // `restricted` is for dba only and is neither listed nor usable.
     let r = portcullis_e2e::clients::Run::from(
         psql_cmd(gateway(), ALICE, &alice(), "restricted")
@@ -285,4 +285,32 @@ fn admin_endpoints_report_health_and_metrics() {
     assert!(m.contains("portcullis_parse_seconds_bucket"), "{m}");
     assert!(m.contains("portcullis_decision_seconds_count"), "{m}");
     assert!(m.contains("portcullis_connections_total"), "{m}");
+}
+
+#[test]
+fn upstream_tls_require_and_verify_full() {
+    let tok = alice();
+    for db in ["app_tls", "app_verified"] {
+        let r = portcullis_e2e::clients::Run::from(
+            psql_cmd(gateway(), ALICE, &tok, db)
+                .args([
+                    "-A",
+                    "-t",
+                    "-c",
+                    "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+                ])
+                .output()
+                .unwrap(),
+        );
+        assert!(r.ok, "{db}: {}", r.all());
+        assert_eq!(r.stdout.trim(), "t", "{db}: upstream link is not encrypted");
+    }
+    let r = portcullis_e2e::clients::Run::from(
+        psql_cmd(gateway(), ALICE, &tok, "app_wrong_ca")
+            .args(["-c", "select 1"])
+            .output()
+            .unwrap(),
+    );
+    assert!(!r.ok);
+    assert!(r.stderr.contains("TLS to database"), "{}", r.all());
 }
