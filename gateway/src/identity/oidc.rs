@@ -13,8 +13,10 @@ use tokio::sync::Mutex;
 use super::{parse_algorithm, Identity, IdentityError};
 use crate::config::{parse_duration, IssuerConfig};
 
-/// Minimum time between two JWKS refetches of one issuer.
-const REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(5);
+/// Default minimum time between two JWKS refetches of one issuer (a flood of
+/// tokens with made-up `kid`s must not become a flood of requests to the
+/// IdP).
+pub const REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(5);
 
 struct IssuerState {
     cfg: IssuerConfig,
@@ -34,6 +36,7 @@ struct KeyCache {
 pub struct Verifier {
     issuers: Arc<Vec<IssuerState>>,
     http: reqwest::Client,
+    refetch_interval: Duration,
 }
 
 impl Verifier {
@@ -59,7 +62,14 @@ impl Verifier {
         Self {
             issuers: Arc::new(issuers),
             http,
+            refetch_interval: REFETCH_MIN_INTERVAL,
         }
+    }
+
+    /// Changes the minimum interval between JWKS refetches.
+    pub fn with_refetch_interval(mut self, interval: Duration) -> Self {
+        self.refetch_interval = interval;
+        self
     }
 
     /// Verifies `token` and returns who it names.
@@ -122,7 +132,7 @@ impl Verifier {
                 || (attempt == 1
                     && cache
                         .fetched_at
-                        .is_none_or(|t| t.elapsed() >= REFETCH_MIN_INTERVAL));
+                        .is_none_or(|t| t.elapsed() >= self.refetch_interval));
             if stale {
                 cache.jwks = Some(self.fetch_jwks(&state.cfg).await?);
                 cache.fetched_at = Some(Instant::now());
@@ -271,6 +281,58 @@ mod tests {
         assert!(peek("abc").is_err());
         assert!(peek("a.b.c.d").is_err());
         assert!(peek("!!.e30.x").is_err());
+    }
+
+    /// A key rotation at the issuer: a token with a new `kid` makes the
+    /// verifier refetch the JWKS. The issuer is the dev issuer's real JWKS
+    /// served over HTTP on loopback, switched from one key to another.
+    #[tokio::test]
+    async fn unknown_kid_refetches_jwks() {
+        use crate::identity::dev::DevIssuer;
+        use axum::routing::get;
+        use std::sync::Mutex as StdMutex;
+
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", l.local_addr().unwrap());
+        let tmp = std::env::temp_dir().join(format!("pc-rot-{}", uuid::Uuid::new_v4()));
+        let k1 = DevIssuer::load_or_create(&tmp.join("1"), Some(&issuer)).unwrap();
+        let k2 = DevIssuer::load_or_create(&tmp.join("2"), Some(&issuer)).unwrap();
+        let served = Arc::new(StdMutex::new(k1.jwks()));
+        let s2 = served.clone();
+        let iss2 = issuer.clone();
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || {
+                    let iss = iss2.clone();
+                    async move {
+                        axum::Json(
+                            serde_json::json!({"issuer": iss, "jwks_uri": format!("{iss}/jwks")}),
+                        )
+                    }
+                }),
+            )
+            .route(
+                "/jwks",
+                get(move || {
+                    let v = s2.lock().unwrap().clone();
+                    async move { axum::Json(v) }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(l, app).await });
+
+        let cfg: IssuerConfig =
+            toml::from_str(&format!("issuer = \"{issuer}\"\naudience = \"portcullis\"")).unwrap();
+        let v = Verifier::new(&[cfg]).with_refetch_interval(Duration::ZERO);
+        let t1 = k1.mint("alice", &["dev".into()], 60).unwrap();
+        assert_eq!(v.verify(&t1).await.unwrap().email, "alice@example.com");
+        *served.lock().unwrap() = k2.jwks();
+        let t2 = k2.mint("bob", &[], 60).unwrap();
+        assert_eq!(v.verify(&t2).await.unwrap().sub, "bob");
+        // The old key is gone from the JWKS: its tokens are refused now.
+        let err = v.verify(&t1).await.unwrap_err().to_string();
+        assert!(err.contains("signing key"), "{err}");
+        std::fs::remove_dir_all(tmp).ok();
     }
 
     #[test]
