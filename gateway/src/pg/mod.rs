@@ -18,6 +18,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub use error_response::{ErrorFields, Severity};
 
+/// How much buffer space is added at a time while a message arrives.
+pub const READ_CHUNK: usize = 64 * 1024;
+
 /// Errors from the framing layer: the peer sent something that is not valid
 /// protocol, or the transport failed.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +104,10 @@ pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, Code
         return Err(CodecError::TooLarge { len, max });
     }
     if buf.len() < 1 + len {
-        buf.reserve(1 + len - buf.len());
+        // Grow with the data that actually arrives, not with the declared
+        // length: a peer that announces a huge message and then trickles
+        // must not make us allocate it up front.
+        buf.reserve((1 + len - buf.len()).min(READ_CHUNK));
         return Ok(None);
     }
     let tag = buf[0];
@@ -257,6 +263,13 @@ mod tests {
         ));
         let mut buf = BytesMut::from(&[b'Q', 0xff, 0xff, 0xff, 0xff][..]);
         assert!(split_frame(&mut buf, 100).is_err());
+    }
+
+    #[test]
+    fn announced_length_does_not_allocate_up_front() {
+        let mut buf = BytesMut::from(&[b'Q', 0x10, 0, 0, 0][..]);
+        assert_eq!(split_frame(&mut buf, 1 << 30).unwrap(), None);
+        assert!(buf.capacity() < 2 * READ_CHUNK, "{}", buf.capacity());
     }
 
     #[test]

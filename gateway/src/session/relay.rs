@@ -295,7 +295,7 @@ async fn backend<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             }
             let end = pos + 1 + len as usize;
             if buf.len() < end {
-                buf.reserve(end - buf.len());
+                buf.reserve((end - buf.len()).min(crate::pg::READ_CHUNK));
                 break;
             }
             let body = &buf[pos + 5..end];
