@@ -101,8 +101,8 @@ done
 echo
 echo "$table"
 echo "(gateway logged $decisions decision lines)"
+[ -f BENCHMARKS.md ] || printf '# Benchmarks\n\nAppended by `bash bench/pgbench.sh`. pgbench -S, scale 10, loopback, all targets in one run.\n' > BENCHMARKS.md
 {
-  [ -f BENCHMARKS.md ] || printf '# Benchmarks\n\nAppended by `bash bench/pgbench.sh`. pgbench -S, scale 10, loopback, all targets in one run.\n'
   echo
   echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}'), ${secs}s per run"
   echo
