@@ -22,6 +22,7 @@ command -v node >/dev/null || want_apt+=(nodejs)
 command -v npm >/dev/null || want_apt+=(npm)
 command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || want_apt+=(python3-pip)
 command -v runuser >/dev/null || want_apt+=(util-linux)
+command -v pgrep >/dev/null || want_apt+=(procps)
 
 if [ ${#want_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${want_apt[*]}"

@@ -50,11 +50,11 @@ fn main() {
     input["statement"] = serde_json::to_value(&facts[0]).unwrap();
     let t = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(bundle.decide(&input));
+        std::hint::black_box(bundle.decide(input.clone()));
     }
     println!(
         "policy decide          {:>8.1} µs  ({:?})",
         t.elapsed().as_secs_f64() * 1e6 / n as f64,
-        bundle.decide(&input).action
+        bundle.decide(input.clone()).action
     );
 }

@@ -183,8 +183,8 @@ impl Bundle {
 
     /// Evaluates the decision for one input. Never fails: an error, an
     /// undefined or a malformed result is a deny with the reason.
-    pub fn decide(&self, input: &Value) -> Decision {
-        let value = regorus::Value::from(input.clone());
+    pub fn decide(&self, input: Value) -> Decision {
+        let value = regorus::Value::from(input);
         if let Some(vm) = &self.vm {
             // A VM error is not a decision: the interpreter, the reference
             // implementation, decides instead.

@@ -117,7 +117,7 @@ impl Decider {
                     serde_json::to_value(facts).unwrap_or(Value::Null),
                 );
                 input.insert("now".into(), Value::String(now.clone()));
-                bundle.decide(&Value::Object(input))
+                bundle.decide(Value::Object(input))
             })
             .collect();
         let decision = Decision::strictest(decisions);

@@ -10,6 +10,7 @@ mod corpus_tests;
 
 use serde::Serialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 pub use kinds::Class;
 use walk::{mentions_column, node_of, Walker};
@@ -129,11 +130,11 @@ pub fn analyze(sql: &str, settings: ParseSettings) -> Vec<StatementFacts> {
         Ok(t) => t,
         Err(e) => return vec![StatementFacts::unparsed(sql, e.to_string(), "parse_error")],
     };
+    let no_stmts = Vec::new();
     let stmts = tree
         .get("stmts")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+        .unwrap_or(&no_stmts);
     if stmts.is_empty() {
         // Only comments or whitespace: Postgres answers EmptyQueryResponse.
         let mut f = StatementFacts::unparsed(sql, String::new(), "empty");
@@ -147,7 +148,7 @@ pub fn analyze(sql: &str, settings: ParseSettings) -> Vec<StatementFacts> {
         .iter()
         .map(|raw| {
             let text = statement_text(sql, raw);
-            let mut facts = describe(text, raw.get("stmt").unwrap_or(&Value::Null), opts);
+            let mut facts = describe(text, raw.get("stmt").unwrap_or(&Value::Null));
             if multi {
                 facts.flags.push("multi_statement".into());
                 facts.flags.sort();
@@ -168,10 +169,8 @@ fn statement_text<'a>(sql: &'a str, raw: &Value) -> &'a str {
     sql.get(loc..end.min(sql.len())).unwrap_or(sql).trim()
 }
 
-fn describe(text: &str, stmt: &Value, opts: pg_query::ParserOptions) -> StatementFacts {
-    let fingerprint = pg_query::fingerprint(text, opts, 0)
-        .map(|f| f.hex)
-        .unwrap_or_default();
+fn describe(text: &str, stmt: &Value) -> StatementFacts {
+    let fingerprint = fingerprint(stmt);
     let Some((node, body)) = node_of(stmt) else {
         return StatementFacts::unparsed(text, "empty statement".into(), "parse_error");
     };
@@ -337,6 +336,43 @@ fn describe(text: &str, stmt: &Value, opts: pg_query::ParserOptions) -> Statemen
         flags: w.flags.into_iter().map(str::to_string).collect(),
         parse_error: None,
     }
+}
+
+/// Structural fingerprint of a statement's parse tree: the same statement
+/// shape with other constants or whitespace gives the same value. Computed
+/// from the tree already parsed (no second parse): SHA-256 over node names,
+/// field names and values, skipping source locations and constant values,
+/// truncated to 16 hex digits.
+fn fingerprint(stmt: &Value) -> String {
+    fn feed(v: &Value, h: &mut Sha256) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if k == "location" || k.ends_with("_location") {
+                        continue;
+                    }
+                    h.update(k.as_bytes());
+                    h.update([0]);
+                    if k != "AConst" {
+                        feed(x, h);
+                    }
+                }
+                h.update([1]);
+            }
+            Value::Array(items) => {
+                items.iter().for_each(|i| feed(i, h));
+                h.update([2]);
+            }
+            Value::String(s) => {
+                h.update(s.as_bytes());
+                h.update([0]);
+            }
+            other => h.update(other.to_string().as_bytes()),
+        }
+    }
+    let mut h = Sha256::new();
+    feed(stmt, &mut h);
+    hex::encode(&h.finalize()[..8])
 }
 
 /// EXPLAIN runs its statement only with ANALYZE; plain EXPLAIN reads
