@@ -12,5 +12,14 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/portcullis/target}-fuz
 for target in wire sql; do
   mkdir -p "fuzz/corpus/$target"
   echo "fuzz: $target for ${secs}s"
-  cargo fuzz run --fuzz-dir fuzz "$target" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 3
+  log=$(mktemp)
+  if cargo fuzz run --fuzz-dir fuzz "$target" -- -max_total_time="$secs" -rss_limit_mb=2048 >"$log" 2>&1; then
+    grep -E '^Done [0-9]+ runs' "$log" || tail -n 2 "$log"
+    rm -f "$log"
+  else
+    echo "fuzz: $target FAILED; the crashing input is under fuzz/artifacts/$target/" >&2
+    tail -n 60 "$log" >&2
+    rm -f "$log"
+    exit 1
+  fi
 done

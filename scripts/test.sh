@@ -18,8 +18,12 @@ cargo build --workspace --bins
 echo "== policy tests"
 "$CARGO_TARGET_DIR/debug/portcullis" policy test policies
 echo "== unit and end-to-end tests"
-cargo test --workspace
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+cargo test --workspace --lib --bins --tests 2>&1 | tee "$results"
 if [ "${PORTCULLIS_SKIP_FUZZ:-0}" != "1" ]; then
   echo "== fuzz (short)"
   bash scripts/fuzz.sh "${PORTCULLIS_FUZZ_SECONDS:-20}"
 fi
+# One closing line with the totals of every cargo test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
