@@ -41,10 +41,13 @@ deny contains "role and session-authorization changes are not allowed" if "role_
 deny contains "server file access is not allowed" if "file_access" in stmt.flags
 
 deny contains msg if {
-	stmt.kind in {"update", "delete"}
 	"no_where" in stmt.flags
-	msg := sprintf("%s without WHERE on %s", [upper(stmt.kind), concat(", ", written)])
+	msg := sprintf("%s without WHERE on %s", [no_where_verb, concat(", ", written)])
 }
+
+no_where_verb := upper(stmt.kind) if stmt.kind in {"update", "delete"}
+
+else := "UPDATE/DELETE (inside a CTE, PREPARE or EXPLAIN ANALYZE)"
 
 deny contains "you are not in a group allowed to use this gateway" if {
 	not is_reader

@@ -100,3 +100,13 @@ test_bulk_insert_select_needs_approval if {
 	d := portcullis.decision with input as mk(["dev"], {"kind": "insert", "read_only": false, "flags": ["bulk_write"]})
 	d.action == "approve"
 }
+
+test_nested_delete_without_where_denied if {
+	d := portcullis.decision with input as mk(["dev"], {
+		"kind": "select", "read_only": false,
+		"tables": [{"schema": "public", "name": "users", "access": "write"}],
+		"flags": ["bulk_write", "no_where", "write_in_cte"],
+	})
+	d.action == "deny"
+	d.reasons == ["UPDATE/DELETE (inside a CTE, PREPARE or EXPLAIN ANALYZE) without WHERE on public.users"]
+}

@@ -26,6 +26,8 @@ fn select_then_denied_then_select_again() {
             "-c",
             "delete from items",
             "-c",
+            "with gone as (delete from items returning *) select count(*) from gone",
+            "-c",
             "select name from items where id = 3",
         ],
     );
@@ -33,6 +35,12 @@ fn select_then_denied_then_select_again() {
     assert!(
         r.stderr
             .contains("ERROR:  portcullis: statement denied: DELETE without WHERE on public.items"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stderr
+            .contains("(inside a CTE, PREPARE or EXPLAIN ANALYZE) without WHERE on public.items"),
         "{}",
         r.all()
     );

@@ -79,6 +79,12 @@ const CORPUS: &[Case] = &[
     c("with d as (delete from sessions where expires < now() returning *) select count(*) from d", "select", false, &["public.sessions:write"], &["write_in_cte"]),
     c("with moved as (delete from a returning *) insert into b select * from moved", "insert", false, &["public.a:write", "public.b:write"], &["write_in_cte", "bulk_write"]),
     c("with users as (select 1 as id) delete from users", "delete", false, &["public.users:write"], &["no_where"]),
+    // An UPDATE/DELETE without WHERE hidden in a CTE, PREPARE or EXPLAIN ANALYZE is still one.
+    c("with x as (delete from users returning *) select count(*) from x", "select", false, &["public.users:write"], &["no_where", "bulk_write", "write_in_cte"]),
+    c("with x as (update users set a = 1 returning id) select * from x", "select", false, &["public.users:write"], &["no_where", "write_in_cte"]),
+    c("prepare wipe as delete from users", "prepare", false, &["public.users:write"], &["no_where"]),
+    c("explain analyze update users set a = 1", "explain", false, &["public.users:write"], &["no_where", "explain_analyze"]),
+    c("with x as (insert into a select * from b returning 1) select 1", "select", false, &["public.a:write", "public.b:read"], &["bulk_write", "write_in_cte"]),
     c("truncate users, orders", "truncate", false, &["public.orders:write", "public.users:write"], &["bulk_write"]),
     c("lock table users in access exclusive mode", "lock", false, &["public.users:write"], &[]),
     c("notify channel, 'payload'", "notify", false, &[], &[]),

@@ -269,15 +269,14 @@ fn describe(text: &str, stmt: &Value) -> StatementFacts {
 
     let mut has_where = false;
     let mut limit = None;
+    // no_where / bulk_write are set by the walker for every UPDATE, DELETE
+    // and INSERT ... SELECT wherever it sits (CTE, PREPARE, EXPLAIN
+    // ANALYZE); has_where and limit describe the top-level statement.
     if matches!(node, "SelectStmt" | "UpdateStmt" | "DeleteStmt") {
         let clause = body.get("where_clause").filter(|c| !c.is_null());
         has_where = clause.is_some_and(mentions_column);
         if clause.is_some() && !has_where {
             w.flags.insert("constant_where");
-        }
-        if node != "SelectStmt" && !has_where {
-            w.flags.insert("no_where");
-            w.flags.insert("bulk_write");
         }
         limit = body
             .pointer("/limit_count/node/AConst/val/Ival/ival")
@@ -288,27 +287,8 @@ fn describe(text: &str, stmt: &Value) -> StatementFacts {
                     .map(|_| 0)
             });
     }
-    match node {
-        "TruncateStmt" => {
-            w.flags.insert("bulk_write");
-        }
-        "InsertStmt" => {
-            let from_query = body
-                .get("select_stmt")
-                .and_then(node_of)
-                .is_some_and(|(_, sel)| {
-                    sel.get("values_lists")
-                        .and_then(Value::as_array)
-                        .is_none_or(|v| v.is_empty())
-                });
-            if from_query {
-                w.flags.insert("bulk_write");
-            }
-        }
-        "SelectStmt" if w.tables.values().any(|a| *a > Access::Read) => {
-            kind_name = "select".into();
-        }
-        _ => {}
+    if node == "TruncateStmt" {
+        w.flags.insert("bulk_write");
     }
     if !w.read_only && kind.class == Class::Read && w.flags.is_empty() {
         w.flags.insert("side_effects");

@@ -313,6 +313,17 @@ impl Walker {
                 );
             }),
             "InsertStmt" => self.scoped(body, &["relation"], |w| {
+                let from_query =
+                    body.get("select_stmt")
+                        .and_then(node_of)
+                        .is_some_and(|(_, sel)| {
+                            sel.get("values_lists")
+                                .and_then(Value::as_array)
+                                .is_none_or(|v| v.is_empty())
+                        });
+                if from_query {
+                    w.flags.insert("bulk_write");
+                }
                 w.field_ctx(body, "with_clause", read);
                 w.field_ctx(body, "relation", write);
                 if let Some(cols) = body.get("cols").and_then(Value::as_array) {
@@ -337,6 +348,7 @@ impl Walker {
                 w.field_ctx(body, "returning_clause", used("returning"));
             }),
             "UpdateStmt" => self.scoped(body, &["relation", "from_clause"], |w| {
+                w.check_where(body);
                 w.field_ctx(body, "with_clause", read);
                 w.field_ctx(body, "relation", write);
                 if let Some(targets) = body.get("target_list").and_then(Value::as_array) {
@@ -361,6 +373,7 @@ impl Walker {
                 w.field_ctx(body, "returning_clause", used("returning"));
             }),
             "DeleteStmt" => self.scoped(body, &["relation", "using_clause"], |w| {
+                w.check_where(body);
                 w.field_ctx(body, "with_clause", read);
                 w.field_ctx(body, "relation", write);
                 w.field_ctx(body, "using_clause", used("from"));
@@ -449,6 +462,16 @@ impl Walker {
                 self.read_only = false;
             }
             _ => self.walk_children(body, ctx),
+        }
+    }
+
+    /// An UPDATE or DELETE whose WHERE is missing or does not depend on
+    /// the row touches every row.
+    fn check_where(&mut self, body: &Value) {
+        let clause = body.get("where_clause").filter(|c| !c.is_null());
+        if !clause.is_some_and(mentions_column) {
+            self.flags.insert("no_where");
+            self.flags.insert("bulk_write");
         }
     }
 
