@@ -8,7 +8,8 @@
 #   * UPDATE/DELETE without a row-dependent WHERE, ALTER SYSTEM, COPY ... PROGRAM,
 #     role changes, server file access and unparsed statements are denied;
 #   * DDL, TRUNCATE, COPY (except for direct_copy_groups), bulk writes, dynamic
-#     SQL, privilege and admin statements need approval by approver_groups.
+#     SQL, procedure calls, privilege and admin statements need approval by
+#     approver_groups.
 package portcullis
 
 import rego.v1
@@ -86,6 +87,9 @@ needs_approval contains "COPY" if {
 }
 
 needs_approval contains "dynamic SQL" if "dynamic_sql" in stmt.flags
+
+# A procedure can run anything; its effect cannot be seen from the CALL.
+needs_approval contains "procedure call" if "procedure_call" in stmt.flags
 
 direct_copy if {
 	stmt.kind == "copy"

@@ -110,3 +110,8 @@ test_nested_delete_without_where_denied if {
 	d.action == "deny"
 	d.reasons == ["UPDATE/DELETE (inside a CTE, PREPARE or EXPLAIN ANALYZE) without WHERE on public.users"]
 }
+
+test_procedure_call_needs_approval if {
+	d := portcullis.decision with input as mk(["dev"], {"kind": "call", "read_only": false, "flags": ["procedure_call"]})
+	d.action == "approve"
+}
