@@ -190,6 +190,11 @@ pub struct PolicyConfig {
     /// policy refers to the time (`now`).
     #[serde(default = "d_true")]
     pub decision_cache: bool,
+    /// `vm`: run the policy on regorus' bytecode VM when it compiles and
+    /// agrees with the interpreter on probe inputs (VM errors fall back to
+    /// the interpreter); `interpreter`: always the interpreter. Default `vm`.
+    #[serde(default = "d_engine")]
+    pub engine: String,
 }
 
 /// `[store]`.
@@ -292,6 +297,9 @@ fn d_policy_query() -> String {
 }
 fn d_reload_interval() -> String {
     DEFAULT_RELOAD_INTERVAL.into()
+}
+fn d_engine() -> String {
+    "vm".into()
 }
 fn d_true() -> bool {
     true
@@ -514,6 +522,14 @@ impl Config {
                 None,
                 "query",
                 "must be a rule path starting with `data.`".into(),
+            );
+        }
+        if !matches!(self.policy.engine.as_str(), "vm" | "interpreter") {
+            return bad(
+                "policy",
+                None,
+                "engine",
+                "must be `vm` or `interpreter`".into(),
             );
         }
         if parse_duration(&self.policy.reload_interval).is_none() {

@@ -60,7 +60,11 @@ impl Gateway {
     /// server and policy watcher.
     pub async fn start(config: Config) -> Result<Self, ServerError> {
         let metrics = Arc::new(Metrics::default());
-        let policy = PolicyStore::open(&config.policy.dir, &config.policy.query)?;
+        let policy = PolicyStore::open(
+            &config.policy.dir,
+            &config.policy.query,
+            config.policy.engine == "vm",
+        )?;
         tracing::info!(policy_hash = %policy.current().hash, dir = %config.policy.dir.display(), "policy loaded");
         let interval =
             parse_duration(&config.policy.reload_interval).unwrap_or(Duration::from_secs(1));

@@ -23,6 +23,8 @@ pub struct GatewayOptions {
     pub policy_dir: PathBuf,
     /// `policy.reload_interval`.
     pub reload_interval: String,
+    /// `policy.engine`.
+    pub policy_engine: String,
 }
 
 impl Default for GatewayOptions {
@@ -34,6 +36,7 @@ impl Default for GatewayOptions {
             startup_timeout: "15s".into(),
             policy_dir: root().join("policies"),
             reload_interval: "1s".into(),
+            policy_engine: "vm".into(),
         }
     }
 }
@@ -102,6 +105,7 @@ leeway = "0s"
 [policy]
 dir = "{policy}"
 reload_interval = "{reload}"
+engine = "{engine}"
 
 [[connections]]
 name = "app"
@@ -150,6 +154,7 @@ groups = ["dba"]
             issuer = idp.issuer,
             policy = opts.policy_dir.display(),
             reload = opts.reload_interval,
+            engine = opts.policy_engine,
             pgport = pg.port,
             pwfile = pg.svc_password_file.display(),
             ca = pg.ca_file.display(),

@@ -138,3 +138,28 @@ fn policy_hot_reload_and_broken_reload_keeps_the_old_policy() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn interpreter_engine_decides_the_same() {
+    let gw = Gateway::start(GatewayOptions {
+        policy_engine: "interpreter".into(),
+        ..Default::default()
+    });
+    let r = psql(
+        &gw,
+        ALICE,
+        &idp().token("alice"),
+        &["-c", "select 'interpreted'", "-c", "delete from items"],
+    );
+    assert!(r.stdout.contains("interpreted"), "{}", r.all());
+    assert!(
+        r.stderr.contains("DELETE without WHERE on public.items"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        gw.log().contains("policy runs on the interpreter"),
+        "{}",
+        gw.log()
+    );
+}

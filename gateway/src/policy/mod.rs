@@ -151,6 +151,12 @@ impl Bundle {
     /// Loads and compiles the policy directory, and warms the engine up with
     /// one evaluation so later clones are cheap.
     pub fn load(dir: &Path, query: &str) -> Result<Self, PolicyError> {
+        Self::load_with(dir, query, true)
+    }
+
+    /// Like [`Bundle::load`]; `use_vm = false` keeps every evaluation on
+    /// the interpreter (config `policy.engine = "interpreter"`).
+    pub fn load_with(dir: &Path, query: &str, use_vm: bool) -> Result<Self, PolicyError> {
         let src = read_sources(dir, false)?;
         let mut engine = build_engine(&src)?;
         // Warm-up: runs the analysis pass once; errors surface here.
@@ -162,10 +168,18 @@ impl Bundle {
             .rego
             .iter()
             .any(|(_, t)| t.contains("now") || t.contains("time."));
-        let vm = vm::VmProgram::build(&mut engine.clone(), query, &src.hash)
-            .and_then(|p| p.self_check(&engine, query).map(|_| p));
+        let vm = if use_vm {
+            vm::VmProgram::build(&mut engine.clone(), query, &src.hash)
+                .and_then(|p| p.self_check(&engine, query).map(|_| p))
+        } else {
+            Err("policy.engine = \"interpreter\"".to_string())
+        };
         let vm = match vm {
             Ok(p) => Some(p),
+            Err(why) if !use_vm => {
+                tracing::info!(policy_hash = %src.hash, reason = %why, "policy runs on the interpreter");
+                None
+            }
             Err(why) => {
                 tracing::warn!(policy_hash = %src.hash, reason = %why, "policy runs on the interpreter (bytecode VM unavailable for it)");
                 None
@@ -220,16 +234,18 @@ pub struct PolicyStore {
     current: Arc<RwLock<Arc<Bundle>>>,
     dir: PathBuf,
     query: String,
+    use_vm: bool,
 }
 
 impl PolicyStore {
     /// Loads the initial policy; fails if it does not compile.
-    pub fn open(dir: &Path, query: &str) -> Result<Self, PolicyError> {
-        let bundle = Bundle::load(dir, query)?;
+    pub fn open(dir: &Path, query: &str, use_vm: bool) -> Result<Self, PolicyError> {
+        let bundle = Bundle::load_with(dir, query, use_vm)?;
         Ok(Self {
             current: Arc::new(RwLock::new(Arc::new(bundle))),
             dir: dir.to_path_buf(),
             query: query.to_string(),
+            use_vm,
         })
     }
 
@@ -249,7 +265,7 @@ impl PolicyStore {
         if hash == self.current().hash {
             return Ok(None);
         }
-        let bundle = Bundle::load(&self.dir, &self.query)?;
+        let bundle = Bundle::load_with(&self.dir, &self.query, self.use_vm)?;
         let new_hash = bundle.hash.clone();
         match self.current.write() {
             Ok(mut g) => *g = Arc::new(bundle),

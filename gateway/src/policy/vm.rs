@@ -124,3 +124,41 @@ fn probes() -> Vec<serde_json::Value> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{interpret, sample_input, Bundle};
+    use crate::sql::{analyze, corpus_tests::corpus_sql, ParseSettings};
+
+    /// The shipped policy gives the same decision on the VM and on the
+    /// interpreter for every corpus statement and several group sets.
+    #[test]
+    fn vm_matches_interpreter_on_the_corpus() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let bundle = Bundle::load(&dir, "data.portcullis.decision").unwrap();
+        let vm = bundle.vm.as_ref().expect("shipped policy runs on the VM");
+        let mut checked = 0;
+        for sql in corpus_sql() {
+            for facts in analyze(sql, ParseSettings::default()) {
+                for groups in [
+                    vec![],
+                    vec!["dev"],
+                    vec!["analyst"],
+                    vec!["etl", "dev"],
+                    vec!["dba"],
+                ] {
+                    let mut input = sample_input();
+                    input["user"]["groups"] = serde_json::json!(groups);
+                    input["statement"] = serde_json::to_value(&facts).unwrap();
+                    let value = regorus::Value::from(input);
+                    let want = interpret(&bundle.engine, "data.portcullis.decision", value.clone())
+                        .unwrap();
+                    let got = vm.eval(value).unwrap();
+                    assert_eq!(got, want, "{sql} {groups:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 500, "{checked}");
+    }
+}

@@ -162,6 +162,11 @@ const CORPUS: &[Case] = &[
     c("delete from", "unparsed", false, &[], &["parse_error"]),
 ];
 
+/// The corpus statements, for other tests (e.g. VM vs interpreter).
+pub(crate) fn corpus_sql() -> impl Iterator<Item = &'static str> {
+    CORPUS.iter().map(|c| c.sql)
+}
+
 fn one(sql: &str) -> StatementFacts {
     let mut v = analyze(sql, ParseSettings::default());
     assert_eq!(v.len(), 1, "{sql}");

@@ -6,7 +6,7 @@ mod kinds;
 mod walk;
 
 #[cfg(test)]
-mod corpus_tests;
+pub(crate) mod corpus_tests;
 
 use serde::Serialize;
 use serde_json::Value;
