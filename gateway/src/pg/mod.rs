@@ -7,6 +7,7 @@ pub mod auth;
 pub mod backend_key;
 pub mod describe;
 pub mod error_response;
+pub mod negotiate;
 pub mod param_status;
 pub mod parse;
 pub mod query;
@@ -87,11 +88,10 @@ impl Frame {
     }
 }
 
-/// Splits one tagged frame off the front of `buf` if a whole one is there.
-///
-/// Returns `Ok(None)` when more bytes are needed. `max` bounds the declared
-/// length so a hostile peer cannot make us buffer without limit.
-pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, CodecError> {
+/// Looks at the frame at the front of `buf` without consuming it: its tag
+/// and total length (tag + length word + body), or `None` if the header is
+/// not complete yet.
+pub fn peek_frame(buf: &[u8], max: usize) -> Result<Option<(u8, usize)>, CodecError> {
     if buf.len() < 5 {
         return Ok(None);
     }
@@ -103,6 +103,18 @@ pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, Code
     if len > max {
         return Err(CodecError::TooLarge { len, max });
     }
+    Ok(Some((buf[0], 1 + len)))
+}
+
+/// Splits one tagged frame off the front of `buf` if a whole one is there.
+///
+/// Returns `Ok(None)` when more bytes are needed. `max` bounds the declared
+/// length so a hostile peer cannot make us buffer without limit.
+pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, CodecError> {
+    let Some((_, total)) = peek_frame(buf, max)? else {
+        return Ok(None);
+    };
+    let len = total - 1;
     if buf.len() < 1 + len {
         // Grow with the data that actually arrives, not with the declared
         // length: a peer that announces a huge message and then trickles

@@ -21,6 +21,14 @@ pub fn decode(body: &[u8]) -> Result<(&str, &str), CodecError> {
     Ok((name, value))
 }
 
+/// If `body` reports `standard_conforming_strings`, whether it is off.
+pub fn standard_strings_off(body: &[u8]) -> Option<bool> {
+    match decode(body) {
+        Ok(("standard_conforming_strings", value)) => Some(value == "off"),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -28,5 +36,11 @@ mod tests {
         let f = super::to_frame("server_version", "15.4");
         assert_eq!(super::decode(&f.body).unwrap(), ("server_version", "15.4"));
         assert!(super::decode(b"x").is_err());
+        let f = super::to_frame("standard_conforming_strings", "off");
+        assert_eq!(super::standard_strings_off(&f.body), Some(true));
+        assert_eq!(
+            super::standard_strings_off(&super::to_frame("TimeZone", "UTC").body),
+            None
+        );
     }
 }

@@ -11,6 +11,10 @@ pub const PROTOCOL_3_0: i32 = 196_608;
 const SSL_REQUEST: i32 = 80_877_103;
 const GSSENC_REQUEST: i32 = 80_877_104;
 const CANCEL_REQUEST: i32 = 80_877_102;
+/// Answer to SSLRequest when the server will do TLS.
+pub const ENCRYPTION_ACCEPTED: &[u8] = b"S";
+/// Answer to SSLRequest / GSSENCRequest when it will not.
+pub const ENCRYPTION_REFUSED: &[u8] = b"N";
 /// Largest startup packet Postgres accepts (MAX_STARTUP_PACKET_LENGTH).
 pub const MAX_STARTUP_LEN: usize = 10_000;
 

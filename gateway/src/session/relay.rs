@@ -26,7 +26,10 @@ use super::startup::Ready;
 use super::stream::BoxStream;
 use super::{SessionError, Shared};
 use crate::pg::parse::Parse;
-use crate::pg::{describe, query, split_frame, CodecError, ErrorFields, Frame, Severity};
+use crate::pg::{
+    describe, param_status, peek_frame, query, split_frame, CodecError, ErrorFields, Frame,
+    Severity,
+};
 use crate::policy::Action;
 use crate::sql::ParseSettings;
 
@@ -287,13 +290,8 @@ async fn backend<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         let mut pos = 0;
         let mut seg = 0;
         let mut rewritten: Option<BytesMut> = None;
-        while buf.len() - pos >= 5 {
-            let tag = buf[pos];
-            let len = i32::from_be_bytes([buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]]);
-            if len < 4 || len as usize > MAX_BACKEND_MESSAGE {
-                return Err(CodecError::BadLength(len.into()).into());
-            }
-            let end = pos + 1 + len as usize;
+        while let Some((tag, total)) = peek_frame(&buf[pos..], MAX_BACKEND_MESSAGE)? {
+            let end = pos + total;
             if buf.len() < end {
                 buf.reserve((end - buf.len()).min(crate::pg::READ_CHUNK));
                 break;
@@ -309,10 +307,10 @@ async fn backend<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                         drop_stale(&state, ready_seen);
                     }
                 }
-                b'S' if body.starts_with(b"standard_conforming_strings\0") => {
-                    state
-                        .std_strings_off
-                        .store(body.ends_with(b"off\0"), Ordering::Release);
+                b'S' => {
+                    if let Some(off) = param_status::standard_strings_off(body) {
+                        state.std_strings_off.store(off, Ordering::Release);
+                    }
                 }
                 b'E' if state.pending.load(Ordering::Acquire) > 0
                     && contains(body, marker.as_bytes()) =>

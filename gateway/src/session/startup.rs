@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -18,8 +18,8 @@ use crate::identity::Identity;
 use crate::pg::auth::{decode_password, AuthRequest};
 use crate::pg::backend_key::BackendKey;
 use crate::pg::ready::TxStatus;
-use crate::pg::startup::{StartupPacket, PROTOCOL_3_0};
-use crate::pg::{read_frame, CodecError, Frame};
+use crate::pg::startup::{StartupPacket, ENCRYPTION_ACCEPTED, ENCRYPTION_REFUSED, PROTOCOL_3_0};
+use crate::pg::{read_frame, CodecError};
 
 /// Largest password message (a JWT) accepted.
 const MAX_PASSWORD_MESSAGE: usize = 64 * 1024;
@@ -79,7 +79,10 @@ async fn step<S: super::stream::Stream>(
     match pkt {
         StartupPacket::SslRequest if !encrypted && shared.tls.is_some() => Ok(Step::Encrypt),
         StartupPacket::SslRequest | StartupPacket::GssEncRequest if !encrypted => {
-            stream.write_all(b"N").await.map_err(CodecError::from)?;
+            stream
+                .write_all(ENCRYPTION_REFUSED)
+                .await
+                .map_err(CodecError::from)?;
             Box::pin(step(stream, encrypted, shared)).await
         }
         StartupPacket::Cancel { pid, key } => {
@@ -115,7 +118,7 @@ pub async fn establish(
                 let Some(acceptor) = &shared.tls else {
                     return Ok(None);
                 };
-                if let Err(e) = tcp.write_all(b"S").await {
+                if let Err(e) = tcp.write_all(ENCRYPTION_ACCEPTED).await {
                     return Err((None, CodecError::from(e).into()));
                 }
                 let mut s = match acceptor.accept(tcp).await {
@@ -191,14 +194,9 @@ async fn authenticate(
         .map(|(k, _)| k.as_str())
         .collect();
     if version != PROTOCOL_3_0 || !unknown_pq.is_empty() {
-        let mut b = BytesMut::new();
-        b.put_i32(0);
-        b.put_i32(unknown_pq.len() as i32);
-        for k in &unknown_pq {
-            crate::pg::put_cstr(&mut b, k);
-        }
+        let frame = crate::pg::negotiate::to_frame(0, &unknown_pq);
         stream
-            .write_all(&Frame::new(b'v', b).to_bytes())
+            .write_all(&frame.to_bytes())
             .await
             .map_err(CodecError::from)?;
     }

@@ -117,7 +117,7 @@ pub async fn open(conn: &ConnectionConfig) -> Result<BoxStream, UpstreamError> {
     tcp.read_exact(&mut answer)
         .await
         .map_err(CodecError::from)?;
-    if answer[0] != b'S' {
+    if answer[..] != *crate::pg::startup::ENCRYPTION_ACCEPTED {
         return Err(UpstreamError::NoTls(addr));
     }
     let verify = conn.tls == "verify-full";
