@@ -62,29 +62,7 @@ impl Gateway {
         let admin_port = free_port();
         let mut tls_lines = String::new();
         if opts.tls {
-            let out = Command::new("openssl")
-                .args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-days",
-                    "1",
-                    "-subj",
-                    "/CN=localhost",
-                ])
-                .arg("-keyout")
-                .arg(dir.join("gw.key"))
-                .arg("-out")
-                .arg(dir.join("gw.crt"))
-                .output()
-                .expect("openssl");
-            assert!(
-                out.status.success(),
-                "openssl: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            crate::self_signed(&dir, "gw", "/CN=localhost");
             tls_lines = "tls_cert = \"gw.crt\"\ntls_key = \"gw.key\"\n".into();
         }
         let config = format!(

@@ -177,65 +177,49 @@ impl Postgres {
 /// A CA, a server certificate for 127.0.0.1 signed by it, and an unrelated
 /// CA, made with the openssl command.
 fn make_certs(dir: &std::path::Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    for ca in ["ca", "other-ca"] {
-        run(&[
+    use crate::{openssl, self_signed};
+    self_signed(dir, "ca", "/CN=portcullis test ca");
+    self_signed(dir, "other-ca", "/CN=portcullis test other ca");
+    openssl(
+        dir,
+        &[
             "req",
-            "-x509",
             "-newkey",
             "rsa:2048",
             "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
             "-days",
             "2",
-            "-subj",
-            &format!("/CN=portcullis test {ca}"),
-            "-keyout",
-            &format!("{ca}.key"),
+            "-extfile",
+            "server.ext",
             "-out",
-            &format!("{ca}.crt"),
-        ]);
-    }
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    std::fs::write(dir.join("server.ext"), "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n").expect("ext");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-        "-out",
-        "server.crt",
-    ]);
+            "server.crt",
+        ],
+    );
     std::fs::set_permissions(
         dir.join("server.key"),
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
