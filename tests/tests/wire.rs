@@ -225,3 +225,51 @@ fn cancel_request_with_unknown_key_is_ignored() {
     assert!(read_to_close(&mut s).is_empty());
     still_serves(gw);
 }
+
+/// Reads one frame: (tag, body).
+fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize - 4];
+    s.read_exact(&mut body).unwrap();
+    (head[0], body)
+}
+
+#[test]
+fn fast_path_function_call_is_denied_and_the_session_continues() {
+    let gw = gateway();
+    let mut s = logged_in(gw);
+    // FunctionCall of oid 1 with no arguments, text result.
+    s.write_all(&frame(b'F', &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]))
+        .unwrap();
+    let (tag, body) = read_frame(&mut s);
+    assert_eq!(tag, b'E');
+    assert!(
+        text(&body).contains("fast-path function calls are not allowed"),
+        "{}",
+        text(&body)
+    );
+    assert_eq!(read_frame(&mut s).0, b'Z');
+    s.write_all(&frame(b'Q', b"select 'after'\0")).unwrap();
+    assert!(read_until_ready(&mut s).contains(&b'D'));
+}
+
+#[test]
+fn denied_parse_followed_by_flush_reports_without_waiting_for_sync() {
+    let gw = gateway();
+    let mut s = logged_in(gw);
+    let mut batch = frame(b'P', b"s1\0truncate items\0\0\0");
+    batch.extend(frame(b'H', b""));
+    s.write_all(&batch).unwrap();
+    // The refusal arrives on Flush, before any Sync is sent.
+    let (tag, body) = read_frame(&mut s);
+    assert_eq!(tag, b'E');
+    assert!(text(&body).contains("42501"), "{}", text(&body));
+    s.write_all(&frame(b'S', b"")).unwrap();
+    assert_eq!(read_frame(&mut s).0, b'Z');
+    assert_eq!(postgres_count(), "10");
+}
+
+fn postgres_count() -> String {
+    portcullis_e2e::postgres().psql_super("app", "select count(*) from items")
+}
