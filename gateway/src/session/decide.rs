@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::Shared;
 use crate::identity::Identity;
 use crate::policy::{Action, Decision};
-use crate::sql::{analyze, ParseSettings, StatementFacts};
+use crate::sql::{FactsCache, ParseSettings, StatementFacts};
 
 /// Entries kept per session before the cache is cleared.
 const CACHE_LIMIT: usize = 1024;
@@ -37,6 +37,8 @@ pub struct Decider {
     /// Keyed by everything the policy input depends on that varies within
     /// a session: the text, the transaction state and the parser settings.
     cache: HashMap<(Box<str>, bool, bool), Arc<Verdict>>,
+    /// Facts of literal-only variants of earlier statements.
+    facts: FactsCache,
 }
 
 impl Decider {
@@ -67,6 +69,7 @@ impl Decider {
             connection: connection.name.clone(),
             session_id: session_id.to_string(),
             cache: HashMap::new(),
+            facts: FactsCache::default(),
         }
     }
 
@@ -99,7 +102,7 @@ impl Decider {
             }
         }
         let t0 = Instant::now();
-        let statements = analyze(sql, settings);
+        let statements = self.facts.analyze(sql, settings);
         self.shared.metrics.parse_latency.observe(t0.elapsed());
 
         let t1 = Instant::now();

@@ -3,6 +3,7 @@
 
 mod functions;
 mod kinds;
+mod normalize;
 mod walk;
 
 #[cfg(test)]
@@ -13,6 +14,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub use kinds::Class;
+pub use normalize::{normalize, FactsCache};
 use walk::{mentions_column, node_of, Walker};
 
 /// How a statement touches a relation; ordered from weakest to strongest.

@@ -1,0 +1,334 @@
+//! Literal-insensitive statement keys.
+//!
+//! `normalize` rewrites a SQL text with every string and numeric literal
+//! replaced by a placeholder of its token class (`?s` string, `?i` integer
+//! that fits int4, `?f` other number), keeping every other byte. Two texts
+//! with the same key differ only in literal values, so the parser derives
+//! the same tree shape for both. The tokenizer follows the Postgres lexer
+//! for the cases it accepts and gives up (returns `None`) on anything it
+//! does not model exactly: escape strings, bit/hex/unicode strings,
+//! nested comments, backslashes, non-ASCII bytes outside literals, and
+//! `standard_conforming_strings = off`.
+
+use std::collections::HashMap;
+
+use super::{analyze, ParseSettings, StatementFacts};
+
+/// The literal-insensitive key of `sql`, or `None` if the text uses lexical
+/// features this tokenizer does not model.
+pub fn normalize(sql: &str) -> Option<String> {
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'\'' => {
+                // A string literal; '' is an escaped quote. A prefix letter
+                // (E, B, X, U&, N) was rejected below as an identifier char
+                // followed by a quote.
+                let mut j = i + 1;
+                loop {
+                    match b.get(j) {
+                        None => return None,
+                        Some(b'\'') if b.get(j + 1) == Some(&b'\'') => j += 2,
+                        Some(b'\'') => break,
+                        Some(b'\\') => return None,
+                        Some(_) => j += 1,
+                    }
+                }
+                // Adjacent literals separated by a newline are concatenated
+                // by the lexer; refuse rather than model it.
+                let rest = &b[j + 1..];
+                let ws: usize = rest.iter().take_while(|c| c.is_ascii_whitespace()).count();
+                if ws > 0 && rest.get(ws) == Some(&b'\'') && rest[..ws].contains(&b'\n') {
+                    return None;
+                }
+                out.push_str("?s");
+                i = j + 1;
+            }
+            b'"' => {
+                let j = i + 1 + b[i + 1..].iter().position(|&c| c == b'"')?;
+                out.push_str(&sql[i..=j]);
+                i = j + 1;
+            }
+            b'$' => {
+                // $1 parameter, or a dollar-quoted string $tag$...$tag$.
+                let j = i + 1 + b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                if j > i + 1 {
+                    out.push_str(&sql[i..j]);
+                    i = j;
+                    continue;
+                }
+                let tag_end = i + 1 + b[i + 1..].iter().position(|&c| c == b'$')?;
+                let tag = &sql[i..=tag_end];
+                if !tag[1..tag.len() - 1]
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'_')
+                {
+                    return None;
+                }
+                let body_end = tag_end + 1 + sql[tag_end + 1..].find(tag)?;
+                out.push_str("?s");
+                i = body_end + tag.len();
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                let j = b[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(b.len(), |p| i + p);
+                out.push_str(&sql[i..j]);
+                i = j;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let end = i + 2 + sql[i + 2..].find("*/")?;
+                if sql[i + 2..end].contains("/*") {
+                    return None;
+                }
+                out.push_str(&sql[i..end + 2]);
+                i = end + 2;
+            }
+            b'0'..=b'9' | b'.' if c != b'.' || b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                let j = i + b[i..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_'))
+                    .count();
+                let tok = &sql[i..j];
+                // Exponents with a sign (1e-5) continue the number.
+                let (tok, j) = if (tok.ends_with('e') || tok.ends_with('E'))
+                    && matches!(b.get(j), Some(b'+' | b'-'))
+                {
+                    let k = j + 1 + b[j + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                    (&sql[i..k], k)
+                } else {
+                    (tok, j)
+                };
+                if tok.bytes().all(|c| c.is_ascii_digit()) {
+                    out.push_str(if tok.parse::<i32>().is_ok() {
+                        "?i"
+                    } else {
+                        "?f"
+                    });
+                } else if tok
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'))
+                    && tok.bytes().filter(|c| *c == b'.').count() <= 1
+                {
+                    out.push_str("?f");
+                } else {
+                    // Hex/octal/binary or underscores: not modelled.
+                    return None;
+                }
+                i = j;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let j = i + b[i..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'$'))
+                    .count();
+                // A prefixed string (E'..', B'..', X'..', N'..', U&'..') or
+                // a prefixed identifier (U&"..").
+                if matches!(b.get(j), Some(b'\'' | b'&')) {
+                    return None;
+                }
+                out.push_str(&sql[i..j]);
+                i = j;
+            }
+            c if c.is_ascii() && c != b'\\' => {
+                out.push(c as char);
+                i += 1;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Per-session cache of statement facts by literal-insensitive key, for
+/// statements whose facts provably do not depend on literal values:
+/// a single SELECT/INSERT/UPDATE/DELETE without a constant LIMIT and
+/// without `set_config`, parsed with standard-conforming strings. A hit
+/// skips the parse; the policy still decides on the exact input.
+#[derive(Default)]
+pub struct FactsCache {
+    map: HashMap<String, StatementFacts>,
+}
+
+/// Templates kept per session before the cache is cleared.
+const TEMPLATE_LIMIT: usize = 512;
+
+/// The text a single statement's facts carry (what [`super::analyze`]
+/// slices out for a one-statement message).
+fn single_text(sql: &str) -> &str {
+    let t = sql.trim();
+    t.strip_suffix(';').unwrap_or(t).trim_end()
+}
+
+impl FactsCache {
+    /// Facts for `sql`, from the cache when a literal-only variant was
+    /// analysed before.
+    pub fn analyze(&mut self, sql: &str, settings: ParseSettings) -> Vec<StatementFacts> {
+        if settings.standard_strings_off {
+            return analyze(sql, settings);
+        }
+        let Some(key) = normalize(sql) else {
+            return analyze(sql, settings);
+        };
+        if let Some(tpl) = self.map.get(&key) {
+            let mut facts = tpl.clone();
+            facts.text = single_text(sql).to_string();
+            return vec![facts];
+        }
+        let facts = analyze(sql, settings);
+        if let [f] = facts.as_slice() {
+            let literal_free = matches!(f.kind.as_str(), "select" | "insert" | "update" | "delete")
+                && f.limit.is_none()
+                && f.parse_error.is_none()
+                && !f.functions.iter().any(|n| n == "set_config")
+                && f.text == single_text(sql);
+            if literal_free {
+                if self.map.len() >= TEMPLATE_LIMIT {
+                    self.map.clear();
+                }
+                self.map.insert(key, f.clone());
+            }
+        }
+        facts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+    use crate::sql::{analyze, ParseSettings, StatementFacts};
+
+    fn facts(sql: &str) -> StatementFacts {
+        analyze(sql, ParseSettings::default()).remove(0)
+    }
+
+    #[test]
+    fn literals_become_placeholders() {
+        assert_eq!(
+            normalize("SELECT a FROM t WHERE id = 12 AND n = 'x''y' AND f = 1.5e-3 AND p = $1")
+                .as_deref(),
+            Some("SELECT a FROM t WHERE id = ?i AND n = ?s AND f = ?f AND p = $1")
+        );
+        assert_eq!(
+            normalize("select 99999999999, t1.c2 from t1").as_deref(),
+            Some("select ?f, t1.c2 from t1")
+        );
+        assert_eq!(
+            normalize("select $q$it's$q$ -- 42\n").as_deref(),
+            Some("select ?s -- 42\n")
+        );
+        assert_eq!(
+            normalize(r#"select "col 1" from "T""#).as_deref(),
+            Some(r#"select "col 1" from "T""#)
+        );
+    }
+
+    #[test]
+    fn cache_hit_equals_fresh_analysis() {
+        let mut cache = super::FactsCache::default();
+        for sql in [
+            "select abalance from pgbench_accounts where aid = 1;",
+            "select abalance from pgbench_accounts where aid = 2;",
+            "update t set a = 'x' where id = 3",
+            "update t set a = 'yyy' where id = 30",
+            "select * from t limit 5",
+            "select * from t limit 6",
+            "select set_config('work_mem', '1MB', false)",
+            "select set_config('role', 'admin', false)",
+        ] {
+            assert_eq!(
+                cache.analyze(sql, ParseSettings::default()),
+                analyze(sql, ParseSettings::default()),
+                "{sql}"
+            );
+        }
+        assert_eq!(
+            cache.map.len(),
+            2,
+            "only the literal-free statements are templates"
+        );
+    }
+
+    /// Every corpus statement, then a variant with other literal values:
+    /// facts from the cache equal a fresh analysis of the variant.
+    #[test]
+    fn corpus_variants_from_cache_equal_fresh_analysis() {
+        let mut hits = 0;
+        for sql in crate::sql::corpus_tests::corpus_sql() {
+            let Some(key) = normalize(sql) else { continue };
+            let variant = key
+                .replace("?i", "7")
+                .replace("?f", "7.5")
+                .replace("?s", "'zz'");
+            assert_eq!(normalize(&variant).as_ref(), Some(&key), "{sql}");
+            let mut cache = super::FactsCache::default();
+            cache.analyze(sql, ParseSettings::default());
+            hits += usize::from(cache.map.contains_key(&key));
+            let cached = cache.analyze(&variant, ParseSettings::default());
+            assert_eq!(
+                cached,
+                analyze(&variant, ParseSettings::default()),
+                "{sql} → {variant}"
+            );
+        }
+        assert!(hits > 30, "{hits}");
+    }
+
+    #[test]
+    fn refuses_what_it_does_not_model() {
+        for sql in [
+            "select E'a\\nb'",
+            "select B'101'",
+            "select X'ff'",
+            "select U&'d\\0061t'",
+            "select 'a\\'",
+            "select 0x1F",
+            "select 1_000",
+            "select /* a /* b */ c */ 1",
+            "select 'a'\n'b'",
+            "select 'unterminated",
+            "select 'ü' || ü",
+        ] {
+            assert_eq!(normalize(sql), None, "{sql}");
+        }
+    }
+
+    /// Texts with the same key have the same facts apart from the text.
+    #[test]
+    fn same_key_same_facts() {
+        let pairs = [
+            (
+                "select abalance from pgbench_accounts where aid = 1",
+                "select abalance from pgbench_accounts where aid = 77",
+            ),
+            (
+                "update t set a = 'x' where id = 3",
+                "update t set a = 'yy' where id = 4",
+            ),
+            (
+                "delete from t where id in (1, 2)",
+                "delete from t where id in (3, 4)",
+            ),
+            (
+                "insert into t (a, b) values (1, 'q')",
+                "insert into t (a, b) values (2, 'r')",
+            ),
+            ("select * from t where 1 = 1", "select * from t where 2 = 3"),
+        ];
+        for (a, b) in pairs {
+            assert_eq!(normalize(a), normalize(b), "{a} / {b}");
+            let (mut fa, mut fb) = (facts(a), facts(b));
+            fa.text.clear();
+            fb.text.clear();
+            assert_eq!(fa, fb, "{a} / {b}");
+        }
+        assert_ne!(
+            normalize("fetch 1 from c"),
+            normalize("fetch 99999999999 from c")
+        );
+    }
+}
