@@ -25,6 +25,8 @@ pub struct GatewayOptions {
     pub reload_interval: String,
     /// `policy.engine`.
     pub policy_engine: String,
+    /// `gateway.log_format`.
+    pub log_format: String,
 }
 
 impl Default for GatewayOptions {
@@ -37,6 +39,7 @@ impl Default for GatewayOptions {
             policy_dir: root().join("policies"),
             reload_interval: "1s".into(),
             policy_engine: "vm".into(),
+            log_format: "text".into(),
         }
     }
 }
@@ -73,6 +76,7 @@ allow_plaintext_loopback = {plain}
 max_message_bytes = {max}
 startup_timeout = "{startup}"
 shutdown_grace = "5s"
+log_format = "{log_format}"
 {tls_lines}
 [[identity.issuers]]
 issuer = "{issuer}"
@@ -133,6 +137,7 @@ groups = ["dba"]
             policy = opts.policy_dir.display(),
             reload = opts.reload_interval,
             engine = opts.policy_engine,
+            log_format = opts.log_format,
             pgport = pg.port,
             pwfile = pg.svc_password_file.display(),
             ca = pg.ca_file.display(),
