@@ -70,11 +70,19 @@ done
 token=$("$gw_bin" token --dev --state-dir "$work/dev" --user bench --groups dev)
 
 declare -A tps lat
-run() { # name port user password mode clients
-  local out
-  out=$(PGPASSWORD="$4" pgbench -S -n -T "$secs" -M "$5" -c "$6" -j "$(( $6 < 2 ? 1 : 2 ))" -h 127.0.0.1 -p "$2" -U "$3" "$7" 2>&1) || { echo "$out" >&2; return 1; }
+declare -A p50
+run() { # name port user password mode clients db
+  local out logs=() prefix="$work/txlog_$1_$5_$6"
+  # Single-client runs log every transaction's latency for the median.
+  [ "$6" -eq 1 ] && logs=(-l "--log-prefix=$prefix")
+  out=$(cd "$work" && PGPASSWORD="$4" pgbench -S -n -T "$secs" -M "$5" -c "$6" -j "$(( $6 < 2 ? 1 : 2 ))" "${logs[@]}" -h 127.0.0.1 -p "$2" -U "$3" "$7" 2>&1) || { echo "$out" >&2; return 1; }
   tps[$1,$5,$6]=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -1)
   lat[$1,$5,$6]=$(echo "$out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
+  if [ "$6" -eq 1 ]; then
+    # Column 3 of a pgbench transaction log is the latency in microseconds.
+    p50[$1,$5]=$(cat "$prefix".* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    rm -f "$prefix".*
+  fi
   printf '  %-9s %-8s c%-2s %10.0f tps  %7.3f ms\n' "$1" "$5" "$6" "${tps[$1,$5,$6]}" "${lat[$1,$5,$6]}"
 }
 echo "bench: ${secs}s per run"
@@ -97,6 +105,14 @@ for mode in simple prepared; do
     table+="
 | $mode | $c | ${d%.*} | ${b%.*} | ${g%.*} | $(ratio "$g" "$d") | $(ratio "$g" "$b") | ${lat[gateway,$mode,$c]} | $(added "${lat[gateway,$mode,$c]}" "${lat[direct,$mode,$c]}") |"
   done
+done
+table+="
+
+| mode (1 client) | direct p50 (µs) | pgbouncer p50 (µs) | gateway p50 (µs) | gateway added p50 vs direct (µs) |
+|---|---|---|---|---|"
+for mode in simple prepared; do
+  table+="
+| $mode | ${p50[direct,$mode]} | ${p50[pgbouncer,$mode]} | ${p50[gateway,$mode]} | $(( ${p50[gateway,$mode]} - ${p50[direct,$mode]} )) |"
 done
 echo
 echo "$table"
