@@ -50,11 +50,27 @@ fn main() {
     input["statement"] = serde_json::to_value(&facts[0]).unwrap();
     let t = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(bundle.decide(input.clone()));
+        std::hint::black_box(regorus::Value::from(input.clone()));
+    }
+    println!(
+        "input JSON → regorus   {:>8.1} µs",
+        t.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(serde_json::to_value(&facts[0]).ok());
+    }
+    println!(
+        "facts → JSON           {:>8.1} µs",
+        t.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(bundle.decide_json(input.clone()));
     }
     println!(
         "policy decide          {:>8.1} µs  ({:?})",
         t.elapsed().as_secs_f64() * 1e6 / n as f64,
-        bundle.decide(input.clone()).action
+        bundle.decide_json(input.clone()).action
     );
 }

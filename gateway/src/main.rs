@@ -244,7 +244,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let input: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{}: not JSON", input.display()))?;
             let bundle = policy::Bundle::load(&dir, &query)?;
-            let d = bundle.decide(input);
+            let d = bundle.decide_json(input);
             println!("{}", serde_json::to_string_pretty(&d)?);
             Ok(ExitCode::SUCCESS)
         }

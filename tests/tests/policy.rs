@@ -163,3 +163,38 @@ fn interpreter_engine_decides_the_same() {
         gw.log()
     );
 }
+
+#[test]
+fn policy_sees_the_transaction_state() {
+    let dir = temp_dir("poltx");
+    std::fs::write(
+        dir.join("p.rego"),
+        "package portcullis\nimport rego.v1\n\ndecision := {\"action\": \"deny\", \"reasons\": [\"not inside transactions\"]} if {\n\tinput.session.in_transaction\n\tinput.statement.kind == \"select\"\n}\n\nelse := {\"action\": \"allow\"}\n",
+    )
+    .unwrap();
+    let gw = Gateway::start(GatewayOptions {
+        policy_dir: dir.clone(),
+        ..Default::default()
+    });
+    let r = psql(
+        &gw,
+        ALICE,
+        &idp().token("alice"),
+        &[
+            "-c",
+            "select 'outside'",
+            "-c",
+            "begin",
+            "-c",
+            "select 'outside'",
+            "-c",
+            "rollback",
+            "-c",
+            "select 'outside'",
+        ],
+    );
+    assert_eq!(r.stdout.matches("outside").count(), 2, "{}", r.all());
+    assert!(r.stdout.contains("ROLLBACK"), "{}", r.all());
+    assert!(r.stderr.contains("not inside transactions"), "{}", r.all());
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -197,8 +197,7 @@ impl Bundle {
 
     /// Evaluates the decision for one input. Never fails: an error, an
     /// undefined or a malformed result is a deny with the reason.
-    pub fn decide(&self, input: Value) -> Decision {
-        let value = regorus::Value::from(input);
+    pub fn decide(&self, value: regorus::Value) -> Decision {
         if let Some(vm) = &self.vm {
             // A VM error is not a decision: the interpreter, the reference
             // implementation, decides instead.
@@ -207,6 +206,11 @@ impl Bundle {
             }
         }
         Decision::from_value_or_error(interpret(&self.engine, &self.query, value))
+    }
+
+    /// [`Bundle::decide`] for a JSON input.
+    pub fn decide_json(&self, input: Value) -> Decision {
+        self.decide(regorus::Value::from(input))
     }
 
     /// Whether decisions run on the bytecode VM.

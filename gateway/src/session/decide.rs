@@ -30,7 +30,11 @@ pub struct Verdict {
 /// Decides statements for one session.
 pub struct Decider {
     shared: Arc<Shared>,
-    base: Map<String, Value>,
+    /// The session-constant part of the policy input (version, user,
+    /// client, connection), converted once; `sessions[in_transaction]`
+    /// likewise.
+    base: regorus::Value,
+    sessions: [regorus::Value; 2],
     user: String,
     connection: String,
     session_id: String,
@@ -62,9 +66,12 @@ impl Decider {
             json!({"addr": client_addr, "application_name": application_name}),
         );
         base.insert("connection".into(), json!({"name": connection.name, "kind": connection.kind, "database": connection.database()}));
+        let session =
+            |in_tx: bool| regorus::Value::from(json!({"id": session_id, "in_transaction": in_tx}));
         Self {
             shared,
-            base,
+            base: regorus::Value::from(Value::Object(base)),
+            sessions: [session(false), session(true)],
             user: identity.display().to_string(),
             connection: connection.name.clone(),
             session_id: session_id.to_string(),
@@ -111,16 +118,18 @@ impl Decider {
             .iter()
             .map(|facts| {
                 let mut input = self.base.clone();
-                input.insert(
-                    "session".into(),
-                    json!({"id": self.session_id, "in_transaction": in_transaction}),
-                );
-                input.insert(
-                    "statement".into(),
-                    serde_json::to_value(facts).unwrap_or(Value::Null),
-                );
-                input.insert("now".into(), Value::String(now.clone()));
-                bundle.decide(Value::Object(input))
+                if let Ok(obj) = input.as_object_mut() {
+                    let session = self.sessions[usize::from(in_transaction)].clone();
+                    let statement =
+                        regorus::Value::from(serde_json::to_value(facts).unwrap_or(Value::Null));
+                    obj.insert(regorus::Value::from("session"), session);
+                    obj.insert(regorus::Value::from("statement"), statement);
+                    obj.insert(
+                        regorus::Value::from("now"),
+                        regorus::Value::from(now.as_str()),
+                    );
+                }
+                bundle.decide(input)
             })
             .collect();
         let decision = Decision::strictest(decisions);
