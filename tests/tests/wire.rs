@@ -58,16 +58,12 @@ fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
 fn read_until_ready(s: &mut TcpStream) -> Vec<u8> {
     let mut tags = Vec::new();
     loop {
-        let mut head = [0u8; 5];
-        s.read_exact(&mut head).expect("frame header");
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let mut body = vec![0u8; len - 4];
-        s.read_exact(&mut body).expect("frame body");
-        tags.push(head[0]);
-        if head[0] == b'Z' {
+        let (tag, body) = read_frame(s);
+        tags.push(tag);
+        if tag == b'Z' {
             return tags;
         }
-        assert_ne!(head[0], b'E', "unexpected error: {}", text(&body));
+        assert_ne!(tag, b'E', "unexpected error: {}", text(&body));
     }
 }
 
@@ -168,16 +164,10 @@ fn extended_protocol_denial_discards_until_sync() {
     batch.extend(frame(b'Q', b"select 'next'\0"));
     s.write_all(&batch).unwrap();
     // Denied batch: exactly one ErrorResponse then ReadyForQuery.
-    let mut head = [0u8; 5];
-    s.read_exact(&mut head).unwrap();
-    assert_eq!(head[0], b'E');
-    let mut body = vec![0u8; u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize - 4];
-    s.read_exact(&mut body).unwrap();
+    let (tag, body) = read_frame(&mut s);
+    assert_eq!(tag, b'E');
     assert!(text(&body).contains("42501"), "{}", text(&body));
-    s.read_exact(&mut head).unwrap();
-    assert_eq!(head[0], b'Z');
-    let mut z = [0u8; 1];
-    s.read_exact(&mut z).unwrap();
+    assert_eq!(read_frame(&mut s).0, b'Z');
     // Then the next simple query runs normally.
     let tags = read_until_ready(&mut s);
     assert!(tags.contains(&b'D'), "{tags:?}");

@@ -11,6 +11,7 @@ use base64::Engine as _;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
+use sha2::Digest;
 
 /// Audience of dev tokens.
 pub const DEV_AUDIENCE: &str = "portcullis";
@@ -84,7 +85,7 @@ impl DevIssuer {
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng)
             .map_err(|e| DevIssuerError::Key(e.to_string()))?;
         let public = pair.public_key().as_ref().to_vec();
-        let kid = hex::encode(&sha2::Sha256::digest_bytes(&public)[..8]);
+        let kid = hex::encode(&sha2::Sha256::digest(&public)[..8]);
         Ok(Self {
             pkcs8,
             public,
@@ -165,18 +166,6 @@ impl DevIssuer {
                 get(move || async move { Json(discovery) }),
             )
             .route("/jwks", get(move || async move { Json(jwks) }))
-    }
-}
-
-/// Tiny helper so the kid derivation reads clearly.
-trait DigestBytes {
-    fn digest_bytes(data: &[u8]) -> Vec<u8>;
-}
-
-impl DigestBytes for sha2::Sha256 {
-    fn digest_bytes(data: &[u8]) -> Vec<u8> {
-        use sha2::Digest;
-        sha2::Sha256::digest(data).to_vec()
     }
 }
 

@@ -169,7 +169,7 @@ impl Bundle {
             .iter()
             .any(|(_, t)| t.contains("now") || t.contains("time."));
         let vm = if use_vm {
-            vm::VmProgram::build(&mut engine.clone(), query, &src.hash)
+            vm::VmProgram::build(&mut engine.clone(), query)
                 .and_then(|p| p.self_check(&engine, query).map(|_| p))
         } else {
             Err("policy.engine = \"interpreter\"".to_string())

@@ -32,7 +32,7 @@ pub struct VmProgram {
 
 impl VmProgram {
     /// Compiles `query` of `engine` to bytecode.
-    pub fn build(engine: &mut regorus::Engine, query: &str, _hash: &str) -> Result<Self, String> {
+    pub fn build(engine: &mut regorus::Engine, query: &str) -> Result<Self, String> {
         let entry: regorus::Rc<str> = regorus::Rc::from(query);
         let compiled = engine
             .compile_with_entrypoint(&entry)
