@@ -101,6 +101,16 @@ enum PolicyCmd {
         #[arg(default_value = "policies")]
         dir: PathBuf,
     },
+    /// Show which input fields a policy reads and the decision-cache mode
+    /// that follows (read from the policy's syntax tree).
+    Inspect {
+        /// Policy directory.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+        /// Rule to evaluate.
+        #[arg(long, default_value = "data.portcullis.decision")]
+        query: String,
+    },
     /// Evaluate the decision for an input document.
     Eval {
         /// JSON input file (`-` for stdin).
@@ -231,6 +241,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::Policy {
+            cmd: PolicyCmd::Inspect { dir, query },
+        } => {
+            let bundle = policy::Bundle::load(&dir, &query)?;
+            let u = &bundle.input_use;
+            println!("policy {} (hash {})", dir.display(), bundle.hash);
+            println!("input paths read:");
+            for p in &u.paths {
+                println!("  {}", if p.is_empty() { "(all of input)" } else { p });
+            }
+            let nd: Vec<&str> = u.nondeterministic.iter().map(String::as_str).collect();
+            println!(
+                "non-deterministic builtins: {}",
+                if nd.is_empty() {
+                    "none".to_string()
+                } else {
+                    nd.join(", ")
+                }
+            );
+            println!("with input: {}", if u.with_input { "yes" } else { "no" });
+            let (mode, why) = &bundle.cache_mode;
+            println!("decision cache: {} ({why})", mode.as_str());
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Policy {
             cmd: PolicyCmd::Eval { input, dir, query },

@@ -51,8 +51,10 @@ fn hold() -> String {
     "hold".into()
 }
 
-/// A policy decision.
+/// A policy decision. Unknown fields make the decision malformed (a deny):
+/// a field the gateway does not implement is never silently ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Decision {
     /// The action.
     pub action: Action,
@@ -109,6 +111,24 @@ impl Decision {
         }
     }
 
+    /// Refuses what the gateway cannot honour yet: an allow that asks for
+    /// masking becomes a deny ("masking not supported yet"), so no
+    /// unmasked row can leave.
+    pub fn fail_closed(self) -> Self {
+        if self.action == Action::Allow && !self.mask.is_empty() {
+            let cols: Vec<String> = self
+                .mask
+                .iter()
+                .map(|m| format!("{}.{}", m.table, m.column))
+                .collect();
+            return Self::deny(format!(
+                "masking not supported yet (the policy asks to mask {})",
+                cols.join(", ")
+            ));
+        }
+        self
+    }
+
     /// A decision from an evaluation result; an error is a deny.
     pub fn from_value_or_error(v: Result<regorus::Value, String>) -> Self {
         match v {
@@ -159,6 +179,25 @@ mod tests {
         assert!(d.reasons[0].contains("malformed"), "{:?}", d.reasons);
         let bad = regorus::Value::from(serde_json::json!("allow"));
         assert_eq!(Decision::from_value(&bad).action, Action::Deny);
+    }
+
+    #[test]
+    fn masks_and_unknown_fields_fail_closed() {
+        let v = regorus::Value::from(serde_json::json!({"action": "allow", "mask": [
+            {"table": "public.users", "column": "email", "method": "redact"}]}));
+        let d = Decision::from_value(&v).fail_closed();
+        assert_eq!(d.action, Action::Deny);
+        assert!(
+            d.reasons[0].starts_with("masking not supported yet"),
+            "{d:?}"
+        );
+        assert!(d.reasons[0].contains("public.users.email"), "{d:?}");
+        let v = regorus::Value::from(serde_json::json!({"action": "allow", "rewrite": "x"}));
+        let d = Decision::from_value(&v).fail_closed();
+        assert_eq!(d.action, Action::Deny);
+        assert!(d.reasons[0].contains("unknown field `rewrite`"), "{d:?}");
+        let v = regorus::Value::from(serde_json::json!({"action": "allow", "mask": []}));
+        assert_eq!(Decision::from_value(&v).fail_closed().action, Action::Allow);
     }
 
     #[test]

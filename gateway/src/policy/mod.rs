@@ -1,7 +1,9 @@
 //! Rego policy: loading a policy directory into `regorus`, evaluating the
 //! decision rule per statement, hot reload, and the decision schema.
 
+mod analysis;
 mod decision;
+pub mod input;
 pub mod testing;
 mod vm;
 
@@ -13,10 +15,18 @@ use std::time::Duration;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+pub use analysis::{CacheMode, InputUse};
 pub use decision::{Action, ApprovalSpec, Decision, MaskRule};
+pub use input::sample_input;
 
 /// Longest a single evaluation may run before it is stopped (→ deny).
 pub const EVAL_TIME_LIMIT: Duration = Duration::from_millis(250);
+
+/// How many evaluation steps run between two looks at the clock.
+pub const TIMER_CHECK_INTERVAL: NonZeroU32 = match NonZeroU32::new(64) {
+    Some(n) => n,
+    None => NonZeroU32::MIN,
+};
 
 /// Errors loading or evaluating policy.
 #[derive(Debug, thiserror::Error)]
@@ -57,9 +67,10 @@ pub struct Bundle {
     query: String,
     /// Short hash of every file in the bundle; logged with each decision.
     pub hash: String,
-    /// True when the policy may depend on the time, so decisions must not
-    /// be cached.
-    pub uses_time: bool,
+    /// What the policy reads from `input` (from its AST).
+    pub input_use: InputUse,
+    /// How decisions of this policy may be cached, and why.
+    pub cache_mode: (CacheMode, String),
     /// Files loaded, for messages.
     pub files: Vec<PathBuf>,
 }
@@ -142,7 +153,7 @@ pub fn build_engine(src: &Sources) -> Result<regorus::Engine, PolicyError> {
     }
     engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
         limit: EVAL_TIME_LIMIT,
-        check_interval: NonZeroU32::MIN,
+        check_interval: TIMER_CHECK_INTERVAL,
     });
     Ok(engine)
 }
@@ -164,10 +175,8 @@ impl Bundle {
         engine
             .eval_rule(query.to_string())
             .map_err(|e| PolicyError::Compile(e.to_string()))?;
-        let uses_time = src
-            .rego
-            .iter()
-            .any(|(_, t)| t.contains("now") || t.contains("time."));
+        let input_use = analysis::analyze(engine.get_modules());
+        let cache_mode = input_use.cache_mode();
         let vm = if use_vm {
             vm::VmProgram::build(&mut engine.clone(), query)
                 .and_then(|p| p.self_check(&engine, query).map(|_| p))
@@ -190,7 +199,8 @@ impl Bundle {
             vm,
             query: query.to_string(),
             hash: src.hash,
-            uses_time,
+            input_use,
+            cache_mode,
             files: src.rego.into_iter().map(|(p, _)| p).collect(),
         })
     }
@@ -309,19 +319,4 @@ impl PolicyStore {
             }
         });
     }
-}
-
-/// A representative input used to warm the engine up.
-pub fn sample_input() -> Value {
-    serde_json::json!({
-        "version": 1,
-        "user": {"sub": "warmup", "email": "", "name": "", "groups": [], "issuer": ""},
-        "client": {"addr": "127.0.0.1", "application_name": ""},
-        "connection": {"name": "", "kind": "postgres", "database": ""},
-        "session": {"id": "", "in_transaction": false},
-        "statement": {"text": "select 1", "fingerprint": "", "kind": "select", "command_tag": "SELECT",
-            "read_only": true, "tables": [], "columns": [], "functions": [], "has_where": false,
-            "limit": null, "flags": []},
-        "now": "1970-01-01T00:00:00Z"
-    })
 }

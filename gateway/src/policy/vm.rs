@@ -55,6 +55,10 @@ impl VmProgram {
             if slot.as_ref().is_none_or(|(g, _)| *g != self.generation) {
                 let mut vm = RegoVM::new_with_policy(self.compiled.clone());
                 vm.load_program(self.program.clone());
+                vm.set_execution_timer_config(Some(regorus::utils::limits::ExecutionTimerConfig {
+                    limit: super::EVAL_TIME_LIMIT,
+                    check_interval: super::TIMER_CHECK_INTERVAL,
+                }));
                 vm.set_data(self.data.clone()).map_err(|e| e.to_string())?;
                 *slot = Some((self.generation, vm));
             }

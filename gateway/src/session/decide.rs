@@ -6,12 +6,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Map, Value};
-
 use super::Shared;
 use crate::identity::Identity;
-use crate::policy::{Action, Decision};
-use crate::sql::{FactsCache, ParseSettings, StatementFacts};
+use crate::policy::input::{statement_value, InputBuilder, SessionInfo};
+use crate::policy::{Action, CacheMode, Decision};
+use crate::sql::{normalize, FactsCache, ParseSettings, StatementFacts};
 
 /// Entries kept per session before the cache is cleared.
 const CACHE_LIMIT: usize = 1024;
@@ -30,17 +29,20 @@ pub struct Verdict {
 /// Decides statements for one session.
 pub struct Decider {
     shared: Arc<Shared>,
-    /// The session-constant part of the policy input (version, user,
-    /// client, connection), converted once; `sessions[in_transaction]`
-    /// likewise.
-    base: regorus::Value,
-    sessions: [regorus::Value; 2],
+    /// Builds the policy input; session-constant parts converted once.
+    input: InputBuilder,
     user: String,
     connection: String,
     session_id: String,
-    /// Keyed by everything the policy input depends on that varies within
-    /// a session: the text, the transaction state and the parser settings.
-    cache: HashMap<(Box<str>, bool, bool), Arc<Verdict>>,
+    /// Exact-text cache, keyed by everything the policy input depends on
+    /// that varies within a session: the text, the transaction state and
+    /// the parser settings.
+    /// Indexed `[in_transaction][standard_strings_off]`.
+    exact: [[HashMap<Box<str>, Arc<Verdict>>; 2]; 2],
+    /// Literal-template cache (standard-conforming strings only), keyed by
+    /// template and transaction state.
+    /// Indexed `[in_transaction]`.
+    templates: [HashMap<Box<str>, Arc<Verdict>>; 2],
     /// Facts of literal-only variants of earlier statements.
     facts: FactsCache,
 }
@@ -55,27 +57,21 @@ impl Decider {
         application_name: &str,
         session_id: &str,
     ) -> Self {
-        let mut base = Map::new();
-        base.insert("version".into(), json!(1));
-        base.insert(
-            "user".into(),
-            serde_json::to_value(identity).unwrap_or(Value::Null),
-        );
-        base.insert(
-            "client".into(),
-            json!({"addr": client_addr, "application_name": application_name}),
-        );
-        base.insert("connection".into(), json!({"name": connection.name, "kind": connection.kind, "database": connection.database()}));
-        let session =
-            |in_tx: bool| regorus::Value::from(json!({"id": session_id, "in_transaction": in_tx}));
+        let builder = InputBuilder::new(&SessionInfo {
+            user: serde_json::to_value(identity).unwrap_or(serde_json::Value::Null),
+            client_addr,
+            application_name,
+            connection: (&connection.name, &connection.kind, connection.database()),
+            session_id,
+        });
         Self {
             shared,
-            base: regorus::Value::from(Value::Object(base)),
-            sessions: [session(false), session(true)],
+            input: builder,
             user: identity.display().to_string(),
             connection: connection.name.clone(),
             session_id: session_id.to_string(),
-            cache: HashMap::new(),
+            exact: Default::default(),
+            templates: Default::default(),
             facts: FactsCache::default(),
         }
     }
@@ -88,28 +84,34 @@ impl Decider {
         settings: ParseSettings,
     ) -> Arc<Verdict> {
         let bundle = self.shared.policy.current();
-        let cacheable = self.shared.config.policy.decision_cache && !bundle.uses_time;
-        let key = (
-            Box::<str>::from(sql),
-            in_transaction,
-            settings.standard_strings_off,
-        );
-        if cacheable {
-            if let Some(v) = self.cache.get(&key) {
-                if v.policy_hash == bundle.hash {
-                    let v = v.clone();
-                    self.shared
-                        .metrics
-                        .cache_hits
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.shared.metrics.statement(v.decision.action);
-                    self.log(&v, true);
-                    return v;
-                }
-            }
+        let mode = if self.shared.config.policy.decision_cache {
+            bundle.cache_mode.0
+        } else {
+            CacheMode::Off
+        };
+        let std_off = settings.standard_strings_off;
+        // Template mode: variants of one literal template share a decision
+        // (the policy reads nothing that differs between them).
+        let template = match mode {
+            CacheMode::Template if !std_off => normalize(sql),
+            _ => None,
+        };
+        let hit = match (&template, mode) {
+            (Some(t), _) => self.templates[usize::from(in_transaction)].get(t.as_str()),
+            (None, CacheMode::Off) => None,
+            (None, _) => self.exact[usize::from(in_transaction)][usize::from(std_off)].get(sql),
+        };
+        if let Some(v) = hit.filter(|v| v.policy_hash == bundle.hash).cloned() {
+            self.shared
+                .metrics
+                .cache_hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.shared.metrics.statement(v.decision.action);
+            self.log(&v, true);
+            return v;
         }
         let t0 = Instant::now();
-        let statements = self.facts.analyze(sql, settings);
+        let (statements, template_key) = self.facts.analyze_keyed(sql, settings);
         self.shared.metrics.parse_latency.observe(t0.elapsed());
 
         let t1 = Instant::now();
@@ -117,22 +119,13 @@ impl Decider {
         let decisions: Vec<Decision> = statements
             .iter()
             .map(|facts| {
-                let mut input = self.base.clone();
-                if let Ok(obj) = input.as_object_mut() {
-                    let session = self.sessions[usize::from(in_transaction)].clone();
-                    let statement =
-                        regorus::Value::from(serde_json::to_value(facts).unwrap_or(Value::Null));
-                    obj.insert(regorus::Value::from("session"), session);
-                    obj.insert(regorus::Value::from("statement"), statement);
-                    obj.insert(
-                        regorus::Value::from("now"),
-                        regorus::Value::from(now.as_str()),
-                    );
-                }
+                let input = self
+                    .input
+                    .build(statement_value(facts), in_transaction, &now);
                 bundle.decide(input)
             })
             .collect();
-        let decision = Decision::strictest(decisions);
+        let decision = Decision::strictest(decisions).fail_closed();
         self.shared.metrics.decision_latency.observe(t1.elapsed());
         self.shared.metrics.statement(decision.action);
 
@@ -142,11 +135,22 @@ impl Decider {
             policy_hash: bundle.hash.clone(),
         });
         self.log(&verdict, false);
-        if cacheable {
-            if self.cache.len() >= CACHE_LIMIT {
-                self.cache.clear();
+        match (mode, template_key) {
+            (CacheMode::Off, _) => {}
+            (CacheMode::Template, Some(key)) => {
+                let map = &mut self.templates[usize::from(in_transaction)];
+                if map.len() >= CACHE_LIMIT {
+                    map.clear();
+                }
+                map.insert(key.into(), verdict.clone());
             }
-            self.cache.insert(key, verdict.clone());
+            _ => {
+                let map = &mut self.exact[usize::from(in_transaction)][usize::from(std_off)];
+                if map.len() >= CACHE_LIMIT {
+                    map.clear();
+                }
+                map.insert(sql.into(), verdict.clone());
+            }
         }
         verdict
     }

@@ -29,6 +29,17 @@ pub enum Access {
     Ddl,
 }
 
+impl Access {
+    /// The name used in the policy input.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Ddl => "ddl",
+        }
+    }
+}
+
 /// A relation a statement touches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TableFact {

@@ -168,16 +168,27 @@ impl FactsCache {
     /// Facts for `sql`, from the cache when a literal-only variant was
     /// analysed before.
     pub fn analyze(&mut self, sql: &str, settings: ParseSettings) -> Vec<StatementFacts> {
+        self.analyze_keyed(sql, settings).0
+    }
+
+    /// Like [`FactsCache::analyze`], also returning the literal template
+    /// key when the facts provably do not depend on literal values (texts
+    /// with the same key have the same facts apart from `text`).
+    pub fn analyze_keyed(
+        &mut self,
+        sql: &str,
+        settings: ParseSettings,
+    ) -> (Vec<StatementFacts>, Option<String>) {
         if settings.standard_strings_off {
-            return analyze(sql, settings);
+            return (analyze(sql, settings), None);
         }
         let Some(key) = normalize(sql) else {
-            return analyze(sql, settings);
+            return (analyze(sql, settings), None);
         };
         if let Some(tpl) = self.map.get(&key) {
             let mut facts = tpl.clone();
             facts.text = single_text(sql).to_string();
-            return vec![facts];
+            return (vec![facts], Some(key));
         }
         let facts = analyze(sql, settings);
         if let [f] = facts.as_slice() {
@@ -190,10 +201,11 @@ impl FactsCache {
                 if self.map.len() >= TEMPLATE_LIMIT {
                     self.map.clear();
                 }
-                self.map.insert(key, f.clone());
+                self.map.insert(key.clone(), f.clone());
+                return (facts, Some(key));
             }
         }
-        facts
+        (facts, None)
     }
 }
 
