@@ -12,17 +12,23 @@ pub fn to_frame(kind: u8, name: &str) -> Frame {
     Frame::new(b'D', b)
 }
 
-/// Decodes a Describe (or Close, which shares the layout) body.
-pub fn decode(body: &[u8]) -> Result<(u8, &str), CodecError> {
-    let mut r = Reader::new("Describe", body);
+/// Decodes a Describe body.
+pub fn decode(body: &[u8]) -> Result<(u8, &[u8]), CodecError> {
+    decode_target("Describe", body)
+}
+
+/// Decodes a Describe or Close body (they share the layout): the target
+/// kind (`S` statement, `P` portal) and its name.
+pub fn decode_target<'a>(what: &'static str, body: &'a [u8]) -> Result<(u8, &'a [u8]), CodecError> {
+    let mut r = Reader::new(what, body);
     let kind = r.u8()?;
     if kind != b'S' && kind != b'P' {
         return Err(CodecError::Malformed {
-            what: "Describe",
+            what,
             why: "target must be 'S' or 'P'",
         });
     }
-    let name = r.cstr()?;
+    let name = r.cbytes()?;
     r.finish()?;
     Ok((kind, name))
 }
@@ -32,7 +38,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let f = super::to_frame(b'S', "stmt");
-        assert_eq!(super::decode(&f.body).unwrap(), (b'S', "stmt"));
+        assert_eq!(super::decode(&f.body).unwrap(), (b'S', &b"stmt"[..]));
         assert!(super::decode(b"Xstmt\0").is_err());
     }
 }

@@ -103,7 +103,11 @@ impl ErrorFields {
             if field == 0 {
                 break;
             }
-            let value = r.cstr()?;
+            let raw = r.cbytes()?;
+            // Server text is in the client encoding; only ASCII fields
+            // (severity, SQLSTATE) are interpreted.
+            let value = String::from_utf8_lossy(raw);
+            let value = value.as_ref();
             match field {
                 b'V' => {
                     out.severity = match value {

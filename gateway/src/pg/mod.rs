@@ -4,9 +4,13 @@
 //! messages or with opaque [`Frame`]s that are relayed unchanged.
 
 pub mod auth;
+pub mod backend;
 pub mod backend_key;
+pub mod bind;
 pub mod describe;
+pub mod encoding;
 pub mod error_response;
+pub mod frontend;
 pub mod negotiate;
 pub mod param_status;
 pub mod parse;
@@ -215,6 +219,18 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    /// Reads a NUL-terminated byte string (text in the client's encoding).
+    pub fn cbytes(&mut self) -> Result<&'a [u8], CodecError> {
+        let end = self
+            .buf
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| self.err("string without terminator"))?;
+        let s = &self.buf[..end];
+        self.buf = &self.buf[end + 1..];
+        Ok(s)
+    }
+
     /// Reads `n` raw bytes.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
         if self.buf.len() < n {
@@ -238,6 +254,12 @@ impl<'a> Reader<'a> {
             Err(self.err("trailing bytes"))
         }
     }
+}
+
+/// Appends a NUL-terminated byte string.
+pub fn put_cbytes(out: &mut BytesMut, s: &[u8]) {
+    out.put_slice(s);
+    out.put_u8(0);
 }
 
 /// Appends a NUL-terminated string.

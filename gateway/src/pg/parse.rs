@@ -2,15 +2,15 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::{put_cstr, CodecError, Frame, Reader};
+use super::{put_cbytes, CodecError, Frame, Reader};
 
 /// A decoded Parse message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parse<'a> {
     /// Statement name; empty for the unnamed statement.
-    pub name: &'a str,
-    /// SQL text.
-    pub sql: &'a str,
+    pub name: &'a [u8],
+    /// SQL text, in the client encoding.
+    pub sql: &'a [u8],
     /// Parameter type OIDs the client fixed (0 = unspecified).
     pub param_types: Vec<u32>,
 }
@@ -19,8 +19,8 @@ impl<'a> Parse<'a> {
     /// Decodes a Parse body.
     pub fn decode(body: &'a [u8]) -> Result<Self, CodecError> {
         let mut r = Reader::new("Parse", body);
-        let name = r.cstr()?;
-        let sql = r.cstr()?;
+        let name = r.cbytes()?;
+        let sql = r.cbytes()?;
         let n = r.i16()?;
         if n < 0 {
             return Err(CodecError::Malformed {
@@ -43,8 +43,8 @@ impl<'a> Parse<'a> {
     /// Encodes as a `P` frame.
     pub fn to_frame(&self) -> Frame {
         let mut b = BytesMut::new();
-        put_cstr(&mut b, self.name);
-        put_cstr(&mut b, self.sql);
+        put_cbytes(&mut b, self.name);
+        put_cbytes(&mut b, self.sql);
         b.put_i16(self.param_types.len() as i16);
         for t in &self.param_types {
             b.put_u32(*t);
@@ -60,8 +60,8 @@ mod tests {
     #[test]
     fn round_trip() {
         let p = Parse {
-            name: "s1",
-            sql: "select $1::int",
+            name: b"s1",
+            sql: b"select $1::int",
             param_types: vec![23],
         };
         let f = p.to_frame();

@@ -11,10 +11,10 @@ pub fn to_frame(sql: &str) -> Frame {
     Frame::new(b'Q', b)
 }
 
-/// Decodes the SQL text of a Query body.
-pub fn decode(body: &[u8]) -> Result<&str, CodecError> {
+/// Decodes the SQL text of a Query body (bytes in the client encoding).
+pub fn decode(body: &[u8]) -> Result<&[u8], CodecError> {
     let mut r = Reader::new("Query", body);
-    let sql = r.cstr()?;
+    let sql = r.cbytes()?;
     r.finish()?;
     Ok(sql)
 }
@@ -24,7 +24,8 @@ mod tests {
     #[test]
     fn round_trip() {
         let f = super::to_frame("select 1; select 2");
-        assert_eq!(super::decode(&f.body).unwrap(), "select 1; select 2");
+        assert_eq!(super::decode(&f.body).unwrap(), b"select 1; select 2");
+        assert_eq!(super::decode(b"select '\xa4'\0").unwrap(), b"select '\xa4'");
         assert!(super::decode(b"select 1").is_err());
         assert!(super::decode(b"a\0b\0").is_err());
     }

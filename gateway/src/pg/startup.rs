@@ -143,9 +143,83 @@ impl StartupPacket {
     }
 }
 
+/// Splits a startup `options` value into the settings it makes, as the
+/// server does (whitespace separates arguments, a backslash keeps the next
+/// character): `-c name=value`, `-cname=value` and `--name=value`
+/// (dashes in names become underscores). Any other switch is an error
+/// naming it.
+pub fn parse_options(options: &str) -> Result<Vec<(String, String)>, String> {
+    let mut args = Vec::new();
+    let mut cur = String::new();
+    let mut in_arg = false;
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+                in_arg = true;
+            }
+            c if c.is_ascii_whitespace() => {
+                if in_arg {
+                    args.push(std::mem::take(&mut cur));
+                    in_arg = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_arg = true;
+            }
+        }
+    }
+    if in_arg {
+        args.push(cur);
+    }
+    let setting = |s: &str| -> Result<(String, String), String> {
+        let (name, value) = s
+            .split_once('=')
+            .ok_or_else(|| format!("-c {s}: expected name=value"))?;
+        Ok((name.replace('-', "_"), value.to_string()))
+    };
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some(rest) = a.strip_prefix("--") {
+            out.push(setting(rest)?);
+        } else if a == "-c" {
+            let next = it.next().ok_or("-c without a setting")?;
+            out.push(setting(next)?);
+        } else if let Some(rest) = a.strip_prefix("-c") {
+            out.push(setting(rest)?);
+        } else {
+            return Err(format!(
+                "option {a} is not supported through the gateway (only -c name=value and --name=value)"
+            ));
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_become_settings() {
+        assert_eq!(
+            parse_options("-c default_transaction_isolation=serializable --search-path=a\\ b  -cstatement_timeout=5s").unwrap(),
+            vec![
+                ("default_transaction_isolation".to_string(), "serializable".to_string()),
+                ("search_path".to_string(), "a b".to_string()),
+                ("statement_timeout".to_string(), "5s".to_string()),
+            ]
+        );
+        assert!(parse_options("-d 5").unwrap_err().contains("-d"));
+        assert!(parse_options("-c").is_err());
+        assert!(parse_options("-c novalue").is_err());
+        assert_eq!(parse_options("  ").unwrap(), vec![]);
+    }
 
     #[test]
     fn round_trips() {

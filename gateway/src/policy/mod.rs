@@ -71,6 +71,8 @@ pub struct Bundle {
     pub input_use: InputUse,
     /// How decisions of this policy may be cached, and why.
     pub cache_mode: (CacheMode, String),
+    /// The policy reads `session.in_transaction`.
+    pub reads_tx: bool,
     /// Files loaded, for messages.
     pub files: Vec<PathBuf>,
 }
@@ -199,6 +201,7 @@ impl Bundle {
             vm,
             query: query.to_string(),
             hash: src.hash,
+            reads_tx: input_use.reads("session.in_transaction"),
             input_use,
             cache_mode,
             files: src.rego.into_iter().map(|(p, _)| p).collect(),

@@ -1,45 +1,41 @@
-//! CancelRequest routing: the gateway hands each client its own
-//! BackendKeyData and remembers which upstream backend it stands for.
+//! CancelRequest routing. Each client is told the real upstream backend's
+//! process id with a secret of the gateway's own; a CancelRequest with a
+//! known key goes to that session's control channel, and the session
+//! forwards it upstream with the real key (later: withdraws a held
+//! approval instead).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use crate::config::ConnectionConfig;
+use tokio::sync::mpsc;
+
+use super::Control;
 use crate::pg::backend_key::BackendKey;
 
-/// Where a gateway-issued key points.
-#[derive(Clone)]
-pub struct CancelTarget {
-    /// Upstream connection settings.
-    pub conn: Arc<ConnectionConfig>,
-    /// The upstream backend's key.
-    pub upstream: BackendKey,
-}
-
-/// Gateway-issued keys → upstream backends.
+/// Client-facing keys → session control channels.
 #[derive(Default)]
 pub struct CancelRegistry {
-    next_pid: AtomicI32,
-    map: Mutex<HashMap<BackendKey, CancelTarget>>,
+    map: Mutex<HashMap<BackendKey, mpsc::Sender<Control>>>,
 }
 
 impl CancelRegistry {
-    /// Issues a fresh key for `target`.
-    pub fn register(&self, target: CancelTarget) -> BackendKey {
-        let pid = self
-            .next_pid
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_add(1)
-            & 0x3fff_ffff;
-        let key = BackendKey {
-            pid: pid.max(1),
-            key: rand::random(),
+    /// Issues a key for a session whose upstream backend has process id
+    /// `pid`: the same process id, a fresh secret.
+    pub fn register(&self, pid: i32, control: mpsc::Sender<Control>) -> BackendKey {
+        let mut map = match self.map.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
         };
-        if let Ok(mut m) = self.map.lock() {
-            m.insert(key, target);
+        loop {
+            let key = BackendKey {
+                pid,
+                key: rand::random(),
+            };
+            if let std::collections::hash_map::Entry::Vacant(e) = map.entry(key) {
+                e.insert(control);
+                return key;
+            }
         }
-        key
     }
 
     /// Forgets a key when its session ends.
@@ -49,8 +45,33 @@ impl CancelRegistry {
         }
     }
 
-    /// Looks a key up.
-    pub fn lookup(&self, key: BackendKey) -> Option<CancelTarget> {
-        self.map.lock().ok().and_then(|m| m.get(&key).cloned())
+    /// Delivers a cancel to the session holding `key`; false if none does.
+    pub fn cancel(&self, key: BackendKey) -> bool {
+        let tx = self.map.lock().ok().and_then(|m| m.get(&key).cloned());
+        match tx {
+            Some(tx) => tx.try_send(Control::Cancel).is_ok(),
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_by_full_key() {
+        let r = CancelRegistry::default();
+        let (tx, mut rx) = mpsc::channel(4);
+        let k = r.register(4242, tx);
+        assert_eq!(k.pid, 4242);
+        assert!(!r.cancel(BackendKey {
+            pid: 4242,
+            key: k.key.wrapping_add(1)
+        }));
+        assert!(r.cancel(k));
+        assert_eq!(rx.try_recv().ok(), Some(Control::Cancel));
+        r.remove(k);
+        assert!(!r.cancel(k));
     }
 }

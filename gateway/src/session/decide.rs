@@ -76,6 +76,25 @@ impl Decider {
         }
     }
 
+    /// Whether the policy in force reads `session.in_transaction`.
+    pub fn policy_reads_tx(&self) -> bool {
+        self.shared.policy.current().reads_tx
+    }
+
+    /// A verdict the gateway reached without the policy (text it cannot
+    /// read): logged and counted like any decision.
+    pub fn refuse(&mut self, decision: Decision) -> Arc<Verdict> {
+        let bundle = self.shared.policy.current();
+        self.shared.metrics.statement(decision.action);
+        let v = Arc::new(Verdict {
+            decision,
+            statements: Vec::new(),
+            policy_hash: bundle.hash.clone(),
+        });
+        self.log(&v, false);
+        v
+    }
+
     /// Decides a message's SQL text (one or more statements).
     pub fn decide(
         &mut self,

@@ -1,10 +1,15 @@
 //! One client session: startup and authentication ([`startup`]), upstream
-//! login ([`upstream`]), per-statement decisions ([`decide`]) and the
-//! relay loop ([`relay`]).
+//! login ([`upstream`]), per-statement decisions ([`decide`]), the
+//! protocol pipeline ([`pipeline`]: in-flight queue, statement registry,
+//! stages) and its one-task I/O loop ([`relay`]).
 
 pub mod cancel;
 pub mod decide;
+pub mod inflight;
+pub mod pipeline;
+pub mod registry;
 pub mod relay;
+pub mod stage;
 pub mod startup;
 pub mod stream;
 pub mod upstream;
@@ -39,6 +44,13 @@ pub struct Shared {
     pub cancels: CancelRegistry,
     /// Client TLS, when configured.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Messages to a running session from outside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// A CancelRequest with this session's key arrived.
+    Cancel,
 }
 
 /// Why a session ended abnormally. Each maps to one protocol response in

@@ -1,59 +1,41 @@
-//! The relay loop of an established session.
+//! The I/O loop of an established session: one task, one `select!` over
+//! the client socket, the upstream socket, pending writes both ways and the
+//! session's control channel (a CancelRequest aimed at it). Frames go to
+//! the [`Pipeline`]; only `pg/` reads their bytes.
 //!
-//! Frontend (client → database): every message type is handled explicitly;
-//! Query and Parse are decided before anything is forwarded. A refused
-//! statement is replaced by a *poison* message (a Query or Describe naming
-//! a per-session marker) that fails upstream without side effects, so the
-//! database itself produces the error at exactly the right place in the
-//! pipeline, rolls back or aborts as Postgres would, and discards the rest
-//! of an extended-protocol batch until Sync. The backend half swaps that
-//! error for the gateway's 42501 ErrorResponse.
-//!
-//! Backend (database → client): frames are relayed in bulk, looking only
-//! at ReadyForQuery (transaction state), ParameterStatus
-//! (`standard_conforming_strings`, which changes how SQL is parsed) and,
-//! when a refusal is pending, ErrorResponse.
+//! Writes are polled alongside reads, with a bound on what is buffered
+//! each way, so a client that pipelines a lot while the server answers a
+//! lot cannot deadlock the session.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::decide::Decider;
+use super::pipeline::{Pipeline, Step};
 use super::startup::Ready;
-use super::stream::BoxStream;
-use super::{SessionError, Shared};
-use crate::pg::parse::Parse;
-use crate::pg::{
-    describe, param_status, peek_frame, query, split_frame, CodecError, ErrorFields, Frame,
-    Severity,
-};
-use crate::policy::Action;
-use crate::sql::ParseSettings;
+use super::{Control, SessionError, Shared};
+use crate::pg::{peek_frame, split_frame, CodecError, Frame};
 
 /// Largest message accepted from the database (Postgres' own limit).
 const MAX_BACKEND_MESSAGE: usize = (1 << 30) + 1024;
+/// Stop reading a side while this much is waiting to be written to the
+/// other.
+const HIGH_WATER: usize = 256 * 1024;
 
-/// State both halves of a session share.
-struct SessionState {
-    /// Refusals waiting for their poison's error: (batch, error).
-    refusals: Mutex<VecDeque<(u64, ErrorFields)>>,
-    pending: AtomicU64,
-    /// Last ReadyForQuery status byte.
-    tx: AtomicU8,
-    /// `standard_conforming_strings` is off in the session.
-    std_strings_off: AtomicBool,
-    /// Marker naming the poison messages of this session.
-    marker: String,
+/// Why the loop ended.
+enum End {
+    /// Client sent Terminate or closed.
+    Client,
+    /// The server ended the session (its FATAL relayed) or closed.
+    Server,
+    /// A protocol or I/O error; the client may get a FATAL.
+    Error(&'static str, SessionError),
 }
-
-type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<BoxStream>>>;
 
 /// Runs a session until either side ends it.
 pub async fn run(ready: Ready, shared: Arc<Shared>) {
-    let session_id = uuid::Uuid::now_v7().to_string();
     shared
         .metrics
         .connections_active
@@ -64,308 +46,200 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
         conn,
         upstream,
         key,
-        peer,
-        application_name,
+        pipeline,
+        session_id,
+        control,
+        ..
     } = ready;
-    let decider = Decider::new(
-        shared.clone(),
-        &identity,
-        &conn,
-        &peer.ip().to_string(),
-        &application_name,
-        &session_id,
-    );
-    let state = Arc::new(SessionState {
-        refusals: Mutex::new(VecDeque::new()),
-        pending: AtomicU64::new(0),
-        tx: AtomicU8::new(b'I'),
-        std_strings_off: AtomicBool::new(false),
-        marker: format!("portcullis_denied_{:016x}", rand::random::<u64>()),
-    });
-    let (client_rd, client_wr) = tokio::io::split(client);
-    let client_wr: ClientWriter = Arc::new(tokio::sync::Mutex::new(client_wr));
-    let (up_rd, up_wr) = tokio::io::split(upstream.stream);
+    let mut control = control;
+    let mut pipeline = pipeline;
     let max = shared.config.gateway.max_message_bytes;
+    let (mut crd, mut cwr) = tokio::io::split(client);
+    let (mut urd, mut uwr) = tokio::io::split(upstream.stream);
+    let mut cbuf = BytesMut::with_capacity(16 * 1024);
+    let mut ubuf = upstream.leftover;
+    let mut to_up = BytesMut::with_capacity(16 * 1024);
+    let mut to_client = BytesMut::with_capacity(16 * 1024);
+    let mut waiting: Option<Frame> = None;
+    let mut terminated = false;
 
-    let front = frontend(client_rd, up_wr, decider, state.clone(), max);
-    let back = backend(up_rd, client_wr.clone(), state, upstream.leftover);
-    let outcome = tokio::select! {
-        r = front => r.map_err(|e| ("client", e)),
-        r = back => r.map_err(|e| ("database", e)),
-    };
-    if let Err((side, err)) = &outcome {
-        if let Some(fields) = err.to_error() {
-            let mut w = client_wr.lock().await;
-            let _ = w.write_all(&fields.to_frame().to_bytes()).await;
-            let _ = w.flush().await;
+    // Anything the server sent right after login.
+    let mut end = server_frames(&mut ubuf, &mut pipeline, &mut to_client).err();
+    while end.is_none() {
+        if ubuf.capacity() - ubuf.len() < 4096 {
+            ubuf.reserve(32 * 1024);
         }
-        tracing::info!(session = %session_id, side, error = %err, "session ended with an error");
+        if cbuf.capacity() - cbuf.len() < 4096 {
+            cbuf.reserve(16 * 1024);
+        }
+        let read_client = waiting.is_none() && !terminated && to_up.len() < HIGH_WATER;
+        let read_server = to_client.len() < HIGH_WATER;
+        tokio::select! {
+            biased;
+            Some(c) = control.recv() => match c {
+                Control::Cancel => {
+                    let (conn, key) = (conn.clone(), upstream.key);
+                    tokio::spawn(async move {
+                        if let Err(e) = super::upstream::cancel(&conn, key).await {
+                            tracing::warn!(error = %e, "cancel request could not be forwarded");
+                        }
+                    });
+                }
+            },
+            r = uwr.write(&to_up), if !to_up.is_empty() => match r {
+                Ok(n) => {
+                    to_up.advance(n);
+                    if to_up.is_empty() {
+                        if let Err(e) = uwr.flush().await {
+                            end = Some(End::Error("database", CodecError::from(e).into()));
+                        } else if terminated {
+                            end = Some(End::Client);
+                        }
+                    }
+                }
+                Err(e) => end = Some(End::Error("database", CodecError::from(e).into())),
+            },
+            r = cwr.write(&to_client), if !to_client.is_empty() => match r {
+                Ok(n) => {
+                    to_client.advance(n);
+                    if to_client.is_empty() {
+                        if let Err(e) = cwr.flush().await {
+                            end = Some(End::Error("client", CodecError::from(e).into()));
+                        } else if pipeline.closing() {
+                            end = Some(End::Server);
+                        }
+                    }
+                }
+                Err(e) => end = Some(End::Error("client", CodecError::from(e).into())),
+            },
+            r = urd.read_buf(&mut ubuf), if read_server => match r {
+                Ok(0) => end = Some(End::Server),
+                Ok(_) => {
+                    end = server_frames(&mut ubuf, &mut pipeline, &mut to_client).err();
+                    if end.is_none() {
+                        if let Some(f) = waiting.take() {
+                            end = client_frames(Some(f), &mut cbuf, max, &mut pipeline, &mut to_up, &mut waiting, &mut terminated).err();
+                        }
+                    }
+                }
+                Err(e) => end = Some(End::Error("database", CodecError::from(e).into())),
+            },
+            r = crd.read_buf(&mut cbuf), if read_client => match r {
+                Ok(0) => {
+                    end = Some(if cbuf.is_empty() {
+                        End::Client
+                    } else {
+                        End::Error("client", CodecError::Truncated.into())
+                    })
+                }
+                Ok(_) => {
+                    end = client_frames(None, &mut cbuf, max, &mut pipeline, &mut to_up, &mut waiting, &mut terminated).err();
+                }
+                Err(e) => end = Some(End::Error("client", CodecError::from(e).into())),
+            },
+        }
+        if terminated && to_up.is_empty() && end.is_none() {
+            end = Some(End::Client);
+        }
     }
-    let _ = client_wr.lock().await.shutdown().await;
+    match end {
+        Some(End::Server) => {
+            // Exactly what the server sent (its FATAL, if any), then close.
+            let _ = cwr.write_all(&to_client).await;
+            let _ = cwr.flush().await;
+        }
+        Some(End::Error(side, err)) => {
+            if let Some(fields) = err.to_error() {
+                let _ = cwr.write_all(&to_client).await;
+                let _ = cwr.write_all(&fields.to_frame().to_bytes()).await;
+                let _ = cwr.flush().await;
+            }
+            tracing::info!(session = %session_id, side, error = %err, "session ended with an error");
+        }
+        _ => {
+            let _ = uwr.write_all(&to_up).await;
+            let _ = uwr.flush().await;
+        }
+    }
+    let _ = cwr.shutdown().await;
     shared.cancels.remove(key);
     shared
         .metrics
         .connections_active
         .fetch_sub(1, Ordering::Relaxed);
-    tracing::info!(session = %session_id, user = %identity.display(), connection = %conn.name, "session ended");
+    let c = pipeline.counts();
+    tracing::info!(
+        session = %session_id,
+        user = %identity.display(),
+        connection = %conn.name,
+        admitted = c.admitted,
+        refused = c.refused,
+        completed = c.completed,
+        rows = c.rows,
+        "session ended"
+    );
 }
 
-/// What the frontend does with one refused message.
-enum Poison {
-    /// Simple protocol: a Query that fails to parse.
-    Query,
-    /// Extended protocol: a Describe of a statement that does not exist.
-    Describe,
-}
-
-struct Frontend {
-    decider: Decider,
-    state: Arc<SessionState>,
-    /// Messages that produce one ReadyForQuery each (Query, Sync) sent.
-    batches: u64,
-    /// Dropping extended-protocol messages until Sync after a refusal.
-    discarding: bool,
-}
-
-impl Frontend {
-    fn refuse(&mut self, fields: ErrorFields, poison: Poison, out: &mut BytesMut) {
-        if let Ok(mut q) = self.state.refusals.lock() {
-            q.push_back((self.batches, fields));
+/// Feeds every complete backend frame in `buf` to the pipeline.
+fn server_frames(
+    buf: &mut BytesMut,
+    pipeline: &mut Pipeline,
+    out: &mut BytesMut,
+) -> Result<(), End> {
+    let mut pos = 0;
+    while let Some((_, total)) = peek_frame(&buf[pos..], MAX_BACKEND_MESSAGE)
+        .map_err(|e| End::Error("database", e.into()))?
+    {
+        let end = pos + total;
+        if buf.len() < end {
+            buf.reserve((end - buf.len()).min(crate::pg::READ_CHUNK));
+            break;
         }
-        self.state.pending.fetch_add(1, Ordering::AcqRel);
-        match poison {
-            Poison::Query => {
-                query::to_frame(&self.state.marker).encode(out);
-                self.batches += 1;
-            }
-            Poison::Describe => {
-                describe::to_frame(b'S', &self.state.marker).encode(out);
-                self.discarding = true;
-            }
-        }
-    }
-
-    fn decide(&mut self, sql: &str) -> Option<ErrorFields> {
-        let in_tx = self.state.tx.load(Ordering::Acquire) != b'I';
-        let settings = ParseSettings {
-            standard_strings_off: self.state.std_strings_off.load(Ordering::Acquire),
-        };
-        let v = self.decider.decide(sql, in_tx, settings);
-        let d = &v.decision;
-        let reasons = if d.reasons.is_empty() {
-            "no reason given".to_string()
-        } else {
-            d.reasons.join("; ")
-        };
-        match d.action {
-            Action::Allow => None,
-            Action::Deny => Some(
-                ErrorFields::new(
-                    Severity::Error,
-                    "42501",
-                    format!("portcullis: statement denied: {reasons}"),
-                )
-                .with_hint(format!("policy {}", v.policy_hash)),
-            ),
-            Action::Approve => Some(
-                ErrorFields::new(
-                    Severity::Error,
-                    "42501",
-                    "approval required: approvals service not configured",
-                )
-                .with_detail(reasons),
-            ),
+        pipeline
+            .server(&buf[pos..end], out)
+            .map_err(|e| End::Error("database", e))?;
+        pos = end;
+        if pipeline.closing() {
+            break;
         }
     }
-
-    /// Handles one client message, appending what goes upstream to `out`.
-    /// Returns false after Terminate.
-    fn handle(&mut self, frame: Frame, out: &mut BytesMut) -> Result<bool, SessionError> {
-        match frame.tag {
-            b'Q' => {
-                let sql = query::decode(&frame.body)?;
-                match self.decide(sql) {
-                    None => {
-                        frame.encode(out);
-                        self.batches += 1;
-                    }
-                    Some(err) => self.refuse(err, Poison::Query, out),
-                }
-            }
-            b'P' if !self.discarding => {
-                let parse = Parse::decode(&frame.body)?;
-                match self.decide(parse.sql) {
-                    None => frame.encode(out),
-                    Some(err) => self.refuse(err, Poison::Describe, out),
-                }
-            }
-            // Flush is harmless and keeps a client that waits for the
-            // refusal (Parse/Flush without Sync) from hanging.
-            b'H' => frame.encode(out),
-            b'S' => {
-                self.discarding = false;
-                frame.encode(out);
-                self.batches += 1;
-            }
-            // Bind, Execute, Describe, Close, Flush only act on statements
-            // that were decided when they were parsed; COPY sub-protocol
-            // messages only carry data for a COPY that was decided.
-            b'B' | b'E' | b'D' | b'C' | b'd' | b'c' | b'f' | b'P' => {
-                if !self.discarding {
-                    frame.encode(out);
-                }
-            }
-            b'X' => {
-                frame.encode(out);
-                return Ok(false);
-            }
-            b'F' => {
-                let err = ErrorFields::new(Severity::Error, "42501", "portcullis: statement denied: fast-path function calls are not allowed through the gateway");
-                self.refuse(err, Poison::Query, out);
-            }
-            _ => {
-                return Err(SessionError::Refused {
-                    code: "08P01",
-                    message: format!("invalid frontend message type {}", frame.tag),
-                    hint: None,
-                })
-            }
-        }
-        Ok(true)
-    }
+    buf.advance(pos);
+    Ok(())
 }
 
-async fn frontend(
-    mut rd: ReadHalf<BoxStream>,
-    mut up: WriteHalf<BoxStream>,
-    decider: Decider,
-    state: Arc<SessionState>,
+/// Feeds client frames (first `first`, then those in `buf`) to the
+/// pipeline until one must wait or the client terminates.
+fn client_frames(
+    first: Option<Frame>,
+    buf: &mut BytesMut,
     max: usize,
-) -> Result<(), SessionError> {
-    let mut fe = Frontend {
-        decider,
-        state,
-        batches: 0,
-        discarding: false,
-    };
-    let mut rbuf = BytesMut::with_capacity(16 * 1024);
-    let mut out = BytesMut::with_capacity(16 * 1024);
+    pipeline: &mut Pipeline,
+    up: &mut BytesMut,
+    waiting: &mut Option<Frame>,
+    terminated: &mut bool,
+) -> Result<(), End> {
+    let mut next = first;
     loop {
-        let mut open = true;
-        while open {
-            match split_frame(&mut rbuf, max)? {
-                Some(frame) => open = fe.handle(frame, &mut out)?,
-                None => break,
+        let frame = match next.take() {
+            Some(f) => f,
+            None => match split_frame(buf, max).map_err(|e| End::Error("client", e.into()))? {
+                Some(f) => f,
+                None => return Ok(()),
+            },
+        };
+        match pipeline
+            .client(&frame, up)
+            .map_err(|e| End::Error("client", e))?
+        {
+            Step::Continue => {}
+            Step::Wait => {
+                *waiting = Some(frame);
+                return Ok(());
             }
-        }
-        if !out.is_empty() {
-            up.write_all(&out).await.map_err(CodecError::from)?;
-            out.clear();
-        }
-        if !open {
-            return Ok(());
-        }
-        if rbuf.capacity() - rbuf.len() < 4096 {
-            rbuf.reserve(16 * 1024);
-        }
-        if rd.read_buf(&mut rbuf).await.map_err(CodecError::from)? == 0 {
-            return if rbuf.is_empty() {
-                Ok(())
-            } else {
-                Err(CodecError::Truncated.into())
-            };
+            Step::Terminate => {
+                *terminated = true;
+                return Ok(());
+            }
         }
     }
-}
-
-async fn backend<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    mut rd: R,
-    client: Arc<tokio::sync::Mutex<W>>,
-    state: Arc<SessionState>,
-    mut buf: BytesMut,
-) -> Result<(), SessionError> {
-    let marker = state.marker.clone();
-    let mut ready_seen: u64 = 0;
-    loop {
-        let mut pos = 0;
-        let mut seg = 0;
-        let mut rewritten: Option<BytesMut> = None;
-        while let Some((tag, total)) = peek_frame(&buf[pos..], MAX_BACKEND_MESSAGE)? {
-            let end = pos + total;
-            if buf.len() < end {
-                buf.reserve((end - buf.len()).min(crate::pg::READ_CHUNK));
-                break;
-            }
-            let body = &buf[pos + 5..end];
-            match tag {
-                b'Z' => {
-                    if let Some(&s) = body.first() {
-                        state.tx.store(s, Ordering::Release);
-                    }
-                    ready_seen += 1;
-                    if state.pending.load(Ordering::Acquire) > 0 {
-                        drop_stale(&state, ready_seen);
-                    }
-                }
-                b'S' => {
-                    if let Some(off) = param_status::standard_strings_off(body) {
-                        state.std_strings_off.store(off, Ordering::Release);
-                    }
-                }
-                b'E' if state.pending.load(Ordering::Acquire) > 0
-                    && contains(body, marker.as_bytes()) =>
-                {
-                    let replacement = state.refusals.lock().ok().and_then(|mut q| q.pop_front());
-                    if let Some((_, fields)) = replacement {
-                        state.pending.fetch_sub(1, Ordering::AcqRel);
-                        let out = rewritten.get_or_insert_with(BytesMut::new);
-                        out.extend_from_slice(&buf[seg..pos]);
-                        fields.to_frame().encode(out);
-                        seg = end;
-                    }
-                }
-                _ => {}
-            }
-            pos = end;
-        }
-        if pos > 0 {
-            let mut w = client.lock().await;
-            match rewritten {
-                Some(mut out) => {
-                    out.extend_from_slice(&buf[seg..pos]);
-                    w.write_all(&out).await.map_err(CodecError::from)?;
-                }
-                None => w.write_all(&buf[..pos]).await.map_err(CodecError::from)?,
-            }
-            w.flush().await.map_err(CodecError::from)?;
-            drop(w);
-            buf.advance(pos);
-        }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(32 * 1024);
-        }
-        if rd.read_buf(&mut buf).await.map_err(CodecError::from)? == 0 {
-            return Err(SessionError::Refused {
-                code: "08006",
-                message: "the database closed the connection".into(),
-                hint: None,
-            });
-        }
-    }
-}
-
-/// Drops refusals whose batch has ended without their poison's error (the
-/// database was already discarding that batch, so it never ran the poison;
-/// the client got the database's own error, as without the gateway).
-fn drop_stale(state: &SessionState, ready_seen: u64) {
-    if let Ok(mut q) = state.refusals.lock() {
-        while q.front().is_some_and(|(batch, _)| *batch < ready_seen) {
-            q.pop_front();
-            state.pending.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }

@@ -9,34 +9,35 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::cancel::CancelTarget;
+use tokio::sync::mpsc;
+
+use super::decide::Decider;
+use super::pipeline::Pipeline;
 use super::stream::BoxStream;
 use super::upstream::{self, Upstream};
-use super::{SessionError, Shared};
+use super::{Control, SessionError, Shared};
 use crate::config::ConnectionConfig;
 use crate::identity::Identity;
 use crate::pg::auth::{decode_password, AuthRequest};
 use crate::pg::backend_key::BackendKey;
 use crate::pg::ready::TxStatus;
-use crate::pg::startup::{StartupPacket, ENCRYPTION_ACCEPTED, ENCRYPTION_REFUSED, PROTOCOL_3_0};
-use crate::pg::{read_frame, CodecError};
+use crate::pg::startup::{
+    parse_options, StartupPacket, ENCRYPTION_ACCEPTED, ENCRYPTION_REFUSED, PROTOCOL_3_0,
+};
+use crate::pg::{param_status, read_frame, CodecError};
+use crate::policy::Action;
+use crate::sql::ParseSettings;
 
 /// Largest password message (a JWT) accepted.
 const MAX_PASSWORD_MESSAGE: usize = 64 * 1024;
 
-/// Client startup parameters passed on to the database. Anything else
-/// (notably `options`, which can set `role`) is dropped.
-const FORWARDED_PARAMS: &[&str] = &[
-    "client_encoding",
-    "datestyle",
-    "timezone",
-    "intervalstyle",
-    "extra_float_digits",
-    "search_path",
-    "lc_monetary",
-    "lc_numeric",
-    "lc_time",
-    "bytea_output",
+/// Startup parameters that are not settings.
+const NOT_SETTINGS: &[&str] = &[
+    "user",
+    "database",
+    "application_name",
+    "replication",
+    "options",
 ];
 
 /// An authenticated client joined to a logged-in upstream.
@@ -53,8 +54,12 @@ pub struct Ready {
     pub key: BackendKey,
     /// Client address.
     pub peer: SocketAddr,
-    /// The client's application_name.
-    pub application_name: String,
+    /// Session id.
+    pub session_id: String,
+    /// The session's protocol state.
+    pub pipeline: Pipeline,
+    /// Cancel requests aimed at this session.
+    pub control: mpsc::Receiver<Control>,
 }
 
 type StartupResult = Result<Option<Ready>, (Option<BoxStream>, SessionError)>;
@@ -143,7 +148,9 @@ pub async fn establish(
             upstream: a.upstream,
             key: a.key,
             peer,
-            application_name: a.application_name,
+            session_id: a.session_id,
+            pipeline: a.pipeline,
+            control: a.control,
         })),
         Err(e) => Err((Some(stream), e)),
     }
@@ -155,7 +162,9 @@ struct Authed {
     conn: Arc<ConnectionConfig>,
     upstream: Upstream,
     key: BackendKey,
-    application_name: String,
+    session_id: String,
+    pipeline: Pipeline,
+    control: mpsc::Receiver<Control>,
 }
 
 fn refused(code: &'static str, message: impl Into<String>, hint: Option<String>) -> SessionError {
@@ -312,33 +321,105 @@ async fn authenticate(
         upstream_app = format!("{app} ({upstream_app})");
     }
     truncate_utf8(&mut upstream_app, 63);
-    let extra: Vec<(String, String)> = params
-        .iter()
-        .filter(|(k, _)| FORWARDED_PARAMS.contains(&k.to_ascii_lowercase().as_str()))
-        .cloned()
-        .collect();
-    let up = upstream::connect(&conn, &upstream_app, &extra).await?;
-    let key = shared.cancels.register(CancelTarget {
-        conn: conn.clone(),
-        upstream: up.key,
-    });
+    let session_id = uuid::Uuid::now_v7().to_string();
+    let mut decider = Decider::new(
+        shared.clone(),
+        &identity,
+        &conn,
+        &peer.ip().to_string(),
+        &app,
+        &session_id,
+    );
+    let settings = decide_settings(params, &mut decider)?;
+    let up = upstream::connect(&conn, &upstream_app, &settings).await?;
+    let (tx, control) = mpsc::channel(8);
+    let key = shared.cancels.register(up.key.pid, tx);
 
+    let login: Vec<(String, String)> = up
+        .params
+        .iter()
+        .filter_map(|f| param_status::decode(&f.body).ok())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let pipeline = Pipeline::new(decider, &login, app, upstream_app);
     let mut out = BytesMut::new();
     AuthRequest::Ok.to_frame().encode(&mut out);
-    for p in &up.params {
-        p.encode(&mut out);
+    for (name, value) in &login {
+        param_status::to_frame(name, pipeline.client_param(name, value)).encode(&mut out);
     }
     key.to_frame().encode(&mut out);
     TxStatus::Idle.to_frame().encode(&mut out);
     stream.write_all(&out).await.map_err(CodecError::from)?;
-    tracing::info!(client = %peer, user = %identity.display(), connection = %conn.name, tls, "session started");
+    tracing::info!(client = %peer, user = %identity.display(), connection = %conn.name, tls, session = %session_id, "session started");
     Ok(Authed {
         identity,
         conn,
         upstream: up,
         key,
-        application_name: app,
+        session_id,
+        pipeline,
+        control,
     })
+}
+
+/// Every setting the client asks for at startup (parameters and `-c` /
+/// `--name=value` inside `options`) is decided by the policy as the `SET`
+/// statement it amounts to. All allowed: they go upstream as startup
+/// parameters. One refused: the session is refused (FATAL 42501 with the
+/// policy's reason); nothing is dropped silently.
+fn decide_settings(
+    params: &[(String, String)],
+    decider: &mut Decider,
+) -> Result<Vec<(String, String)>, SessionError> {
+    let mut settings: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| {
+            !NOT_SETTINGS.contains(&k.to_ascii_lowercase().as_str()) && !k.starts_with("_pq_.")
+        })
+        .cloned()
+        .collect();
+    if let Some(options) = StartupPacket::param(params, "options") {
+        let parsed = parse_options(options).map_err(|why| {
+            refused(
+                "42501",
+                format!("portcullis: startup options refused: {why}"),
+                None,
+            )
+        })?;
+        settings.extend(parsed);
+    }
+    for (name, value) in &settings {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !valid {
+            return Err(refused(
+                "42501",
+                format!("portcullis: startup parameter \"{name}\" refused: not a setting name"),
+                None,
+            ));
+        }
+        let sql = format!("SET {name} TO '{}'", value.replace('\'', "''"));
+        let v = decider.decide(&sql, false, ParseSettings::default());
+        let d = &v.decision;
+        if d.action != Action::Allow {
+            let reasons = if d.reasons.is_empty() {
+                "no reason given".to_string()
+            } else {
+                d.reasons.join("; ")
+            };
+            return Err(refused(
+                "42501",
+                format!("portcullis: startup setting {name}={value} denied: {reasons}"),
+                Some(format!("policy {}", v.policy_hash)),
+            ));
+        }
+    }
+    Ok(settings)
 }
 
 fn truncate_utf8(s: &mut String, max: usize) {
@@ -352,14 +433,9 @@ fn truncate_utf8(s: &mut String, max: usize) {
 }
 
 async fn forward_cancel(shared: &Arc<Shared>, key: BackendKey) {
-    match shared.cancels.lookup(key) {
-        Some(target) => {
-            if let Err(e) = upstream::cancel(&target.conn, target.upstream).await {
-                tracing::warn!(error = %e, "cancel request could not be forwarded");
-            } else {
-                tracing::info!(connection = %target.conn.name, "cancel request forwarded");
-            }
-        }
-        None => tracing::info!("cancel request with unknown key ignored"),
+    if shared.cancels.cancel(key) {
+        tracing::info!("cancel request delivered to its session");
+    } else {
+        tracing::info!("cancel request with unknown key ignored");
     }
 }

@@ -14,6 +14,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub use kinds::Class;
+
 pub use normalize::{normalize, FactsCache};
 use walk::{mentions_column, node_of, Walker};
 
@@ -38,6 +39,19 @@ impl Access {
             Self::Ddl => "ddl",
         }
     }
+}
+
+/// What a statement does to the transaction block state (read from the
+/// parse tree; not part of the policy input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TxEffect {
+    /// Leaves it as it is.
+    #[default]
+    None,
+    /// Starts a block (BEGIN, START TRANSACTION).
+    Begin,
+    /// Ends the block (COMMIT, ROLLBACK, PREPARE TRANSACTION).
+    End,
 }
 
 /// A relation a statement touches.
@@ -91,6 +105,9 @@ pub struct StatementFacts {
     /// Why the statement could not be parsed, if it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parse_error: Option<String>,
+    /// Effect on the transaction block (for the session pipeline).
+    #[serde(skip)]
+    pub tx_effect: TxEffect,
 }
 
 impl StatementFacts {
@@ -108,6 +125,7 @@ impl StatementFacts {
             limit: None,
             flags: vec![flag.to_string()],
             parse_error: Some(why),
+            tx_effect: TxEffect::None,
         }
     }
 
@@ -197,6 +215,7 @@ fn describe(text: &str, stmt: &Value) -> StatementFacts {
         return f;
     };
     let mut w = Walker::new();
+    let mut tx_effect = TxEffect::None;
     let mut kind_name = kind.kind.to_string();
     let mut tag = kind.tag.to_string();
     match kind.class {
@@ -216,6 +235,13 @@ fn describe(text: &str, stmt: &Value) -> StatementFacts {
         "TransactionStmt" => {
             let k = body.get("kind").and_then(Value::as_i64).unwrap_or(0) as i32;
             use pg_query::protobuf::TransactionStmtKind as T;
+            tx_effect = match T::try_from(k) {
+                Ok(T::TransStmtBegin | T::TransStmtStart) => TxEffect::Begin,
+                Ok(T::TransStmtCommit | T::TransStmtRollback | T::TransStmtPrepare) => {
+                    TxEffect::End
+                }
+                _ => TxEffect::None,
+            };
             let (t, two_phase) = match T::try_from(k) {
                 Ok(T::TransStmtBegin) => ("BEGIN", false),
                 Ok(T::TransStmtStart) => ("START TRANSACTION", false),
@@ -328,6 +354,7 @@ fn describe(text: &str, stmt: &Value) -> StatementFacts {
         limit,
         flags: w.flags.into_iter().map(str::to_string).collect(),
         parse_error: None,
+        tx_effect,
     }
 }
 

@@ -1,0 +1,438 @@
+//! The session's protocol logic, without I/O: typed client messages are
+//! decided and forwarded (or replaced by a side-effect-free stand-in), and
+//! every backend message is attributed to the statement that produced it
+//! through the in-flight queue. The I/O loop ([`super::relay`]) feeds it
+//! frames and writes what it produces.
+//!
+//! Which state a decision sees: the transaction state and parser settings
+//! that apply to that message in the pipeline. When work still in flight
+//! may change them, the message waits for the server's ReadyForQuery
+//! (`Step::Wait`) — only when the decision depends on them: the policy
+//! reads `session.in_transaction`, or the text has a backslash or a
+//! non-ASCII byte (the only texts whose reading depends on
+//! `standard_conforming_strings` or `client_encoding`).
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use super::decide::{Decider, Verdict};
+use super::inflight::{Expect, InFlight};
+use super::registry::{Effect, Registry, Statement};
+use super::stage::{Counts, PolicyStage, RecordStage, Stage};
+use super::SessionError;
+use crate::pg::backend::{error_summary, BackendMessage};
+use crate::pg::encoding::TextDecoder;
+use crate::pg::frontend::FrontendMessage;
+use crate::pg::parse::Parse;
+use crate::pg::ready::TxStatus;
+use crate::pg::{param_status, query, ErrorFields, Frame, Severity};
+use crate::policy::Decision;
+use crate::sql::ParseSettings;
+
+/// SQL text of the stand-in: a syntax error, so it runs nothing.
+const STAND_IN: &str = "portcullis_denied";
+/// SQLSTATEs a stand-in produces (syntax error; a Parse stand-in of a name
+/// that exists: duplicate prepared statement).
+const STAND_IN_CODES: [&[u8; 5]; 2] = [b"42601", b"42P05"];
+
+/// What the I/O loop does after a client message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Read on.
+    Continue,
+    /// Keep this message and stop reading the client until the server
+    /// catches up (call [`Pipeline::client`] with it again later).
+    Wait,
+    /// The client said Terminate.
+    Terminate,
+}
+
+/// Server-reported state, as of the last message processed.
+struct Settled {
+    tx: TxStatus,
+    std_strings_off: bool,
+    client_encoding: String,
+    server_encoding: String,
+    decoder: TextDecoder,
+}
+
+/// One session's protocol state.
+pub struct Pipeline {
+    decider: Decider,
+    stages: Vec<Box<dyn Stage>>,
+    record: RecordStage,
+    registry: Registry,
+    inflight: InFlight,
+    settled: Settled,
+    /// Dropping client messages until Sync after a refused Parse, as the
+    /// server skips after an error.
+    discarding: bool,
+    /// application_name as the client set it, and as sent upstream.
+    client_app: String,
+    upstream_app: String,
+    /// The server sent FATAL: relay it and close.
+    closing: bool,
+}
+
+impl Pipeline {
+    /// A pipeline for a session whose upstream reported `params` at login.
+    pub fn new(
+        decider: Decider,
+        params: &[(String, String)],
+        client_app: String,
+        upstream_app: String,
+    ) -> Self {
+        let get = |n: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let client_encoding = get("client_encoding");
+        let server_encoding = get("server_encoding");
+        let decoder = TextDecoder::new(&client_encoding, &server_encoding);
+        Self {
+            decider,
+            stages: vec![Box::new(PolicyStage)],
+            record: RecordStage::default(),
+            registry: Registry::default(),
+            inflight: InFlight::default(),
+            settled: Settled {
+                tx: TxStatus::Idle,
+                std_strings_off: get("standard_conforming_strings") == "off",
+                client_encoding,
+                server_encoding,
+                decoder,
+            },
+            discarding: false,
+            client_app,
+            upstream_app,
+            closing: false,
+        }
+    }
+
+    /// What the record hook counted.
+    pub fn counts(&self) -> Counts {
+        self.record.counts
+    }
+
+    /// The server ended the session (FATAL relayed).
+    pub fn closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Whether a stage needs result rows.
+    pub fn wants_rows(&self) -> bool {
+        self.stages.iter().any(|s| s.wants_rows()) || self.record.wants_rows()
+    }
+
+    /// Rewrites a login ParameterStatus for the client (its own
+    /// application_name).
+    pub fn client_param<'a>(&'a self, name: &str, value: &'a str) -> &'a str {
+        if name == "application_name" && value == self.upstream_app {
+            &self.client_app
+        } else {
+            value
+        }
+    }
+
+    /// Decides a statement text. `Err(None)`: wait; `Err(Some(e))`: refuse
+    /// without deciding.
+    fn decide(&mut self, raw: &[u8]) -> Result<Arc<Statement>, Option<ErrorFields>> {
+        let sensitive = !raw.is_ascii() || raw.contains(&b'\\');
+        if self.decider.policy_reads_tx() && self.inflight.tx_unsettled() {
+            return Err(None);
+        }
+        if sensitive && self.inflight.settings_unsettled() {
+            return Err(None);
+        }
+        if sensitive && self.inflight.settings_open() {
+            return Err(Some(ErrorFields::new(
+                Severity::Error,
+                "42501",
+                "portcullis: statement refused: an earlier statement in this batch may have changed \
+                 client_encoding or standard_conforming_strings, so this text cannot be read as the \
+                 server will read it",
+            )
+            .with_hint("send Sync before this statement")));
+        }
+        let in_tx = self
+            .inflight
+            .predicted_tx()
+            .unwrap_or(self.settled.tx != TxStatus::Idle);
+        let settings = ParseSettings {
+            standard_strings_off: self.settled.std_strings_off,
+        };
+        let (text, verdict): (Box<str>, Arc<Verdict>) = match self.settled.decoder.decode(raw) {
+            Ok(text) => {
+                let v = self.decider.decide(&text, in_tx, settings);
+                (text.into(), v)
+            }
+            Err(e) => (
+                String::from_utf8_lossy(raw).into(),
+                self.decider.refuse(Decision::deny(format!(
+                    "{e} (client_encoding {})",
+                    self.settled.client_encoding
+                ))),
+            ),
+        };
+        let effect = Effect::of(&verdict.statements);
+        Ok(Arc::new(Statement {
+            text,
+            verdict,
+            effect,
+        }))
+    }
+
+    /// Runs the stages' admission; the refusal error if one refuses.
+    fn admit(&mut self, stmt: &Statement) -> Option<ErrorFields> {
+        let refusal = self.stages.iter_mut().find_map(|s| s.admit(stmt).err());
+        match refusal {
+            Some(e) => {
+                for s in self.stages.iter_mut() {
+                    s.refused(stmt, &e);
+                }
+                self.record.refused(stmt, &e);
+                Some(e)
+            }
+            None => {
+                let _ = self.record.admit(stmt);
+                None
+            }
+        }
+    }
+
+    /// A stand-in Query for a refused simple-protocol message.
+    fn refuse_simple(&mut self, error: ErrorFields, up: &mut BytesMut) {
+        query::to_frame(STAND_IN).encode(up);
+        self.inflight.push(
+            Expect::Refused {
+                error,
+                simple: true,
+            },
+            Effect::default(),
+        );
+    }
+
+    /// Handles one client message, appending what goes upstream to `up`.
+    pub fn client(&mut self, frame: &Frame, up: &mut BytesMut) -> Result<Step, SessionError> {
+        let msg = FrontendMessage::decode(frame)?;
+        if self.discarding && !matches!(msg, FrontendMessage::Sync | FrontendMessage::Terminate) {
+            return Ok(Step::Continue);
+        }
+        match msg {
+            FrontendMessage::Query(sql) => match self.decide(sql) {
+                Err(None) => return Ok(Step::Wait),
+                Err(Some(e)) => self.refuse_simple(e, up),
+                Ok(stmt) => match self.admit(&stmt) {
+                    Some(e) => self.refuse_simple(e, up),
+                    None => {
+                        frame.encode(up);
+                        let effect = stmt.effect;
+                        self.inflight.push(Expect::Query(stmt), effect);
+                    }
+                },
+            },
+            FrontendMessage::Parse(p) => {
+                let refusal = match self.decide(p.sql) {
+                    Err(None) => return Ok(Step::Wait),
+                    Err(Some(e)) => Some(e),
+                    Ok(stmt) => match self.admit(&stmt) {
+                        Some(e) => Some(e),
+                        None => {
+                            frame.encode(up);
+                            self.registry.prepare(p.name, stmt);
+                            self.inflight.push(Expect::Parse, Effect::default());
+                            None
+                        }
+                    },
+                };
+                if let Some(error) = refusal {
+                    // Same name, a text that fails to parse: the server
+                    // errors, drops an unnamed statement as it would for
+                    // the real one, and skips to Sync.
+                    let stand_in = Parse {
+                        name: p.name,
+                        sql: STAND_IN.as_bytes(),
+                        param_types: Vec::new(),
+                    };
+                    stand_in.to_frame().encode(up);
+                    self.registry.forget_statement(p.name);
+                    self.inflight.push(
+                        Expect::Refused {
+                            error,
+                            simple: false,
+                        },
+                        Effect::default(),
+                    );
+                    self.discarding = true;
+                }
+            }
+            FrontendMessage::Bind(b) => {
+                self.registry.bind(b.portal, b.statement);
+                frame.encode(up);
+                self.inflight.push(Expect::Bind, Effect::default());
+            }
+            FrontendMessage::Describe { .. } => {
+                frame.encode(up);
+                self.inflight.push(Expect::Describe, Effect::default());
+            }
+            FrontendMessage::Execute { portal, .. } => {
+                let stmt = self.registry.portal(portal);
+                let effect = stmt.as_ref().map_or(Effect::UNKNOWN, |s| s.effect);
+                frame.encode(up);
+                self.inflight.push(Expect::Execute(stmt), effect);
+            }
+            FrontendMessage::Close { kind, name } => {
+                self.registry.close(kind, name);
+                frame.encode(up);
+                self.inflight.push(Expect::Close, Effect::default());
+            }
+            FrontendMessage::Sync => {
+                self.discarding = false;
+                frame.encode(up);
+                self.inflight.push(Expect::Sync, Effect::default());
+            }
+            // Flush only asks for pending output; COPY sub-protocol
+            // messages carry data for a COPY that was decided.
+            FrontendMessage::Flush
+            | FrontendMessage::CopyData
+            | FrontendMessage::CopyDone
+            | FrontendMessage::CopyFail => frame.encode(up),
+            FrontendMessage::FunctionCall => {
+                let e = ErrorFields::new(
+                    Severity::Error,
+                    "42501",
+                    "portcullis: statement denied: fast-path function calls are not allowed through the gateway",
+                );
+                self.refuse_simple(e, up);
+            }
+            FrontendMessage::Terminate => {
+                frame.encode(up);
+                return Ok(Step::Terminate);
+            }
+            FrontendMessage::Unknown(tag) => {
+                return Err(SessionError::Refused {
+                    code: "08P01",
+                    message: format!("invalid frontend message type {tag}"),
+                    hint: None,
+                })
+            }
+        }
+        Ok(Step::Continue)
+    }
+
+    /// Handles one backend message (`raw`: the whole frame), appending what
+    /// the client gets to `client`.
+    pub fn server(&mut self, raw: &[u8], client: &mut BytesMut) -> Result<(), SessionError> {
+        let msg = BackendMessage::decode(raw[0], &raw[5..])?;
+        let front = self.inflight.front().map(|e| &e.expect);
+        let stmt = match front {
+            Some(Expect::Query(s)) => Some(s.as_ref()),
+            Some(Expect::Execute(s)) => s.as_deref(),
+            _ => None,
+        };
+        self.record.result(stmt, &msg);
+        for s in self.stages.iter_mut() {
+            s.result(stmt, &msg);
+        }
+        match msg {
+            BackendMessage::ErrorResponse(body) => {
+                let (fatal, code) = error_summary(body);
+                if fatal {
+                    self.closing = true;
+                    client.extend_from_slice(raw);
+                    return Ok(());
+                }
+                match self.inflight.front().map(|e| &e.expect) {
+                    Some(Expect::Refused { error, simple }) => {
+                        let simple = *simple;
+                        if STAND_IN_CODES.contains(&&code) {
+                            error.to_frame().encode(client);
+                        } else {
+                            // The server refused it for its own reason
+                            // (e.g. an aborted transaction): the client
+                            // gets that, as it would directly.
+                            client.extend_from_slice(raw);
+                        }
+                        if !simple {
+                            self.inflight.skip_to_sync();
+                        }
+                        return Ok(());
+                    }
+                    Some(e) if e.extended() => self.inflight.skip_to_sync(),
+                    _ => {}
+                }
+            }
+            BackendMessage::ReadyForQuery(status) => {
+                self.settled.tx = status;
+                if status == TxStatus::Idle {
+                    self.registry.end_transaction();
+                }
+                self.inflight.ready();
+            }
+            BackendMessage::ParameterStatus { name, value } => match name {
+                "standard_conforming_strings" => self.settled.std_strings_off = value == "off",
+                "client_encoding" | "server_encoding" => {
+                    if name == "client_encoding" {
+                        self.settled.client_encoding = value.to_string();
+                    } else {
+                        self.settled.server_encoding = value.to_string();
+                    }
+                    self.settled.decoder = TextDecoder::new(
+                        &self.settled.client_encoding,
+                        &self.settled.server_encoding,
+                    );
+                }
+                "application_name" if value == self.upstream_app => {
+                    param_status::to_frame(name, &self.client_app).encode(client);
+                    return Ok(());
+                }
+                _ => {}
+            },
+            BackendMessage::ParseComplete
+            | BackendMessage::BindComplete
+            | BackendMessage::CloseComplete
+            | BackendMessage::NoData
+            | BackendMessage::EmptyQueryResponse
+            | BackendMessage::PortalSuspended => self.pop_unless_query(),
+            BackendMessage::RowDescription(_) => {
+                if matches!(front, Some(Expect::Describe)) {
+                    self.inflight.pop();
+                }
+            }
+            BackendMessage::CommandComplete(_) => {
+                if matches!(front, Some(Expect::Execute(_))) {
+                    self.inflight.pop();
+                }
+            }
+            _ => {}
+        }
+        client.extend_from_slice(raw);
+        Ok(())
+    }
+
+    /// A response that completes an extended-protocol entry (a simple
+    /// Query's results end only at ReadyForQuery).
+    fn pop_unless_query(&mut self) {
+        if self
+            .inflight
+            .front()
+            .is_some_and(|e| !e.expect.ends_at_ready())
+        {
+            self.inflight.pop();
+        }
+    }
+
+    /// Prepared statements known (for tests and metrics).
+    pub fn prepared(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Entries in flight.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+}

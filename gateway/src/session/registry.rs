@@ -1,0 +1,133 @@
+//! Prepared statements and portals of one session: what runs upstream is
+//! exactly what was decided. A statement carries the decision of the text
+//! it was prepared from; a portal carries its statement; redefining a name
+//! re-decides it, Close forgets it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::decide::Verdict;
+use crate::sql::{StatementFacts, TxEffect};
+
+/// A decided statement (from a Query or a Parse).
+#[derive(Debug)]
+pub struct Statement {
+    /// The text as the server's lexer reads it (UTF-8).
+    pub text: Box<str>,
+    /// Facts and decision.
+    pub verdict: Arc<Verdict>,
+    /// What running it may change that later decisions depend on.
+    pub effect: Effect,
+}
+
+/// What running a statement may change that later decisions read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Effect {
+    /// The transaction block state after it, if it changes it.
+    pub tx: Option<bool>,
+    /// It may change parser settings (`standard_conforming_strings`,
+    /// `client_encoding`).
+    pub settings: bool,
+}
+
+impl Effect {
+    /// Everything may change (a statement the gateway knows nothing of).
+    pub const UNKNOWN: Effect = Effect {
+        tx: None,
+        settings: true,
+    };
+
+    /// The effect of running statements with these facts, in order.
+    pub fn of(statements: &[StatementFacts]) -> Self {
+        let mut e = Effect::default();
+        for f in statements {
+            match f.tx_effect {
+                TxEffect::Begin => e.tx = Some(true),
+                TxEffect::End => e.tx = Some(false),
+                TxEffect::None => {}
+            }
+            // Settings can change only through a statement that is not
+            // provably read-only, or a transaction end that undoes SETs.
+            let quiet = (f.read_only
+                && matches!(f.kind.as_str(), "select" | "show" | "explain" | "empty"))
+                || (f.kind == "transaction" && f.command_tag != "ROLLBACK");
+            e.settings |= !quiet;
+        }
+        e
+    }
+
+    /// Both effects, in order.
+    pub fn then(self, next: Effect) -> Effect {
+        Effect {
+            tx: next.tx.or(self.tx),
+            settings: self.settings || next.settings,
+        }
+    }
+}
+
+/// Named (and unnamed) prepared statements and portals.
+#[derive(Default)]
+pub struct Registry {
+    statements: HashMap<Box<[u8]>, Arc<Statement>>,
+    portals: HashMap<Box<[u8]>, Arc<Statement>>,
+}
+
+impl Registry {
+    /// A Parse was forwarded: `name` now means `stmt`.
+    pub fn prepare(&mut self, name: &[u8], stmt: Arc<Statement>) {
+        self.statements.insert(name.into(), stmt);
+    }
+
+    /// A Parse of `name` was refused: the name means nothing now.
+    pub fn forget_statement(&mut self, name: &[u8]) {
+        self.statements.remove(name);
+    }
+
+    /// The statement a name means.
+    pub fn statement(&self, name: &[u8]) -> Option<Arc<Statement>> {
+        self.statements.get(name).cloned()
+    }
+
+    /// A Bind was forwarded.
+    pub fn bind(&mut self, portal: &[u8], statement: &[u8]) {
+        match self.statements.get(statement) {
+            Some(s) => {
+                self.portals.insert(portal.into(), s.clone());
+            }
+            None => {
+                self.portals.remove(portal);
+            }
+        }
+    }
+
+    /// The statement behind a portal.
+    pub fn portal(&self, name: &[u8]) -> Option<Arc<Statement>> {
+        self.portals.get(name).cloned()
+    }
+
+    /// A Close was forwarded.
+    pub fn close(&mut self, kind: u8, name: &[u8]) {
+        if kind == b'S' {
+            self.statements.remove(name);
+        } else {
+            self.portals.remove(name);
+        }
+    }
+
+    /// The transaction block ended: portals are gone.
+    pub fn end_transaction(&mut self) {
+        if !self.portals.is_empty() {
+            self.portals.clear();
+        }
+    }
+
+    /// Number of prepared statements known.
+    pub fn len(&self) -> usize {
+        self.statements.len()
+    }
+
+    /// No prepared statements.
+    pub fn is_empty(&self) -> bool {
+        self.statements.is_empty()
+    }
+}

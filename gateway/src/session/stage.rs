@@ -1,0 +1,107 @@
+//! Stages a statement passes through after it is decided: each may refuse
+//! it before it is forwarded and sees the backend messages attributed to
+//! it. The pipeline today runs [`PolicyStage`] (acts on the decision:
+//! deny, approval not yet available, fields not yet honoured) and
+//! [`RecordStage`] (counts; the audit sink plugs in here). Approvals (hold)
+//! and masking add stages; they do not change the session loop.
+
+use super::registry::Statement;
+use crate::pg::backend::BackendMessage;
+use crate::pg::{ErrorFields, Severity};
+use crate::policy::Action;
+
+/// One stage of the pipeline.
+pub trait Stage: Send {
+    /// Before `stmt` is forwarded: `Err` refuses it with that error.
+    fn admit(&mut self, _stmt: &Statement) -> Result<(), ErrorFields> {
+        Ok(())
+    }
+
+    /// Whether this stage needs result rows (otherwise they are relayed
+    /// untouched).
+    fn wants_rows(&self) -> bool {
+        false
+    }
+
+    /// A backend message attributed to `stmt` (`None`: not attributable,
+    /// e.g. a notice between statements).
+    fn result(&mut self, _stmt: Option<&Statement>, _msg: &BackendMessage<'_>) {}
+
+    /// `stmt` was refused (by this or another stage).
+    fn refused(&mut self, _stmt: &Statement, _error: &ErrorFields) {}
+}
+
+/// Turns the policy's decision into admit / refuse.
+pub struct PolicyStage;
+
+impl Stage for PolicyStage {
+    fn admit(&mut self, stmt: &Statement) -> Result<(), ErrorFields> {
+        let v = &stmt.verdict;
+        let d = &v.decision;
+        let reasons = if d.reasons.is_empty() {
+            "no reason given".to_string()
+        } else {
+            d.reasons.join("; ")
+        };
+        match d.action {
+            Action::Allow => Ok(()),
+            Action::Deny => Err(ErrorFields::new(
+                Severity::Error,
+                "42501",
+                format!("portcullis: statement denied: {reasons}"),
+            )
+            .with_hint(format!("policy {}", v.policy_hash))),
+            Action::Approve => Err(ErrorFields::new(
+                Severity::Error,
+                "42501",
+                "approval required: approvals service not configured",
+            )
+            .with_detail(reasons)),
+        }
+    }
+}
+
+/// What [`RecordStage`] counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Statements admitted.
+    pub admitted: u64,
+    /// Statements refused.
+    pub refused: u64,
+    /// Result rows relayed.
+    pub rows: u64,
+    /// Statements completed (CommandComplete).
+    pub completed: u64,
+    /// Errors from the database attributed to a statement.
+    pub errors: u64,
+}
+
+/// The record hook: counts what the audit sink will store.
+#[derive(Default)]
+pub struct RecordStage {
+    /// Counters so far.
+    pub counts: Counts,
+}
+
+impl Stage for RecordStage {
+    fn admit(&mut self, _stmt: &Statement) -> Result<(), ErrorFields> {
+        self.counts.admitted += 1;
+        Ok(())
+    }
+
+    fn result(&mut self, stmt: Option<&Statement>, msg: &BackendMessage<'_>) {
+        if stmt.is_none() {
+            return;
+        }
+        match msg {
+            BackendMessage::DataRow(_) => self.counts.rows += 1,
+            BackendMessage::CommandComplete(_) => self.counts.completed += 1,
+            BackendMessage::ErrorResponse(_) => self.counts.errors += 1,
+            _ => {}
+        }
+    }
+
+    fn refused(&mut self, _stmt: &Statement, _error: &ErrorFields) {
+        self.counts.refused += 1;
+    }
+}
