@@ -33,6 +33,8 @@ pub const DEFAULT_GROUPS_CLAIM: &str = "groups";
 pub const DEFAULT_USER_CLAIMS: [&str; 3] = ["email", "preferred_username", "sub"];
 /// Default signature algorithms accepted from an issuer.
 pub const DEFAULT_ALGORITHMS: [&str; 5] = ["RS256", "PS256", "ES256", "ES384", "EdDSA"];
+/// Default runtime worker threads (0: one per CPU core).
+pub const DEFAULT_WORKER_THREADS: usize = 0;
 /// Default hold timeout for approvals.
 pub const DEFAULT_HOLD_TIMEOUT: &str = "5m";
 
@@ -137,6 +139,10 @@ pub struct GatewayConfig {
     /// Log format: `text` or `json`. Default `text`.
     #[serde(default = "d_log_format")]
     pub log_format: String,
+    /// Runtime worker threads; `0` (default, [`DEFAULT_WORKER_THREADS`]) =
+    /// one per CPU core. `1` runs everything on one thread.
+    #[serde(default)]
+    pub worker_threads: usize,
 }
 
 /// `[identity]`.

@@ -171,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Serve { config } => {
             let cfg = Config::load(&config)?;
             let _log = init_tracing(cfg.gateway.log_format == "json");
-            runtime()?.block_on(async {
+            runtime_with(cfg.gateway.worker_threads)?.block_on(async {
                 let gw = server::Gateway::start(cfg).await?;
                 gw.run(server::shutdown_signal()).await;
                 anyhow::Ok(())
@@ -286,9 +286,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+    runtime_with(0)
+}
+
+/// A runtime with `workers` threads (0: one per core; 1: current-thread).
+fn runtime_with(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if workers > 1 {
+        b.worker_threads(workers);
+    }
+    Ok(b.enable_all().build()?)
 }
 
 async fn run_dev(opts: dev::DevOptions, issuer_listen: String) -> anyhow::Result<()> {
