@@ -1,0 +1,144 @@
+//! What a client can tell of the gateway apart from policy decisions:
+//! nothing. Backend pid, NOTIFY sender pid, ParameterStatus
+//! application_name, client encodings (set at startup and mid-session,
+//! including SJIS whose characters contain a backslash byte), startup
+//! settings in `options`, and a server FATAL relayed exactly once.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use portcullis_e2e::clients::{client, psql_cmd};
+use portcullis_e2e::{gateway, idp, postgres, wait_for};
+use serde_json::Value;
+
+const ALICE: &str = "alice@example.com";
+
+#[test]
+fn psycopg_sees_the_real_session() {
+    let run = client(
+        "python3",
+        &["clients/transparency.py"],
+        gateway(),
+        ALICE,
+        &idp().token("alice"),
+    );
+    assert!(run.ok, "{}", run.all());
+    let line = run.stdout.lines().last().unwrap_or_default();
+    let out: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {}", run.all()));
+    assert_eq!(out["pid_told"], out["pid_real"], "{out}");
+    assert_eq!(out["notify_pid"], out["pid_real"], "{out}");
+    assert_eq!(out["notify_payload"], "hello", "{out}");
+    assert_eq!(out["app_reported"], "transparency-e2e", "{out}");
+    assert_eq!(
+        out["app_show"], "transparency-e2e (portcullis:alice@example.com)",
+        "SHOW shows the user suffix by design: {out}"
+    );
+    assert_eq!(out["enc_after_set"], "LATIN9", "{out}");
+    assert_eq!(out["latin9_literal"], "prix: 5 €", "{out}");
+    assert_eq!(out["latin9_column"], "Café", "{out}");
+    assert_eq!(out["sjis_literal"], "表示", "{out}");
+    assert_eq!(out["sjis_column"], "列表", "{out}");
+    assert_eq!(out["sjis_param"], "表", "{out}");
+    assert_eq!(out["sjis_startup_enc"], "SJIS", "{out}");
+    assert_eq!(out["sjis_startup"], "表示", "{out}");
+    assert_eq!(out["isolation"], "serializable", "{out}");
+    assert_eq!(out["statement_timeout"], "4321ms", "{out}");
+    let role = out["role_option"].as_str().unwrap_or_default();
+    assert!(
+        role.contains("startup setting role=postgres denied"),
+        "{out}"
+    );
+}
+
+/// Terminates (as an administrator, directly) the backend running
+/// `select pg_sleep(60)` for application `app`, once it is running.
+fn terminate_when_running(app: &str) {
+    wait_for("the statement to run", Duration::from_secs(20), || {
+        postgres().psql_super(
+            "app",
+            &format!(
+                "select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' \
+                 and application_name like '{app}%'"
+            ),
+        ) == "1"
+    });
+    postgres().psql_super(
+        "app",
+        &format!(
+            "select pg_terminate_backend(pid) from pg_stat_activity \
+             where query = 'select pg_sleep(60)' and application_name like '{app}%'"
+        ),
+    );
+}
+
+/// psql: the server's FATAL once, nothing made up after it.
+#[test]
+fn terminated_backend_gives_exactly_one_fatal_to_psql() {
+    let child = psql_cmd(gateway(), ALICE, &idp().token("alice"), "app")
+        .env("PGAPPNAME", "psql-terminated")
+        .args(["-c", "select pg_sleep(60)"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    terminate_when_running("psql-terminated");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("FATAL").count(), 1, "{err}");
+    assert!(
+        err.contains("terminating connection due to administrator command"),
+        "{err}"
+    );
+    assert!(!err.contains("portcullis"), "{err}");
+}
+
+/// psycopg: the driver gets 57P01 and a closed connection.
+#[test]
+fn terminated_backend_gives_psycopg_the_servers_error() {
+    let gw = gateway();
+    let token = idp().token("alice");
+    let handle = std::thread::spawn(move || {
+        client("python3", &["clients/terminated.py"], gw, ALICE, &token)
+    });
+    terminate_when_running("to-be-terminated");
+    let run = handle.join().unwrap();
+    assert!(run.ok, "{}", run.all());
+    let out: Value = serde_json::from_str(run.stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {}", run.all()));
+    assert_eq!(out["error"], "57P01", "{out}");
+    assert_eq!(out["closed"], true, "{out}");
+}
+
+/// A startup parameter the policy refuses ends the session with FATAL
+/// 42501 and the policy's reason; one it allows takes effect.
+#[test]
+fn startup_parameters_are_decided() {
+    let token = idp().token("alice");
+    let out = psql_cmd(gateway(), ALICE, &token, "app")
+        .env("PGOPTIONS", "-c statement_timeout=1234")
+        .args(["-Atc", "show statement_timeout"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1234ms");
+    let out = psql_cmd(gateway(), ALICE, &token, "app")
+        .env("PGOPTIONS", "-c session_authorization=postgres")
+        .args(["-Atc", "select 1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("FATAL:  portcullis: startup setting session_authorization=postgres denied"),
+        "{err}"
+    );
+    let out = psql_cmd(gateway(), ALICE, &token, "app")
+        .env("PGOPTIONS", "-d 5")
+        .args(["-Atc", "select 1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("option -d is not supported through the gateway"),
+        "{err}"
+    );
+}
