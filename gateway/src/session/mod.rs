@@ -143,3 +143,6 @@ fn log_startup_error(err: &SessionError, peer: SocketAddr) {
         other => tracing::info!(client = %peer, error = %other, "startup refused"),
     }
 }
+
+#[cfg(test)]
+mod tests;

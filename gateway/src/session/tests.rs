@@ -1,0 +1,398 @@
+//! In-process session tests: the real pipeline and I/O loop, with the
+//! client and the database played by scripts over `tokio::io::duplex`.
+//! The shipped policy decides (an in-memory fake is used only for the
+//! byte streams).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use super::cancel::CancelRegistry;
+use super::decide::Decider;
+use super::pipeline::{Pipeline, Step};
+use super::startup::Ready;
+use super::upstream::Upstream;
+use super::Shared;
+use crate::config::Config;
+use crate::identity::{Identity, Verifier};
+use crate::metrics::Metrics;
+use crate::pg::backend_key::BackendKey;
+use crate::pg::bind::Bind;
+use crate::pg::frontend::{flush_frame, sync_frame};
+use crate::pg::parse::Parse;
+use crate::pg::ready::TxStatus;
+use crate::pg::{describe, param_status, query, ErrorFields, Frame, Severity};
+use crate::policy::PolicyStore;
+
+fn shared() -> Arc<Shared> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let config = Config::parse("", "test.toml").unwrap();
+    Arc::new(Shared {
+        connections: Vec::new(),
+        verifier: Verifier::new(&[]),
+        policy: PolicyStore::open(&dir, "data.portcullis.decision", true).unwrap(),
+        metrics: Arc::new(Metrics::default()),
+        cancels: CancelRegistry::default(),
+        tls: None,
+        config,
+    })
+}
+
+fn alice() -> Identity {
+    Identity {
+        sub: "alice".into(),
+        email: "alice@example.com".into(),
+        name: String::new(),
+        preferred_username: String::new(),
+        groups: vec!["dev".into()],
+        issuer: "https://idp".into(),
+    }
+}
+
+fn pipeline(shared: &Arc<Shared>) -> Pipeline {
+    let conn: crate::config::ConnectionConfig = toml::from_str(
+        "name = \"app\"\nupstream = \"127.0.0.1:1\"\nuser = \"svc\"\npassword_env = \"X\"",
+    )
+    .unwrap();
+    let decider = Decider::new(shared.clone(), &alice(), &conn, "127.0.0.1", "test", "s1");
+    let params = vec![
+        ("client_encoding".to_string(), "UTF8".to_string()),
+        ("server_encoding".to_string(), "UTF8".to_string()),
+        ("standard_conforming_strings".to_string(), "on".to_string()),
+    ];
+    Pipeline::new(
+        decider,
+        &params,
+        "test".into(),
+        "test (portcullis:alice)".into(),
+    )
+}
+
+fn frames(mut buf: BytesMut) -> Vec<Frame> {
+    let mut out = Vec::new();
+    while let Some(f) = crate::pg::split_frame(&mut buf, 1 << 30).unwrap() {
+        out.push(f);
+    }
+    out
+}
+
+fn tags(buf: &BytesMut) -> String {
+    frames(buf.clone()).iter().map(|f| f.tag as char).collect()
+}
+
+fn server(p: &mut Pipeline, msgs: &[Frame]) -> BytesMut {
+    let mut out = BytesMut::new();
+    for m in msgs {
+        p.server(&m.to_bytes(), &mut out).unwrap();
+    }
+    out
+}
+
+fn f(tag: u8, body: &[u8]) -> Frame {
+    Frame::new(tag, body.to_vec())
+}
+
+fn rfq(s: TxStatus) -> Frame {
+    s.to_frame()
+}
+
+fn error(code: &str) -> Frame {
+    ErrorFields::new(Severity::Error, code, "server says no").to_frame()
+}
+
+fn messages(buf: &BytesMut) -> Vec<String> {
+    frames(buf.clone())
+        .iter()
+        .filter(|f| f.tag == b'E')
+        .map(|f| ErrorFields::decode(&f.body).unwrap().message)
+        .collect()
+}
+
+#[test]
+fn refusal_inside_a_transaction_aborts_it_like_postgres() {
+    let sh = shared();
+    let mut p = pipeline(&sh);
+    let mut up = BytesMut::new();
+    for sql in ["begin", "delete from t", "select 1"] {
+        assert_eq!(
+            p.client(&query::to_frame(sql), &mut up).unwrap(),
+            Step::Continue
+        );
+    }
+    // Upstream: BEGIN, the stand-in (not the DELETE), SELECT.
+    let sent = frames(up);
+    assert_eq!(sent.len(), 3);
+    assert_eq!(query::decode(&sent[1].body).unwrap(), b"portcullis_denied");
+    let out = server(
+        &mut p,
+        &[
+            f(b'C', b"BEGIN\0"),
+            rfq(TxStatus::InTransaction),
+            error("42601"),
+            rfq(TxStatus::Failed),
+            error("25P02"),
+            rfq(TxStatus::Failed),
+        ],
+    );
+    let errs = messages(&out);
+    assert!(
+        errs[0].contains("statement denied: DELETE without WHERE"),
+        "{errs:?}"
+    );
+    assert_eq!(errs[1], "server says no", "the server's own error passes");
+    assert_eq!(tags(&out), "CZEZEZ");
+    assert_eq!(p.in_flight(), 0);
+}
+
+#[test]
+fn extended_refusal_discards_to_sync_and_keeps_pipelining() {
+    let sh = shared();
+    let mut p = pipeline(&sh);
+    let mut up = BytesMut::new();
+    let parse = |name: &'static [u8], sql: &'static [u8]| Parse {
+        name,
+        sql,
+        param_types: vec![],
+    };
+    let bind = Bind {
+        portal: b"",
+        statement: b"s1",
+        param_formats: vec![],
+        params: vec![],
+        result_formats: vec![],
+    };
+    let msgs = [
+        parse(b"s1", b"select 1").to_frame(),
+        bind.to_frame(),
+        f(b'E', b"\0\0\0\0\0"),
+        sync_frame(),
+        parse(b"s2", b"delete from t").to_frame(),
+        bind.to_frame(),
+        f(b'E', b"\0\0\0\0\0"),
+        sync_frame(),
+        parse(b"s3", b"select 3").to_frame(),
+        flush_frame(),
+    ];
+    for m in &msgs {
+        assert_eq!(p.client(m, &mut up).unwrap(), Step::Continue);
+    }
+    // The refused Parse becomes a stand-in Parse of the same name; its Bind
+    // and Execute are dropped until Sync, as the server would skip them.
+    let sent = frames(up);
+    let t: String = sent.iter().map(|f| f.tag as char).collect();
+    assert_eq!(t, "PBESPSPH");
+    assert_eq!(
+        Parse::decode(&sent[4].body).unwrap().sql,
+        b"portcullis_denied"
+    );
+    assert_eq!(Parse::decode(&sent[4].body).unwrap().name, b"s2");
+    let out = server(
+        &mut p,
+        &[
+            f(b'1', b""),
+            f(b'2', b""),
+            f(b'D', b"\0\x01\0\0\0\x011"),
+            f(b'C', b"SELECT 1\0"),
+            rfq(TxStatus::Idle),
+            error("42601"),
+            rfq(TxStatus::Idle),
+            f(b'1', b""),
+        ],
+    );
+    assert_eq!(tags(&out), "12DCZEZ1");
+    assert!(messages(&out)[0].contains("statement denied"));
+    assert_eq!(p.in_flight(), 0, "Flush-without-Sync answered");
+    assert_eq!(p.counts().rows, 1);
+    assert_eq!(p.counts().refused, 1);
+}
+
+#[test]
+fn portal_suspension_and_copy_are_attributed() {
+    let sh = shared();
+    let mut p = pipeline(&sh);
+    let mut up = BytesMut::new();
+    let parse = Parse {
+        name: b"",
+        sql: b"select * from t",
+        param_types: vec![],
+    };
+    let bind = Bind {
+        portal: b"c",
+        statement: b"",
+        param_formats: vec![],
+        params: vec![],
+        result_formats: vec![],
+    };
+    for m in [
+        parse.to_frame(),
+        bind.to_frame(),
+        describe::to_frame(b'P', "c"),
+        f(b'E', b"c\0\0\0\0\x01"),
+        f(b'E', b"c\0\0\0\0\x01"),
+        sync_frame(),
+    ] {
+        p.client(&m, &mut up).unwrap();
+    }
+    let out = server(
+        &mut p,
+        &[
+            f(b'1', b""),
+            f(b'2', b""),
+            f(b'T', b"\0\0"),
+            f(b'D', b"\0\0"),
+            f(b's', b""),
+            f(b'D', b"\0\0"),
+            f(b'C', b"SELECT 1\0"),
+            // NOTIFY from another session arrives between statements.
+            f(b'A', b"\0\0\0\x07chan\0hi\0"),
+            rfq(TxStatus::Idle),
+        ],
+    );
+    assert_eq!(tags(&out), "12TDsDCAZ");
+    assert_eq!(p.counts().rows, 2);
+    assert_eq!(p.in_flight(), 0);
+
+    // COPY FROM STDIN: data messages pass, the statement completes.
+    let mut up = BytesMut::new();
+    for m in [
+        query::to_frame("copy notes (body) from stdin"),
+        f(b'd', b"x\n"),
+        f(b'c', b""),
+    ] {
+        p.client(&m, &mut up).unwrap();
+    }
+    let sent = tags(&up);
+    // The shipped policy sends COPY to approval: a stand-in goes instead,
+    // and the COPY data still passes (the server discards it).
+    assert_eq!(sent, "Qdc");
+    let out = server(&mut p, &[error("42601"), rfq(TxStatus::Idle)]);
+    assert!(messages(&out)[0].contains("approval required"));
+}
+
+#[test]
+fn a_decision_waits_for_the_settings_that_apply() {
+    let sh = shared();
+    let mut p = pipeline(&sh);
+    let mut up = BytesMut::new();
+    p.client(
+        &query::to_frame("set standard_conforming_strings = off"),
+        &mut up,
+    )
+    .unwrap();
+    // Text whose reading depends on the setting waits for the server.
+    let next = query::to_frame("select 'a\\' from t");
+    assert_eq!(p.client(&next, &mut up).unwrap(), Step::Wait);
+    // Text that reads the same either way does not.
+    assert_eq!(
+        p.client(&query::to_frame("select 1"), &mut up).unwrap(),
+        Step::Continue
+    );
+    server(
+        &mut p,
+        &[
+            f(b'C', b"SET\0"),
+            param_status::to_frame("standard_conforming_strings", "off"),
+            rfq(TxStatus::Idle),
+        ],
+    );
+    assert_eq!(p.client(&next, &mut up).unwrap(), Step::Continue);
+}
+
+#[test]
+fn application_name_is_the_clients_own() {
+    let sh = shared();
+    let mut p = pipeline(&sh);
+    let out = server(
+        &mut p,
+        &[param_status::to_frame(
+            "application_name",
+            "test (portcullis:alice)",
+        )],
+    );
+    let f = frames(out).remove(0);
+    assert_eq!(
+        param_status::decode(&f.body).unwrap(),
+        ("application_name", "test")
+    );
+}
+
+/// The one-task loop over duplex streams: a pipelining client, a scripted
+/// server answering late, a FATAL relayed once and the session closed.
+#[tokio::test]
+async fn io_loop_relays_pipelined_work_and_the_servers_fatal() {
+    let sh = shared();
+    let (client_side, gw_client) = tokio::io::duplex(64 * 1024);
+    let (server_side, gw_server) = tokio::io::duplex(64 * 1024);
+    let conn: crate::config::ConnectionConfig = toml::from_str(
+        "name = \"app\"\nupstream = \"127.0.0.1:1\"\nuser = \"svc\"\npassword_env = \"X\"",
+    )
+    .unwrap();
+    let (_tx, control) = tokio::sync::mpsc::channel(1);
+    let ready = Ready {
+        client: Box::new(gw_client),
+        identity: alice(),
+        conn: Arc::new(conn),
+        upstream: Upstream {
+            stream: Box::new(gw_server),
+            params: Vec::new(),
+            key: BackendKey { pid: 7, key: 7 },
+            leftover: BytesMut::new(),
+        },
+        key: BackendKey { pid: 7, key: 8 },
+        peer: "127.0.0.1:1".parse().unwrap(),
+        session_id: "s".into(),
+        pipeline: pipeline(&sh),
+        control,
+    };
+    let session = tokio::spawn(super::relay::run(ready, sh.clone()));
+    let (mut c, mut s) = (client_side, server_side);
+    let mut batch = BytesMut::new();
+    query::to_frame("select 1").encode(&mut batch);
+    query::to_frame("select 2").encode(&mut batch);
+    c.write_all(&batch).await.unwrap();
+    // The server sees both before answering either.
+    let got = read_frames(&mut s, 2).await;
+    assert_eq!(got.len(), 2);
+    let mut answer = BytesMut::new();
+    for fr in [
+        f(b'C', b"SELECT 1\0"),
+        rfq(TxStatus::Idle),
+        ErrorFields::new(Severity::Fatal, "57P01", "terminating connection").to_frame(),
+    ] {
+        fr.encode(&mut answer);
+    }
+    s.write_all(&answer).await.unwrap();
+    drop(s);
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut all))
+        .await
+        .expect("session closes")
+        .unwrap();
+    let out = frames(BytesMut::from(&all[..]));
+    let t: String = out.iter().map(|f| f.tag as char).collect();
+    assert_eq!(t, "CZE", "exactly the server's messages, one FATAL");
+    tokio::time::timeout(Duration::from_secs(10), session)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+async fn read_frames(s: &mut DuplexStream, n: usize) -> Vec<Frame> {
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let mut chunk = [0u8; 4096];
+        let k = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .expect("frames arrive")
+            .unwrap();
+        assert!(k > 0, "stream closed early");
+        buf.put_slice(&chunk[..k]);
+        while let Some(fr) = crate::pg::split_frame(&mut buf, 1 << 30).unwrap() {
+            out.push(fr);
+        }
+    }
+    out
+}
