@@ -112,9 +112,12 @@ impl TextDecoder {
                 enc.decode_without_bom_handling_and_without_replacement(bytes)
                     .ok_or_else(|| DecodeError::Invalid(enc.name().to_string()))
             }
-            // Not even ASCII text is safe to assume in an encoding the
-            // gateway does not know.
-            Self::Unsupported(name) => Err(DecodeError::Unsupported(name.clone())),
+            // Every encoding Postgres accepts is ASCII-compatible, so
+            // ASCII-only text reads the same in all of them.
+            Self::Unsupported(name) => match std::str::from_utf8(bytes) {
+                Ok(s) if bytes.is_ascii() => Ok(Cow::Borrowed(s)),
+                _ => Err(DecodeError::Unsupported(name.clone())),
+            },
         }
     }
 }
@@ -143,8 +146,10 @@ mod tests {
         assert_eq!(eucjp.decode(b"'\xc9\xbd'").unwrap(), "'表'");
         assert!(TextDecoder::new("UTF8", "UTF8").decode(b"\xff").is_err());
         assert!(sjis.decode(b"'\x95").is_err());
+        let johab = TextDecoder::new("JOHAB", "UTF8");
+        assert_eq!(johab.decode(b"select 1").unwrap(), "select 1");
         assert_eq!(
-            TextDecoder::new("JOHAB", "UTF8").decode(b"select 1"),
+            johab.decode(b"select '\x88\x61'"),
             Err(DecodeError::Unsupported("JOHAB".into()))
         );
         // A SQL_ASCII server does not convert: bytes are opaque.
