@@ -4,7 +4,10 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use portcullis::pg::{self, auth, backend_key, describe, parse, query, ready, startup};
+use portcullis::pg::{
+    self, auth, backend, backend_key, bind, describe, encoding, frontend, parse, query, ready,
+    startup,
+};
 
 fuzz_target!(|data: &[u8]| {
     let _ = startup::StartupPacket::decode(data);
@@ -16,8 +19,19 @@ fuzz_target!(|data: &[u8]| {
     let _ = describe::decode(data);
     let _ = ready::TxStatus::decode(data);
     let _ = backend_key::BackendKey::decode(data);
+    let _ = bind::Bind::decode(data);
+    let _ = backend::error_summary(data);
+    if let Some((&tag, body)) = data.split_first() {
+        let _ = backend::BackendMessage::decode(tag, body);
+        let frame = pg::Frame::new(tag, body.to_vec());
+        let _ = frontend::FrontendMessage::decode(&frame);
+    }
+    for enc in ["UTF8", "LATIN1", "SJIS", "BIG5", "GB18030", "JOHAB"] {
+        let _ = encoding::TextDecoder::new(enc, "UTF8").decode(data);
+    }
     if let Ok(s) = std::str::from_utf8(data) {
         let _ = portcullis::identity::oidc::peek(s);
+        let _ = startup::parse_options(s);
     }
     let mut buf = BytesMut::from(data);
     while let Ok(Some(_frame)) = pg::split_frame(&mut buf, 1 << 16) {}
