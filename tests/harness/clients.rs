@@ -62,13 +62,24 @@ pub fn psql(gw: &Gateway, user: &str, token: &str, args: &[&str]) -> Run {
 /// Runs a client script from tests/clients with the connection in the
 /// environment: PCG_HOST, PCG_PORT, PCG_USER, PCG_PASSWORD, PCG_DB.
 pub fn client(program: &str, script_args: &[&str], gw: &Gateway, user: &str, token: &str) -> Run {
+    run_client(program, script_args, gw.port, user, token)
+}
+
+/// Runs a client script against this test binary's PostgreSQL directly
+/// (as the gateway's upstream role), to compare with the gateway.
+pub fn client_direct(program: &str, script_args: &[&str]) -> Run {
+    let pg = crate::postgres();
+    run_client(program, script_args, pg.port, "svc", &pg.svc_password)
+}
+
+fn run_client(program: &str, script_args: &[&str], port: u16, user: &str, password: &str) -> Run {
     Command::new(program)
         .args(script_args)
         .current_dir(root().join("tests"))
         .env("PCG_HOST", "127.0.0.1")
-        .env("PCG_PORT", gw.port.to_string())
+        .env("PCG_PORT", port.to_string())
         .env("PCG_USER", user)
-        .env("PCG_PASSWORD", token)
+        .env("PCG_PASSWORD", password)
         .env("PCG_DB", "app")
         .output()
         .unwrap_or_else(|e| panic!("{program}: {e}"))

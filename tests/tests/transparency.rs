@@ -7,7 +7,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use portcullis_e2e::clients::{client, psql_cmd};
+use portcullis_e2e::clients::{client, client_direct, psql_cmd};
 use portcullis_e2e::{gateway, idp, postgres, wait_for};
 use serde_json::Value;
 
@@ -140,5 +140,70 @@ fn startup_parameters_are_decided() {
     assert!(
         err.contains("option -d is not supported through the gateway"),
         "{err}"
+    );
+}
+
+/// Runs a driver's script with its final `select pg_sleep(60)`
+/// (application `app`) terminated by an administrator once it runs.
+fn run_terminated(direct: bool, program: &str, args: &'static [&'static str], app: &str) -> Value {
+    let program = program.to_string();
+    let handle = std::thread::spawn(move || {
+        if direct {
+            client_direct(&program, args)
+        } else {
+            client(&program, args, gateway(), ALICE, &idp().token("alice"))
+        }
+    });
+    terminate_when_running(app);
+    let run = handle.join().unwrap();
+    assert!(run.ok, "{}", run.all());
+    serde_json::from_str(run.stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {}", run.all()))
+}
+
+/// A driver's transparency script through the gateway sees the real
+/// session, and its termination exactly as it does directly.
+fn driver(program: &str, args: &'static [&'static str], app: &str) {
+    let direct = run_terminated(true, program, args, app);
+    let out = run_terminated(false, program, args, app);
+    assert_eq!(out["pid_told"], out["pid_real"], "{out}");
+    assert_eq!(out["notify_pid"], out["pid_real"], "{out}");
+    assert_eq!(out["app_reported"], app, "{out}");
+    assert_eq!(out["isolation"], "serializable", "{out}");
+    assert_eq!(out["statement_timeout"], "4321ms", "{out}");
+    assert_eq!(
+        out["terminated"], direct["terminated"],
+        "gateway {out} / direct {direct}"
+    );
+    assert_eq!(
+        out["closed"], direct["closed"],
+        "gateway {out} / direct {direct}"
+    );
+}
+
+#[test]
+fn asyncpg_sees_the_real_session() {
+    driver(
+        "python3",
+        &["clients/asyncpg_transparency.py"],
+        "asyncpg-tr",
+    );
+}
+
+#[test]
+fn node_pg_sees_the_real_session() {
+    driver("node", &["node/node_pg_transparency.mjs"], "nodepg-tr");
+}
+
+#[test]
+fn jdbc_sees_the_real_session() {
+    driver(
+        "java",
+        &[
+            "-cp",
+            "/usr/share/java/postgresql.jar",
+            "clients/JdbcTransparency.java",
+        ],
+        "jdbc-tr",
     );
 }
