@@ -389,6 +389,12 @@ impl Config {
         if let Ok(v) = std::env::var("PORTCULLIS_LOG_FORMAT") {
             self.gateway.log_format = v;
         }
+        if let Some(n) = std::env::var("PORTCULLIS_WORKER_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            self.gateway.worker_threads = n;
+        }
     }
 
     fn resolve_paths(&mut self, base: &Path) {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod dev;
 pub mod http;
 pub mod identity;
+pub mod logwriter;
 pub mod metrics;
 pub mod pg;
 pub mod policy;

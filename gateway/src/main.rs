@@ -133,16 +133,14 @@ fn default_state_dir() -> PathBuf {
         .join("dev")
 }
 
-/// Logs go to stderr through a background writer so the hot path never
+/// Logs go to stderr through a batching writer so the hot path never
 /// blocks on log I/O (it waits only if the buffer is full: no decision line
 /// is dropped); the guard flushes on exit.
-fn init_tracing(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
+fn init_tracing(json: bool) -> portcullis::logwriter::FlushGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
+    let (writer, guard) = portcullis::logwriter::BatchWriter::new(std::io::stderr());
     let b = tracing_subscriber::fmt()
         .with_ansi(ansi)
         .with_env_filter(filter)
@@ -201,7 +199,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 user,
                 groups,
             };
-            runtime()?.block_on(run_dev(opts, issuer_listen))?;
+            runtime_with(env_workers())?.block_on(run_dev(opts, issuer_listen))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Token {
@@ -285,8 +283,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    runtime_with(0)
+/// `PORTCULLIS_WORKER_THREADS` (for `portcullis dev`; `serve` reads it
+/// through the config's environment overrides).
+fn env_workers() -> usize {
+    std::env::var("PORTCULLIS_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A runtime with `workers` threads (0: one per core; 1: current-thread).

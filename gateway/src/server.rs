@@ -68,7 +68,10 @@ impl Gateway {
         tracing::info!(policy_hash = %policy.current().hash, dir = %config.policy.dir.display(), "policy loaded");
         let interval =
             parse_duration(&config.policy.reload_interval).unwrap_or(Duration::from_secs(1));
-        policy.spawn_watcher(interval, metrics.clone());
+        {
+            let m = metrics.clone();
+            policy.spawn_watcher(interval, move |ok| m.policy_reload(ok));
+        }
         let tls = match (&config.gateway.tls_cert, &config.gateway.tls_key) {
             (Some(c), Some(k)) => Some(acceptor(c, k)?),
             _ => None,
@@ -155,10 +158,16 @@ impl Gateway {
             tick.tick().await;
         }
         if active() > 0 {
+            let told = self.shared.cancels.shutdown_all();
             tracing::warn!(
                 sessions = active(),
+                told,
                 "grace period over; closing remaining sessions"
             );
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while active() > 0 && Instant::now() < deadline {
+                tick.tick().await;
+            }
         } else {
             tracing::info!("all sessions finished");
         }

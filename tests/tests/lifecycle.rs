@@ -66,3 +66,42 @@ fn sigterm_stops_accepting_and_lets_sessions_finish() {
     });
     assert!(gw.log().contains("all sessions finished"), "{}", gw.log());
 }
+
+/// A session still running when the grace period ends gets FATAL 57P01
+/// (as from a Postgres fast shutdown), and the gateway exits.
+#[test]
+fn sessions_past_the_grace_period_get_a_fatal() {
+    let gw = Gateway::start(GatewayOptions::default());
+    let pid = gw.pid().expect("gateway pid");
+    let running = psql_cmd(&gw, ALICE, &idp().token("alice"), "app")
+        .args(["-c", "select pg_sleep(60), 'outlived the grace period'"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    postgres().wait_value(
+        "app",
+        "select count(*) from pg_stat_activity where state = 'active' and query like 'select pg_sleep(60), ''outlived%'",
+        "1",
+    );
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = running.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("FATAL:  terminating connection because the gateway is shutting down"),
+        "{stderr}"
+    );
+    wait_for("the gateway to exit", Duration::from_secs(20), || {
+        gw.pid().is_none()
+    });
+    postgres().wait_value(
+        "app",
+        "select count(*) from pg_stat_activity where query like 'select pg_sleep(60), ''outlived%'",
+        "0",
+    );
+}

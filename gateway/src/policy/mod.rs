@@ -292,7 +292,9 @@ impl PolicyStore {
     }
 
     /// Polls the directory every `interval`, reloading on change.
-    pub fn spawn_watcher(&self, interval: Duration, metrics: Arc<crate::metrics::Metrics>) {
+    /// `on_reload(ok)` is called after each reload attempt that changed
+    /// something (metrics hook; keeps this module free of metrics).
+    pub fn spawn_watcher(&self, interval: Duration, on_reload: impl Fn(bool) + Send + 'static) {
         let store = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -304,7 +306,7 @@ impl PolicyStore {
                 let result = tokio::task::spawn_blocking(move || s.reload_if_changed()).await;
                 match result {
                     Ok(Ok(Some(hash))) => {
-                        metrics.policy_reload(true);
+                        on_reload(true);
                         last_error = None;
                         tracing::info!(policy_hash = %hash, "policy reloaded");
                     }
@@ -312,7 +314,7 @@ impl PolicyStore {
                     Ok(Err(e)) => {
                         let msg = e.to_string();
                         if last_error.as_deref() != Some(msg.as_str()) {
-                            metrics.policy_reload(false);
+                            on_reload(false);
                             tracing::error!(error = %msg, policy_hash = %store.current().hash, "policy reload failed; keeping the previous policy");
                             last_error = Some(msg);
                         }

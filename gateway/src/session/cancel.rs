@@ -45,6 +45,19 @@ impl CancelRegistry {
         }
     }
 
+    /// Tells every session the gateway is shutting down; returns how many
+    /// were told.
+    pub fn shutdown_all(&self) -> usize {
+        let senders: Vec<mpsc::Sender<Control>> = match self.map.lock() {
+            Ok(m) => m.values().cloned().collect(),
+            Err(p) => p.into_inner().values().cloned().collect(),
+        };
+        senders
+            .iter()
+            .filter(|tx| tx.try_send(Control::Shutdown).is_ok())
+            .count()
+    }
+
     /// Delivers a cancel to the session holding `key`; false if none does.
     pub fn cancel(&self, key: BackendKey) -> bool {
         let tx = self.map.lock().ok().and_then(|m| m.get(&key).cloned());

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use super::Shared;
 use crate::identity::Identity;
@@ -178,12 +178,6 @@ impl Decider {
 impl Decider {
     /// One decision log line (also for decisions served from the cache).
     fn log(&self, v: &Verdict, cached: bool) {
-        let fingerprints: Vec<&str> = v
-            .statements
-            .iter()
-            .map(|s| s.fingerprint.as_str())
-            .collect();
-        let kinds: Vec<&str> = v.statements.iter().map(|s| s.kind.as_str()).collect();
         let action = match v.decision.action {
             Action::Allow => "allow",
             Action::Approve => "approve",
@@ -194,10 +188,10 @@ impl Decider {
             user = %self.user,
             connection = %self.connection,
             session = %self.session_id,
-            fingerprint = %fingerprints.join(","),
-            kind = %kinds.join(","),
+            fingerprint = %Joined(&v.statements, ",", |s| s.fingerprint.as_str()),
+            kind = %Joined(&v.statements, ",", |s| s.kind.as_str()),
             action,
-            reasons = %v.decision.reasons.join("; "),
+            reasons = %Joined(&v.decision.reasons, "; ", String::as_str),
             policy_hash = %v.policy_hash,
             cached,
             "decision"
@@ -205,43 +199,32 @@ impl Decider {
     }
 }
 
-/// Current UTC time as RFC 3339 (`2026-11-23T10:00:00Z`).
-pub fn rfc3339_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    rfc3339(secs)
+/// Items written with a separator, without building a string first.
+struct Joined<'a, T>(&'a [T], &'static str, fn(&T) -> &str);
+
+impl<T> std::fmt::Display for Joined<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, item) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(self.1)?;
+            }
+            f.write_str((self.2)(item))?;
+        }
+        Ok(())
+    }
 }
 
-/// Formats Unix seconds as RFC 3339 UTC.
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+/// Current UTC time as RFC 3339 (`2026-11-23T10:00:00Z`).
+pub fn rfc3339_now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn formats_time() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_795_428_000), "2026-11-23T10:00:00Z");
+        let t = super::rfc3339_now();
+        assert_eq!(t.len(), 20, "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
     }
 }

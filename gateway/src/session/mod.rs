@@ -51,6 +51,8 @@ pub struct Shared {
 pub enum Control {
     /// A CancelRequest with this session's key arrived.
     Cancel,
+    /// The gateway is shutting down and the grace period is over.
+    Shutdown,
 }
 
 /// Why a session ended abnormally. Each maps to one protocol response in

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::pipeline::{Pipeline, Step};
 use super::startup::Ready;
 use super::{Control, SessionError, Shared};
-use crate::pg::{peek_frame, split_frame, CodecError, Frame};
+use crate::pg::{peek_frame, split_frame, CodecError, ErrorFields, Frame, Severity};
 
 /// Largest message accepted from the database (Postgres' own limit).
 const MAX_BACKEND_MESSAGE: usize = (1 << 30) + 1024;
@@ -30,6 +30,8 @@ enum End {
     Client,
     /// The server ended the session (its FATAL relayed) or closed.
     Server,
+    /// The gateway is shutting down.
+    Shutdown,
     /// A protocol or I/O error; the client may get a FATAL.
     Error(&'static str, SessionError),
 }
@@ -76,16 +78,6 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
         let read_server = to_client.len() < HIGH_WATER;
         tokio::select! {
             biased;
-            Some(c) = control.recv() => match c {
-                Control::Cancel => {
-                    let (conn, key) = (conn.clone(), upstream.key);
-                    tokio::spawn(async move {
-                        if let Err(e) = super::upstream::cancel(&conn, key).await {
-                            tracing::warn!(error = %e, "cancel request could not be forwarded");
-                        }
-                    });
-                }
-            },
             r = uwr.write(&to_up), if !to_up.is_empty() => match r {
                 Ok(n) => {
                     to_up.advance(n);
@@ -137,6 +129,17 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
                 }
                 Err(e) => end = Some(End::Error("client", CodecError::from(e).into())),
             },
+            Some(c) = control.recv() => match c {
+                Control::Cancel => {
+                    let (conn, key) = (conn.clone(), upstream.key);
+                    tokio::spawn(async move {
+                        if let Err(e) = super::upstream::cancel(&conn, key).await {
+                            tracing::warn!(error = %e, "cancel request could not be forwarded");
+                        }
+                    });
+                }
+                Control::Shutdown => end = Some(End::Shutdown),
+            },
         }
         if terminated && to_up.is_empty() && end.is_none() {
             end = Some(End::Client);
@@ -147,6 +150,28 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
             // Exactly what the server sent (its FATAL, if any), then close.
             let _ = cwr.write_all(&to_client).await;
             let _ = cwr.flush().await;
+        }
+        Some(End::Shutdown) => {
+            // As Postgres does on a fast shutdown: FATAL 57P01 to the
+            // client, Terminate to the database.
+            let fatal = ErrorFields::new(
+                Severity::Fatal,
+                "57P01",
+                "terminating connection because the gateway is shutting down",
+            );
+            let _ = cwr.write_all(&to_client).await;
+            let _ = cwr.write_all(&fatal.to_frame().to_bytes()).await;
+            let _ = cwr.flush().await;
+            if pipeline.in_flight() > 0 {
+                // Stop what runs, so the backend reads the Terminate.
+                let _ = super::upstream::cancel(&conn, upstream.key).await;
+            }
+            let _ = uwr.write_all(&to_up).await;
+            let _ = uwr
+                .write_all(&Frame::new(b'X', bytes::Bytes::new()).to_bytes())
+                .await;
+            let _ = uwr.flush().await;
+            tracing::info!(session = %session_id, "session closed by gateway shutdown");
         }
         Some(End::Error(side, err)) => {
             if let Some(fields) = err.to_error() {
