@@ -396,3 +396,51 @@ async fn read_frames(s: &mut DuplexStream, n: usize) -> Vec<Frame> {
     }
     out
 }
+
+#[test]
+fn settings_changed_in_an_open_batch_refuse_sensitive_text() {
+    let sh = shared();
+    let mut p = pipeline(&sh);
+    let mut up = BytesMut::new();
+    let parse = |sql: &'static [u8]| Parse {
+        name: b"",
+        sql,
+        param_types: vec![],
+    };
+    let bind = Bind {
+        portal: b"",
+        statement: b"",
+        param_formats: vec![],
+        params: vec![],
+        result_formats: vec![],
+    };
+    for m in [
+        parse(b"set standard_conforming_strings = off").to_frame(),
+        bind.to_frame(),
+        f(b'E', b"\0\0\0\0\0"),
+    ] {
+        assert_eq!(p.client(&m, &mut up).unwrap(), Step::Continue);
+    }
+    // No Sync yet: nothing will report the new setting before this runs.
+    let risky = parse(b"select 'a\\' from t").to_frame();
+    assert_eq!(p.client(&risky, &mut up).unwrap(), Step::Continue);
+    let sent = frames(up);
+    assert_eq!(
+        Parse::decode(&sent.last().unwrap().body).unwrap().sql,
+        b"portcullis_denied"
+    );
+    let out = server(
+        &mut p,
+        &[
+            f(b'1', b""),
+            f(b'2', b""),
+            f(b'C', b"SET\0"),
+            error("42601"),
+        ],
+    );
+    assert!(
+        messages(&out)[0].contains("cannot be read as the server will read it"),
+        "{:?}",
+        messages(&out)
+    );
+}
