@@ -2,6 +2,7 @@
 //! validated once at load. Errors name the key and the line it is on.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,6 +38,110 @@ pub const DEFAULT_ALGORITHMS: [&str; 5] = ["RS256", "PS256", "ES256", "ES384", "
 pub const DEFAULT_WORKER_THREADS: usize = 0;
 /// Default hold timeout for approvals.
 pub const DEFAULT_HOLD_TIMEOUT: &str = "5m";
+
+/// How the client's `user` startup parameter is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserMatch {
+    /// Must equal one of `user_claims` of the token.
+    Claim,
+    /// Not checked.
+    Ignore,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// JSON lines.
+    Json,
+}
+
+/// Which engine evaluates policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyEngine {
+    /// regorus' bytecode VM (checked against the interpreter).
+    Vm,
+    /// The interpreter only.
+    Interpreter,
+}
+
+/// Kind of database behind a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionKind {
+    /// PostgreSQL wire protocol.
+    Postgres,
+}
+
+impl ConnectionKind {
+    /// The name used in config and policy input.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// TLS toward the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Plain TCP.
+    Disable,
+    /// Encrypted, certificate not checked.
+    Require,
+    /// Encrypted, chain and host name verified.
+    VerifyFull,
+}
+
+/// Durations written as `250ms`, `30s`, `5m`, `1h 30m`.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|_| {
+            serde::de::Error::custom(format!("`{text}` is not a duration like 30s or 5m"))
+        })
+    }
+
+    /// The same for optional durations.
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                None => Ok(None),
+                Some(text) => humantime::parse_duration(&text).map(Some).map_err(|_| {
+                    serde::de::Error::custom(format!("`{text}` is not a duration like 30s or 5m"))
+                }),
+            }
+        }
+    }
+}
+
+fn dur(text: &str) -> Duration {
+    humantime::parse_duration(text).unwrap_or(Duration::from_secs(1))
+}
 
 /// A configuration error, with the file and line where it applies.
 #[derive(Debug, thiserror::Error)]
@@ -122,23 +227,23 @@ pub struct GatewayConfig {
     pub max_message_bytes: usize,
     /// Time allowed for startup + authentication. Default
     /// [`DEFAULT_STARTUP_TIMEOUT`].
-    #[serde(default = "d_startup_timeout")]
-    pub startup_timeout: String,
+    #[serde(default = "d_startup_timeout", with = "duration")]
+    pub startup_timeout: Duration,
     /// Time sessions get to finish after SIGTERM. Default
     /// [`DEFAULT_SHUTDOWN_GRACE`].
-    #[serde(default = "d_shutdown_grace")]
-    pub shutdown_grace: String,
+    #[serde(default = "d_shutdown_grace", with = "duration")]
+    pub shutdown_grace: Duration,
     /// How the client's `user` is checked: `claim` (must equal one of
     /// `user_claims`) or `ignore`. Default `claim`.
     #[serde(default = "d_user_match")]
-    pub user_match: String,
+    pub user_match: UserMatch,
     /// Claims compared with the client's `user`. Default
     /// [`DEFAULT_USER_CLAIMS`].
     #[serde(default = "d_user_claims")]
     pub user_claims: Vec<String>,
     /// Log format: `text` or `json`. Default `text`.
     #[serde(default = "d_log_format")]
-    pub log_format: String,
+    pub log_format: LogFormat,
     /// Runtime worker threads; `0` (default, [`DEFAULT_WORKER_THREADS`]) =
     /// one per CPU core. `1` runs everything on one thread.
     #[serde(default)]
@@ -170,8 +275,8 @@ pub struct IssuerConfig {
     #[serde(default = "d_algorithms")]
     pub algorithms: Vec<String>,
     /// Clock leeway for `exp`/`nbf`. Default [`DEFAULT_LEEWAY`].
-    #[serde(default = "d_leeway")]
-    pub leeway: String,
+    #[serde(default = "d_leeway", with = "duration")]
+    pub leeway: Duration,
     /// JWKS URL; default: taken from the issuer's discovery document.
     #[serde(default)]
     pub jwks_uri: Option<String>,
@@ -190,8 +295,8 @@ pub struct PolicyConfig {
     pub query: String,
     /// How often the directory is checked for changes. Default
     /// [`DEFAULT_RELOAD_INTERVAL`].
-    #[serde(default = "d_reload_interval")]
-    pub reload_interval: String,
+    #[serde(default = "d_reload_interval", with = "duration")]
+    pub reload_interval: Duration,
     /// Cache decisions per session. Default true; automatically off when a
     /// policy refers to the time (`now`).
     #[serde(default = "d_true")]
@@ -200,7 +305,7 @@ pub struct PolicyConfig {
     /// agrees with the interpreter on probe inputs (VM errors fall back to
     /// the interpreter); `interpreter`: always the interpreter. Default `vm`.
     #[serde(default = "d_engine")]
-    pub engine: String,
+    pub engine: PolicyEngine,
 }
 
 /// `[store]`.
@@ -224,8 +329,8 @@ pub struct ApprovalsConfig {
     #[serde(default)]
     pub token_file: Option<PathBuf>,
     /// How long a held statement waits. Default [`DEFAULT_HOLD_TIMEOUT`].
-    #[serde(default)]
-    pub hold_timeout: Option<String>,
+    #[serde(default, with = "duration::option")]
+    pub hold_timeout: Option<Duration>,
 }
 
 /// `[[connections]]`: one upstream database.
@@ -236,7 +341,7 @@ pub struct ConnectionConfig {
     pub name: String,
     /// Protocol: `postgres` (others are reserved). Default `postgres`.
     #[serde(default = "d_kind")]
-    pub kind: String,
+    pub kind: ConnectionKind,
     /// `host:port` of the database. Required.
     pub upstream: String,
     /// Database name upstream. Default: same as `name`.
@@ -252,7 +357,7 @@ pub struct ConnectionConfig {
     pub password_file: Option<PathBuf>,
     /// Upstream TLS: `disable`, `require` or `verify-full`. Default `disable`.
     #[serde(default = "d_tls")]
-    pub tls: String,
+    pub tls: TlsMode,
     /// CA bundle (PEM) for `verify-full`; default: the Mozilla roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -271,20 +376,20 @@ fn d_admin_listen() -> String {
 fn d_max_message() -> usize {
     DEFAULT_MAX_MESSAGE_BYTES
 }
-fn d_startup_timeout() -> String {
-    DEFAULT_STARTUP_TIMEOUT.into()
+fn d_startup_timeout() -> Duration {
+    dur(DEFAULT_STARTUP_TIMEOUT)
 }
-fn d_shutdown_grace() -> String {
-    DEFAULT_SHUTDOWN_GRACE.into()
+fn d_shutdown_grace() -> Duration {
+    dur(DEFAULT_SHUTDOWN_GRACE)
 }
-fn d_user_match() -> String {
-    "claim".into()
+fn d_user_match() -> UserMatch {
+    UserMatch::Claim
 }
 fn d_user_claims() -> Vec<String> {
     DEFAULT_USER_CLAIMS.iter().map(|s| s.to_string()).collect()
 }
-fn d_log_format() -> String {
-    "text".into()
+fn d_log_format() -> LogFormat {
+    LogFormat::Text
 }
 fn d_groups_claim() -> String {
     DEFAULT_GROUPS_CLAIM.into()
@@ -292,8 +397,8 @@ fn d_groups_claim() -> String {
 fn d_algorithms() -> Vec<String> {
     DEFAULT_ALGORITHMS.iter().map(|s| s.to_string()).collect()
 }
-fn d_leeway() -> String {
-    DEFAULT_LEEWAY.into()
+fn d_leeway() -> Duration {
+    dur(DEFAULT_LEEWAY)
 }
 fn d_policy_dir() -> PathBuf {
     DEFAULT_POLICY_DIR.into()
@@ -301,11 +406,11 @@ fn d_policy_dir() -> PathBuf {
 fn d_policy_query() -> String {
     DEFAULT_POLICY_QUERY.into()
 }
-fn d_reload_interval() -> String {
-    DEFAULT_RELOAD_INTERVAL.into()
+fn d_reload_interval() -> Duration {
+    dur(DEFAULT_RELOAD_INTERVAL)
 }
-fn d_engine() -> String {
-    "vm".into()
+fn d_engine() -> PolicyEngine {
+    PolicyEngine::Vm
 }
 fn d_true() -> bool {
     true
@@ -313,11 +418,11 @@ fn d_true() -> bool {
 fn d_store_url() -> String {
     DEFAULT_STORE_URL.into()
 }
-fn d_kind() -> String {
-    "postgres".into()
+fn d_kind() -> ConnectionKind {
+    ConnectionKind::Postgres
 }
-fn d_tls() -> String {
-    "disable".into()
+fn d_tls() -> TlsMode {
+    TlsMode::Disable
 }
 
 impl Default for GatewayConfig {
@@ -336,21 +441,6 @@ impl Default for StoreConfig {
     }
 }
 
-/// Parses a duration such as `250ms`, `30s`, `5m`, `1h`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    Some(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return None,
-    })
-}
-
 impl Config {
     /// Reads, applies environment overrides and validates a config file.
     /// Relative paths are resolved against the file's directory.
@@ -360,23 +450,21 @@ impl Config {
             source,
         })?;
         let mut cfg = Self::parse(&src, &path.display().to_string())?;
-        cfg.apply_env();
+        cfg.apply_env()?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
         cfg.validate(&src, &path.display().to_string())?;
         Ok(cfg)
     }
 
-    /// Parses TOML text without validating.
+    /// Parses TOML text without validating. Errors name the line (from
+    /// the parser's spans) and the key.
     pub fn parse(src: &str, path: &str) -> Result<Self, ConfigError> {
-        toml::from_str(src).map_err(|e| ConfigError::Parse {
-            path: path.to_string(),
-            message: e.to_string().trim_end().to_string(),
-        })
+        toml::from_str(src).map_err(|e| parse_error(src, path, &e))
     }
 
     /// Environment overrides (documented in the README).
-    fn apply_env(&mut self) {
+    fn apply_env(&mut self) -> Result<(), ConfigError> {
         if let Ok(v) = std::env::var("PORTCULLIS_LISTEN") {
             self.gateway.listen = v;
         }
@@ -387,7 +475,18 @@ impl Config {
             self.policy.dir = v.into();
         }
         if let Ok(v) = std::env::var("PORTCULLIS_LOG_FORMAT") {
-            self.gateway.log_format = v;
+            match v.as_str() {
+                "json" => self.gateway.log_format = LogFormat::Json,
+                "text" => self.gateway.log_format = LogFormat::Text,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        path: "environment".into(),
+                        line: 0,
+                        key: "PORTCULLIS_LOG_FORMAT".into(),
+                        why: format!("`{v}`: must be `text` or `json`"),
+                    })
+                }
+            }
         }
         if let Some(n) = std::env::var("PORTCULLIS_WORKER_THREADS")
             .ok()
@@ -395,6 +494,7 @@ impl Config {
         {
             self.gateway.worker_threads = n;
         }
+        Ok(())
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -423,12 +523,12 @@ impl Config {
     /// Checks every value; the first problem is reported with its line.
     pub fn validate(&self, src: &str, path: &str) -> Result<(), ConfigError> {
         let bad = |table: &str, idx: Option<usize>, key: &str, why: String| {
-            let line = locate(src, table, idx, key);
             let dotted = match (table, idx) {
                 ("", _) => key.to_string(),
                 (t, Some(i)) => format!("{t}[{i}].{key}"),
                 (t, None) => format!("{t}.{key}"),
             };
+            let line = locate(src, &dotted);
             Err(ConfigError::Invalid {
                 path: path.to_string(),
                 line,
@@ -469,35 +569,6 @@ impl Config {
                 "must be between 1024 and 1073741824".into(),
             );
         }
-        for (key, v) in [
-            ("startup_timeout", &g.startup_timeout),
-            ("shutdown_grace", &g.shutdown_grace),
-        ] {
-            if parse_duration(v).is_none() {
-                return bad(
-                    "gateway",
-                    None,
-                    key,
-                    format!("`{v}` is not a duration like 30s or 5m"),
-                );
-            }
-        }
-        if !matches!(g.user_match.as_str(), "claim" | "ignore") {
-            return bad(
-                "gateway",
-                None,
-                "user_match",
-                "must be `claim` or `ignore`".into(),
-            );
-        }
-        if !matches!(g.log_format.as_str(), "text" | "json") {
-            return bad(
-                "gateway",
-                None,
-                "log_format",
-                "must be `text` or `json`".into(),
-            );
-        }
         if self.identity.issuers.is_empty() {
             return bad(
                 "identity",
@@ -514,14 +585,6 @@ impl Config {
             if iss.audience.is_empty() {
                 return bad(t, Some(i), "audience", "must not be empty".into());
             }
-            if parse_duration(&iss.leeway).is_none() {
-                return bad(
-                    t,
-                    Some(i),
-                    "leeway",
-                    format!("`{}` is not a duration", iss.leeway),
-                );
-            }
             for alg in &iss.algorithms {
                 if crate::identity::parse_algorithm(alg).is_none() {
                     return bad(t, Some(i), "algorithms", format!("`{alg}` is not an accepted asymmetric algorithm (none and HS* are refused)"));
@@ -536,17 +599,6 @@ impl Config {
                 "must be a rule path starting with `data.`".into(),
             );
         }
-        if !matches!(self.policy.engine.as_str(), "vm" | "interpreter") {
-            return bad(
-                "policy",
-                None,
-                "engine",
-                "must be `vm` or `interpreter`".into(),
-            );
-        }
-        if parse_duration(&self.policy.reload_interval).is_none() {
-            return bad("policy", None, "reload_interval", "not a duration".into());
-        }
         if !(self.store.url.starts_with("sqlite://")
             || self.store.url.starts_with("postgres://")
             || self.store.url.starts_with("postgresql://"))
@@ -557,11 +609,6 @@ impl Config {
                 "url",
                 "must start with sqlite:// or postgres://".into(),
             );
-        }
-        if let Some(t) = &self.approvals.hold_timeout {
-            if parse_duration(t).is_none() {
-                return bad("approvals", None, "hold_timeout", "not a duration".into());
-            }
         }
         if self.connections.is_empty() {
             return bad(
@@ -584,14 +631,6 @@ impl Config {
                     format!("duplicate connection name `{}`", c.name),
                 );
             }
-            if c.kind != "postgres" {
-                return bad(
-                    t,
-                    Some(i),
-                    "kind",
-                    format!("`{}` is not supported yet (supported: postgres)", c.kind),
-                );
-            }
             if split_host_port(&c.upstream).is_none() {
                 return bad(
                     t,
@@ -611,26 +650,18 @@ impl Config {
                     "set exactly one of password_env and password_file".into(),
                 );
             }
-            if !matches!(c.tls.as_str(), "disable" | "require" | "verify-full") {
-                return bad(
-                    t,
-                    Some(i),
-                    "tls",
-                    "must be disable, require or verify-full".into(),
-                );
-            }
         }
         Ok(())
     }
 
-    /// Parsed startup timeout.
+    /// Startup timeout.
     pub fn startup_timeout(&self) -> Duration {
-        parse_duration(&self.gateway.startup_timeout).unwrap_or(Duration::from_secs(15))
+        self.gateway.startup_timeout
     }
 
-    /// Parsed shutdown grace period.
+    /// Shutdown grace period.
     pub fn shutdown_grace(&self) -> Duration {
-        parse_duration(&self.gateway.shutdown_grace).unwrap_or(Duration::from_secs(30))
+        self.gateway.shutdown_grace
     }
 }
 
@@ -652,43 +683,107 @@ pub fn split_host_port(s: &str) -> Option<(String, u16)> {
     Some((host.to_string(), port))
 }
 
-/// Finds the 1-based line of `key` inside `[table]` (or the `idx`-th
-/// `[[table]]`). Returns the table header's line if the key is absent, 0 if
-/// neither is present.
-fn locate(src: &str, table: &str, idx: Option<usize>, key: &str) -> usize {
-    let mut in_table = table.is_empty();
-    let mut seen = 0usize;
-    let mut header_line = 0;
-    for (n, raw) in src.lines().enumerate() {
-        let line = raw.trim();
-        if line.starts_with('[') {
-            let name = line.trim_matches(|c| c == '[' || c == ']').trim();
-            let is_array = line.starts_with("[[");
-            in_table = false;
-            if name == table {
-                match idx {
-                    Some(i) if is_array => {
-                        in_table = seen == i;
-                        seen += 1;
+/// Where each key of a TOML document sits, from the parser's spans:
+/// (dotted path such as `connections[1].tls`, byte range of the key, byte
+/// range of its value or table).
+fn key_spans(src: &str) -> Vec<(String, Range<usize>, Range<usize>)> {
+    fn walk(
+        t: &toml_edit::Table,
+        prefix: &str,
+        out: &mut Vec<(String, Range<usize>, Range<usize>)>,
+    ) {
+        for (k, item) in t.iter() {
+            let path = if prefix.is_empty() {
+                k.to_string()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            let key_span = t.key(k).and_then(|k| k.span());
+            match item {
+                toml_edit::Item::Table(tt) => {
+                    if let Some(sp) = tt.span() {
+                        out.push((path.clone(), sp.clone(), sp));
                     }
-                    None if !is_array => in_table = true,
-                    _ => {}
+                    walk(tt, &path, out);
                 }
-                if in_table {
-                    header_line = n + 1;
+                toml_edit::Item::ArrayOfTables(a) => {
+                    for (i, tt) in a.iter().enumerate() {
+                        let p = format!("{path}[{i}]");
+                        if let Some(sp) = tt.span() {
+                            out.push((p.clone(), sp.clone(), sp));
+                        }
+                        walk(tt, &p, out);
+                    }
                 }
-            }
-            continue;
-        }
-        if in_table {
-            if let Some((k, _)) = line.split_once('=') {
-                if k.trim() == key {
-                    return n + 1;
+                toml_edit::Item::Value(v) => {
+                    if let (Some(ks), Some(vs)) = (key_span, v.span()) {
+                        out.push((path, ks, vs));
+                    }
                 }
+                toml_edit::Item::None => {}
             }
         }
     }
-    header_line
+    let mut out = Vec::new();
+    if let Ok(doc) = toml_edit::ImDocument::parse(src) {
+        walk(doc.as_table(), "", &mut out);
+    }
+    out
+}
+
+/// 1-based line of a byte offset.
+fn line_of(src: &str, offset: usize) -> usize {
+    src.get(..offset.min(src.len()))
+        .map_or(0, |s| s.bytes().filter(|&b| b == b'\n').count() + 1)
+}
+
+/// The line of `key` (dotted, e.g. `connections[1].tls`): its own line, or
+/// its table's when it is absent, or 0.
+fn locate(src: &str, key: &str) -> usize {
+    let spans = key_spans(src);
+    if let Some((_, ks, _)) = spans.iter().find(|(p, _, _)| p == key) {
+        return line_of(src, ks.start);
+    }
+    let table = key.rsplit_once('.').map_or("", |(t, _)| t);
+    spans
+        .iter()
+        .find(|(p, _, _)| p == table)
+        .map_or(0, |(_, ks, _)| line_of(src, ks.start))
+}
+
+/// Turns a deserialization error into one naming the line and the key.
+fn parse_error(src: &str, path: &str, e: &toml::de::Error) -> ConfigError {
+    let Some(span) = e.span() else {
+        return ConfigError::Parse {
+            path: path.to_string(),
+            message: e.message().trim_end().to_string(),
+        };
+    };
+    // The innermost key whose key or value contains the error.
+    let key = key_spans(src)
+        .into_iter()
+        .filter(|(_, ks, vs)| {
+            (ks.start <= span.start && span.end <= ks.end)
+                || (vs.start <= span.start && span.end <= vs.end)
+        })
+        .min_by_key(|(_, ks, vs)| (vs.end - vs.start).min(ks.end - ks.start + vs.end - vs.start))
+        .map(|(p, _, _)| p);
+    match key {
+        Some(key) => ConfigError::Invalid {
+            path: path.to_string(),
+            line: line_of(src, span.start),
+            key,
+            why: e.message().trim_end().to_string(),
+        },
+        None => ConfigError::Parse {
+            path: path.to_string(),
+            message: format!(
+                "line {}: {}",
+                line_of(src, span.start),
+                e.message().trim_end()
+            ),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -719,11 +814,27 @@ tls = "sometimes"
 
     #[test]
     fn names_key_and_line() {
-        let cfg = Config::parse(GOOD, "p.toml").unwrap();
-        let err = cfg.validate(GOOD, "p.toml").unwrap_err().to_string();
+        let err = Config::parse(GOOD, "p.toml").unwrap_err().to_string();
         assert_eq!(
             err,
-            "p.toml:20: `connections[1].tls`: must be disable, require or verify-full"
+            "p.toml:20: `connections[1].tls`: unknown variant `sometimes`, expected one of `disable`, `require`, `verify-full`"
+        );
+        let src = GOOD
+            .replace("sometimes", "require")
+            .replace("db:5432", "db");
+        let cfg = Config::parse(&src, "p.toml").unwrap();
+        let err = cfg.validate(&src, "p.toml").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "p.toml:17: `connections[1].upstream`: `db` is not host:port"
+        );
+        let src = GOOD
+            .replace("tls = \"sometimes\"", "")
+            .replace("listen = \"127.0.0.1:6432\"", "shutdown_grace = \"soon\"");
+        let err = Config::parse(&src, "p.toml").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "p.toml:3: `gateway.shutdown_grace`: `soon` is not a duration like 30s or 5m"
         );
     }
 
@@ -731,15 +842,28 @@ tls = "sometimes"
     fn unknown_key_is_an_error_with_line() {
         let src = "[gateway]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n";
         let err = Config::parse(src, "p.toml").unwrap_err().to_string();
-        assert!(err.contains("line 3"), "{err}");
-        assert!(err.contains("listne"), "{err}");
+        assert!(
+            err.starts_with("p.toml:3: `gateway.listne`: unknown field `listne`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("5"), None);
-        assert_eq!(parse_duration("x5s"), None);
+        let cfg = Config::parse(
+            "[gateway]\nstartup_timeout = \"250ms\"\nshutdown_grace = \"1m 30s\"\n",
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(cfg.gateway.startup_timeout, Duration::from_millis(250));
+        assert_eq!(cfg.gateway.shutdown_grace, Duration::from_secs(90));
+        assert_eq!(
+            Config::parse("", "p.toml").unwrap().gateway.shutdown_grace,
+            Duration::from_secs(30)
+        );
+        for bad in ["5", "x5s"] {
+            let src = format!("[gateway]\nstartup_timeout = \"{bad}\"\n");
+            assert!(Config::parse(&src, "p.toml").is_err(), "{bad}");
+        }
     }
 }

@@ -280,24 +280,24 @@ pub fn prepare(
     cfg.gateway.admin_listen = opts.admin_listen.clone();
     cfg.gateway.allow_plaintext_loopback = true;
     cfg.policy.dir = policy_dir;
-    cfg.policy.reload_interval = "1s".into();
+    cfg.policy.reload_interval = std::time::Duration::from_secs(1);
     cfg.identity.issuers.push(IssuerConfig {
         issuer: issuer.issuer.clone(),
         audience: DEV_AUDIENCE.into(),
         groups_claim: "groups".into(),
         algorithms: vec!["ES256".into()],
-        leeway: "30s".into(),
+        leeway: std::time::Duration::from_secs(30),
         jwks_uri: None,
     });
     cfg.connections.push(ConnectionConfig {
         name: "dev".into(),
-        kind: "postgres".into(),
+        kind: crate::config::ConnectionKind::Postgres,
         upstream: url.addr.clone(),
         database: Some(url.database.clone()),
         user: url.user.clone(),
         password_env: Some(DEV_PASSWORD_ENV.into()),
         password_file: None,
-        tls: "disable".into(),
+        tls: crate::config::TlsMode::Disable,
         ca_file: None,
         groups: Vec::new(),
     });

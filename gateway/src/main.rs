@@ -168,7 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Serve { config } => {
             let cfg = Config::load(&config)?;
-            let _log = init_tracing(cfg.gateway.log_format == "json");
+            let _log = init_tracing(cfg.gateway.log_format == portcullis::config::LogFormat::Json);
             runtime_with(cfg.gateway.worker_threads)?.block_on(async {
                 let gw = server::Gateway::start(cfg).await?;
                 gw.run(server::shutdown_signal()).await;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
-use crate::config::{parse_duration, Config};
+use crate::config::Config;
 use crate::http::admin::{self, AdminState};
 use crate::identity::Verifier;
 use crate::metrics::Metrics;
@@ -63,11 +63,10 @@ impl Gateway {
         let policy = PolicyStore::open(
             &config.policy.dir,
             &config.policy.query,
-            config.policy.engine == "vm",
+            config.policy.engine == crate::config::PolicyEngine::Vm,
         )?;
         tracing::info!(policy_hash = %policy.current().hash, dir = %config.policy.dir.display(), "policy loaded");
-        let interval =
-            parse_duration(&config.policy.reload_interval).unwrap_or(Duration::from_secs(1));
+        let interval = config.policy.reload_interval;
         {
             let m = metrics.clone();
             policy.spawn_watcher(interval, move |ok| m.policy_reload(ok));

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::{parse_algorithm, Identity, IdentityError};
-use crate::config::{parse_duration, IssuerConfig};
+use crate::config::IssuerConfig;
 
 /// Default minimum time between two JWKS refetches of one issuer (a flood of
 /// tokens with made-up `kid`s must not become a flood of requests to the
@@ -50,7 +50,7 @@ impl Verifier {
                     .iter()
                     .filter_map(|a| parse_algorithm(a))
                     .collect(),
-                leeway: parse_duration(&cfg.leeway).map_or(30, |d| d.as_secs()),
+                leeway: cfg.leeway.as_secs(),
                 cfg: cfg.clone(),
                 keys: Mutex::new(KeyCache::default()),
             })

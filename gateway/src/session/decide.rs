@@ -61,7 +61,11 @@ impl Decider {
             user: serde_json::to_value(identity).unwrap_or(serde_json::Value::Null),
             client_addr,
             application_name,
-            connection: (&connection.name, &connection.kind, connection.database()),
+            connection: (
+                &connection.name,
+                connection.kind.as_str(),
+                connection.database(),
+            ),
             session_id,
         });
         Self {

@@ -274,7 +274,7 @@ async fn authenticate(
             return Err(e.into());
         }
     };
-    if cfg.gateway.user_match == "claim"
+    if cfg.gateway.user_match == crate::config::UserMatch::Claim
         && !cfg
             .gateway
             .user_claims

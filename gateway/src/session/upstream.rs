@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::stream::{connector, BoxStream, TlsError};
-use crate::config::{split_host_port, ConnectionConfig};
+use crate::config::{split_host_port, ConnectionConfig, TlsMode};
 use crate::pg::auth::{password_frame, sasl_initial_frame, sasl_response_frame, AuthRequest};
 use crate::pg::backend_key::BackendKey;
 use crate::pg::startup::{StartupPacket, PROTOCOL_3_0};
@@ -106,7 +106,7 @@ pub async fn open(conn: &ConnectionConfig) -> Result<BoxStream, UpstreamError> {
             why: e.to_string(),
         })?;
     let _ = tcp.set_nodelay(true);
-    if conn.tls == "disable" {
+    if conn.tls == TlsMode::Disable {
         return Ok(Box::new(tcp));
     }
     let mut tcp = tcp;
@@ -120,7 +120,7 @@ pub async fn open(conn: &ConnectionConfig) -> Result<BoxStream, UpstreamError> {
     if answer[..] != *crate::pg::startup::ENCRYPTION_ACCEPTED {
         return Err(UpstreamError::NoTls(addr));
     }
-    let verify = conn.tls == "verify-full";
+    let verify = conn.tls == TlsMode::VerifyFull;
     let tls = connector(verify, conn.ca_file.as_deref())?;
     let host = split_host_port(&addr).map(|(h, _)| h).unwrap_or_default();
     let name = rustls::pki_types::ServerName::try_from(host)
