@@ -207,3 +207,21 @@ fn jdbc_sees_the_real_session() {
         "jdbc-tr",
     );
 }
+
+/// A startup setting the policy allows but the server rejects gets the
+/// server's own error (and SQLSTATE), as without the gateway.
+#[test]
+fn a_setting_the_server_rejects_keeps_its_sqlstate() {
+    let out = psql_cmd(gateway(), ALICE, &idp().token("alice"), "app")
+        .env("PGOPTIONS", "-c statement_timeout=soon")
+        .args(["-Atc", "select 1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("FATAL:  invalid value for parameter \"statement_timeout\": \"soon\""),
+        "{err}"
+    );
+    assert!(!err.contains("refused"), "{err}");
+}

@@ -76,14 +76,30 @@ impl<'a> FrontendMessage<'a> {
                 let (kind, name) = describe::decode_target("Close", body)?;
                 Self::Close { kind, name }
             }
-            b'S' => Self::Sync,
-            b'H' => Self::Flush,
+            b'S' => empty(body, "Sync", Self::Sync)?,
+            b'H' => empty(body, "Flush", Self::Flush)?,
             b'd' => Self::CopyData,
-            b'c' => Self::CopyDone,
+            b'c' => empty(body, "CopyDone", Self::CopyDone)?,
             b'f' => Self::CopyFail,
             b'F' => Self::FunctionCall,
-            b'X' => Self::Terminate,
+            b'X' => empty(body, "Terminate", Self::Terminate)?,
             other => Self::Unknown(other),
+        })
+    }
+}
+
+/// `msg` if `body` is empty, as its type requires.
+fn empty<'a>(
+    body: &[u8],
+    what: &'static str,
+    msg: FrontendMessage<'a>,
+) -> Result<FrontendMessage<'a>, CodecError> {
+    if body.is_empty() {
+        Ok(msg)
+    } else {
+        Err(CodecError::Malformed {
+            what,
+            why: "unexpected body",
         })
     }
 }
@@ -139,5 +155,7 @@ mod tests {
         );
         assert!(FrontendMessage::decode(&Frame::new(b'E', &b"p\0"[..])).is_err());
         assert!(FrontendMessage::decode(&Frame::new(b'C', &b"Xs\0"[..])).is_err());
+        assert!(FrontendMessage::decode(&Frame::new(b'S', &b"x"[..])).is_err());
+        assert!(FrontendMessage::decode(&Frame::new(b'H', &b"x"[..])).is_err());
     }
 }

@@ -123,8 +123,10 @@ impl InFlight {
     }
 
     /// An error in an extended-protocol entry: the server skips every
-    /// message until Sync, so their entries go.
-    pub fn skip_to_sync(&mut self) {
+    /// message until Sync, so their entries go. Returns false when no Sync
+    /// is queued: the server then also skips what the client sends next,
+    /// up to its next Sync.
+    pub fn skip_to_sync(&mut self) -> bool {
         while self
             .queue
             .front()
@@ -132,6 +134,30 @@ impl InFlight {
         {
             self.pop();
         }
+        !self.queue.is_empty()
+    }
+
+    /// The server entered COPY IN for the front entry: it ignores Sync
+    /// (and Flush) until the copy ends, so Sync entries queued right
+    /// behind it will get no answer.
+    pub fn copy_in_started(&mut self) {
+        while self.queue.len() > 1 {
+            if matches!(self.queue[1].expect, Expect::Sync) {
+                if let Some(e) = self.queue.remove(1) {
+                    self.pending_tx -= usize::from(e.effect.tx.is_some());
+                    self.pending_settings -= usize::from(e.effect.settings);
+                    self.open = self.open.then(e.effect);
+                }
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Work was forwarded since the last message that ends at
+    /// ReadyForQuery (no answer will settle it before the next message).
+    pub fn has_open_work(&self) -> bool {
+        self.queue.back().is_some_and(|e| !e.expect.ends_at_ready())
     }
 
     /// Transaction state predicted for the next message: `Some` when the

@@ -103,6 +103,10 @@ impl SessionError {
                     None => e,
                 })
             }
+            Self::Upstream(UpstreamError::Server(e)) => Some(ErrorFields {
+                severity: Severity::Fatal,
+                ..e.clone()
+            }),
             Self::Upstream(e) => Some(fatal("08006", e.to_string())),
             Self::Timeout => Some(fatal("08006", "startup timed out".into())),
         }

@@ -33,8 +33,9 @@ use crate::sql::ParseSettings;
 /// SQL text of the stand-in: a syntax error, so it runs nothing.
 const STAND_IN: &str = "portcullis_denied";
 /// SQLSTATEs a stand-in produces (syntax error; a Parse stand-in of a name
-/// that exists: duplicate prepared statement).
-const STAND_IN_CODES: [&[u8; 5]; 2] = [b"42601", b"42P05"];
+/// that exists: duplicate prepared statement; the FunctionCall stand-in:
+/// undefined function).
+const STAND_IN_CODES: [&[u8; 5]; 3] = [b"42601", b"42P05", b"42883"];
 
 /// What the I/O loop does after a client message.
 #[derive(Debug, PartialEq, Eq)]
@@ -145,10 +146,19 @@ impl Pipeline {
         if self.decider.policy_reads_tx() && self.inflight.tx_unsettled() {
             return Err(None);
         }
-        if sensitive && self.inflight.settings_unsettled() {
+        // Inside a transaction block anything that runs may undo settings
+        // (COMMIT undoes SET LOCAL, an error or ROLLBACK undoes every SET
+        // of the block), so work in flight there counts as a change.
+        let in_block =
+            self.settled.tx != TxStatus::Idle || self.inflight.predicted_tx() == Some(true);
+        let open_risk =
+            self.inflight.settings_open() || (in_block && self.inflight.has_open_work());
+        let pending_risk =
+            self.inflight.settings_unsettled() || (in_block && !self.inflight.is_empty());
+        if sensitive && pending_risk && !open_risk {
             return Err(None);
         }
-        if sensitive && self.inflight.settings_open() {
+        if sensitive && open_risk {
             return Err(Some(ErrorFields::new(
                 Severity::Error,
                 "42501",
@@ -207,12 +217,13 @@ impl Pipeline {
     /// A stand-in Query for a refused simple-protocol message.
     fn refuse_simple(&mut self, error: ErrorFields, up: &mut BytesMut) {
         query::to_frame(STAND_IN).encode(up);
+        // Its error aborts an open transaction block, which undoes SETs.
         self.inflight.push(
             Expect::Refused {
                 error,
                 simple: true,
             },
-            Effect::default(),
+            Effect::UNKNOWN,
         );
     }
 
@@ -265,7 +276,7 @@ impl Pipeline {
                             error,
                             simple: false,
                         },
-                        Effect::default(),
+                        Effect::UNKNOWN,
                     );
                     self.discarding = true;
                 }
@@ -302,12 +313,21 @@ impl Pipeline {
             | FrontendMessage::CopyDone
             | FrontendMessage::CopyFail => frame.encode(up),
             FrontendMessage::FunctionCall => {
-                let e = ErrorFields::new(
-                    Severity::Error,
-                    "42501",
-                    "portcullis: statement denied: fast-path function calls are not allowed through the gateway",
+                // Stand-in: a call of function OID 0, which does not
+                // exist (same message type, so an open extended batch and
+                // its unnamed portal are left as they are).
+                Frame::new(b'F', &b"\0\0\0\0\0\0\0\0\0\0"[..]).encode(up);
+                self.inflight.push(
+                    Expect::Refused {
+                        error: ErrorFields::new(
+                            Severity::Error,
+                            "42501",
+                            "portcullis: statement denied: fast-path function calls are not allowed through the gateway",
+                        ),
+                        simple: true,
+                    },
+                    Effect::UNKNOWN,
                 );
-                self.refuse_simple(e, up);
             }
             FrontendMessage::Terminate => {
                 frame.encode(up);
@@ -346,24 +366,29 @@ impl Pipeline {
                     client.extend_from_slice(raw);
                     return Ok(());
                 }
-                match self.inflight.front().map(|e| &e.expect) {
-                    Some(Expect::Refused { error, simple }) => {
-                        let simple = *simple;
-                        if STAND_IN_CODES.contains(&&code) {
-                            error.to_frame().encode(client);
-                        } else {
-                            // The server refused it for its own reason
-                            // (e.g. an aborted transaction): the client
-                            // gets that, as it would directly.
-                            client.extend_from_slice(raw);
-                        }
-                        if !simple {
-                            self.inflight.skip_to_sync();
-                        }
-                        return Ok(());
+                if let Some(Expect::Refused { error, simple }) =
+                    self.inflight.front().map(|e| &e.expect)
+                {
+                    let simple = *simple;
+                    if STAND_IN_CODES.contains(&&code) {
+                        error.to_frame().encode(client);
+                    } else {
+                        // The server refused it for its own reason
+                        // (e.g. an aborted transaction): the client
+                        // gets that, as it would directly.
+                        client.extend_from_slice(raw);
                     }
-                    Some(e) if e.extended() => self.inflight.skip_to_sync(),
-                    _ => {}
+                    if !simple && !self.inflight.skip_to_sync() {
+                        self.discarding = true;
+                    }
+                    return Ok(());
+                }
+                // With no Sync queued, the server skips what comes next up
+                // to the client's Sync: so does the gateway.
+                if self.inflight.front().is_some_and(|e| e.expect.extended())
+                    && !self.inflight.skip_to_sync()
+                {
+                    self.discarding = true;
                 }
             }
             BackendMessage::ReadyForQuery(status) => {
@@ -403,6 +428,7 @@ impl Pipeline {
                     self.inflight.pop();
                 }
             }
+            BackendMessage::CopyInResponse => self.inflight.copy_in_started(),
             BackendMessage::CommandComplete(_) => {
                 if matches!(front, Some(Expect::Execute(_))) {
                     self.inflight.pop();

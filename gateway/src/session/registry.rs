@@ -47,10 +47,13 @@ impl Effect {
                 TxEffect::None => {}
             }
             // Settings can change only through a statement that is not
-            // provably read-only, or a transaction end that undoes SETs.
-            let quiet = (f.read_only
-                && matches!(f.kind.as_str(), "select" | "show" | "explain" | "empty"))
-                || (f.kind == "transaction" && f.command_tag != "ROLLBACK");
+            // provably read-only, or a transaction end (COMMIT undoes SET
+            // LOCAL, ROLLBACK every SET of the block). Inside a block any
+            // statement may fail and so undo SETs: the pipeline treats work
+            // in flight there as a change on its own.
+            let quiet = f.read_only
+                && f.tx_effect == TxEffect::None
+                && matches!(f.kind.as_str(), "select" | "show" | "explain" | "empty");
             e.settings |= !quiet;
         }
         e

@@ -444,3 +444,99 @@ fn settings_changed_in_an_open_batch_refuse_sensitive_text() {
         messages(&out)
     );
 }
+
+/// Reviewer's finding: COMMIT undoes SET LOCAL, so text pipelined behind
+/// it waits for the server instead of being read with the stale setting.
+#[test]
+fn commit_that_undoes_set_local_makes_sensitive_text_wait() {
+    let sh = shared();
+    let mut p = pipeline(&sh);
+    let mut up = BytesMut::new();
+    p.client(&query::to_frame("begin"), &mut up).unwrap();
+    p.client(
+        &query::to_frame("set local standard_conforming_strings = off"),
+        &mut up,
+    )
+    .unwrap();
+    server(
+        &mut p,
+        &[
+            f(b'C', b"BEGIN\0"),
+            rfq(TxStatus::InTransaction),
+            f(b'C', b"SET\0"),
+            param_status::to_frame("standard_conforming_strings", "off"),
+            rfq(TxStatus::InTransaction),
+        ],
+    );
+    assert_eq!(
+        p.client(&query::to_frame("commit"), &mut up).unwrap(),
+        Step::Continue
+    );
+    let smuggle = query::to_frame("select 'a\\'; delete from demo_users; --'");
+    assert_eq!(p.client(&smuggle, &mut up).unwrap(), Step::Wait);
+    server(
+        &mut p,
+        &[
+            f(b'C', b"COMMIT\0"),
+            param_status::to_frame("standard_conforming_strings", "on"),
+            rfq(TxStatus::Idle),
+        ],
+    );
+    // Read with the setting the server will use: the DELETE is seen.
+    let mut up = BytesMut::new();
+    assert_eq!(p.client(&smuggle, &mut up).unwrap(), Step::Continue);
+    let sent = frames(up);
+    assert_eq!(query::decode(&sent[0].body).unwrap(), b"portcullis_denied");
+}
+
+/// Reviewer's finding: an error in a transaction block undoes its SETs;
+/// text pipelined behind any statement in a block waits.
+#[test]
+fn work_in_a_block_makes_sensitive_text_wait() {
+    let sh = shared();
+    let mut p = pipeline(&sh);
+    let mut up = BytesMut::new();
+    p.client(&query::to_frame("begin"), &mut up).unwrap();
+    server(&mut p, &[f(b'C', b"BEGIN\0"), rfq(TxStatus::InTransaction)]);
+    assert_eq!(
+        p.client(&query::to_frame("select 1/0"), &mut up).unwrap(),
+        Step::Continue
+    );
+    let next = query::to_frame("rollback; select 'a\\'");
+    assert_eq!(p.client(&next, &mut up).unwrap(), Step::Wait);
+    // ASCII text without a backslash reads the same either way.
+    assert_eq!(
+        p.client(&query::to_frame("select 2"), &mut up).unwrap(),
+        Step::Continue
+    );
+}
+
+/// Reviewer's finding: after an extended-protocol error with no Sync
+/// queued, the server skips what the client sends up to its Sync; the
+/// gateway must not queue answers for those messages.
+#[test]
+fn server_skipping_to_sync_keeps_the_queue_in_step() {
+    let sh = shared();
+    let mut p = pipeline(&sh);
+    let mut up = BytesMut::new();
+    let bad = Parse {
+        name: b"",
+        sql: b"select * from nosuch",
+        param_types: vec![],
+    };
+    p.client(&bad.to_frame(), &mut up).unwrap();
+    p.client(&flush_frame(), &mut up).unwrap();
+    server(&mut p, &[error("42P01")]);
+    assert_eq!(p.in_flight(), 0);
+    let mut up = BytesMut::new();
+    p.client(&query::to_frame("select 1"), &mut up).unwrap();
+    p.client(&sync_frame(), &mut up).unwrap();
+    // The Query is not sent (the server would ignore it); the Sync is.
+    assert_eq!(tags(&up), "S");
+    server(&mut p, &[rfq(TxStatus::Idle)]);
+    assert_eq!(p.in_flight(), 0, "queue in step with the server");
+    // A Sync or Flush with a body is malformed, not forwarded.
+    let mut up = BytesMut::new();
+    assert!(p.client(&f(b'H', b"x"), &mut up).is_err());
+    assert!(up.is_empty());
+}

@@ -52,6 +52,11 @@ pub enum UpstreamError {
     /// The database refused the login or sent an error.
     #[error("database refused the gateway's login: {0}")]
     Refused(String),
+    /// The database sent an error during login for a reason other than
+    /// the gateway's credential (a client setting it rejects, too many
+    /// connections, shutting down...): the client gets it as it is.
+    #[error("database refused the session: {} ({})", .0.message, .0.code)]
+    Server(ErrorFields),
     /// Unsupported authentication method.
     #[error("database asks for an unsupported authentication method ({0})")]
     Method(String),
@@ -232,10 +237,14 @@ async fn login(
             b'K' => key = BackendKey::decode(&frame.body)?,
             b'E' => {
                 let e = ErrorFields::decode(&frame.body)?;
-                return Err(UpstreamError::Refused(format!(
-                    "{} ({})",
-                    e.message, e.code
-                )));
+                // Credential problems stay the gateway's business.
+                if e.code.starts_with("28") {
+                    return Err(UpstreamError::Refused(format!(
+                        "{} ({})",
+                        e.message, e.code
+                    )));
+                }
+                return Err(UpstreamError::Server(e));
             }
             b'N' => {}
             b'Z' => {
