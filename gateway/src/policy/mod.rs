@@ -9,6 +9,7 @@ mod vm;
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -249,6 +250,9 @@ fn interpret(
 #[derive(Clone)]
 pub struct PolicyStore {
     current: Arc<RwLock<Arc<Bundle>>>,
+    /// Bumped on every swap, so holders of a bundle can check for a new
+    /// one with one atomic load.
+    generation: Arc<AtomicU64>,
     dir: PathBuf,
     query: String,
     use_vm: bool,
@@ -260,6 +264,7 @@ impl PolicyStore {
         let bundle = Bundle::load_with(dir, query, use_vm)?;
         Ok(Self {
             current: Arc::new(RwLock::new(Arc::new(bundle))),
+            generation: Arc::new(AtomicU64::new(1)),
             dir: dir.to_path_buf(),
             query: query.to_string(),
             use_vm,
@@ -272,6 +277,11 @@ impl PolicyStore {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The generation of the bundle in force (changes on every reload).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Reloads if the files changed. Returns `Ok(Some(hash))` after a
@@ -288,6 +298,7 @@ impl PolicyStore {
             Ok(mut g) => *g = Arc::new(bundle),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(bundle),
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(Some(new_hash))
     }
 

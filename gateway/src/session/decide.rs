@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 use super::Shared;
 use crate::identity::Identity;
 use crate::policy::input::{statement_value, InputBuilder, SessionInfo};
-use crate::policy::{Action, CacheMode, Decision};
+use crate::policy::{Action, Bundle, CacheMode, Decision};
 use crate::sql::{normalize, FactsCache, ParseSettings, StatementFacts};
 
 /// Entries kept per session before the cache is cleared.
@@ -29,6 +29,8 @@ pub struct Verdict {
 /// Decides statements for one session.
 pub struct Decider {
     shared: Arc<Shared>,
+    /// The bundle last seen and its store generation.
+    bundle: (u64, Arc<Bundle>),
     /// Builds the policy input; session-constant parts converted once.
     input: InputBuilder,
     user: String,
@@ -68,9 +70,11 @@ impl Decider {
             ),
             session_id,
         });
+        let bundle = (shared.policy.generation(), shared.policy.current());
         Self {
             shared,
             input: builder,
+            bundle,
             user: identity.display().to_string(),
             connection: connection.name.clone(),
             session_id: session_id.to_string(),
@@ -80,15 +84,27 @@ impl Decider {
         }
     }
 
+    /// The bundle in force, refreshed only when the store's generation
+    /// moved (one atomic load per statement otherwise).
+    fn bundle(&mut self) -> Arc<Bundle> {
+        let g = self.shared.policy.generation();
+        if g != self.bundle.0 {
+            // Read the generation first: a reload racing with this picks
+            // up the newer bundle next time.
+            self.bundle = (g, self.shared.policy.current());
+        }
+        self.bundle.1.clone()
+    }
+
     /// Whether the policy in force reads `session.in_transaction`.
-    pub fn policy_reads_tx(&self) -> bool {
-        self.shared.policy.current().reads_tx
+    pub fn policy_reads_tx(&mut self) -> bool {
+        self.bundle().reads_tx
     }
 
     /// A verdict the gateway reached without the policy (text it cannot
     /// read): logged and counted like any decision.
     pub fn refuse(&mut self, decision: Decision) -> Arc<Verdict> {
-        let bundle = self.shared.policy.current();
+        let bundle = self.bundle();
         self.shared.metrics.statement(decision.action);
         let v = Arc::new(Verdict {
             decision,
@@ -106,7 +122,7 @@ impl Decider {
         in_transaction: bool,
         settings: ParseSettings,
     ) -> Arc<Verdict> {
-        let bundle = self.shared.policy.current();
+        let bundle = self.bundle();
         let mode = if self.shared.config.policy.decision_cache {
             bundle.cache_mode.0
         } else {

@@ -49,6 +49,17 @@ pub enum Step {
     Terminate,
 }
 
+/// What the client gets for one backend message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Relay {
+    /// The message as the server sent it (relayed in bulk with its
+    /// neighbours).
+    Forward,
+    /// This message instead (a refusal in place of its stand-in's error, or
+    /// the client's own application_name).
+    Replace(Frame),
+}
+
 /// Server-reported state, as of the last message processed.
 struct Settled {
     tx: TxStatus,
@@ -344,9 +355,9 @@ impl Pipeline {
         Ok(Step::Continue)
     }
 
-    /// Handles one backend message (`raw`: the whole frame), appending what
-    /// the client gets to `client`.
-    pub fn server(&mut self, raw: &[u8], client: &mut BytesMut) -> Result<(), SessionError> {
+    /// Handles one backend message (`raw`: the whole frame) and says what
+    /// the client gets instead of it, if anything else.
+    pub fn server(&mut self, raw: &[u8]) -> Result<Relay, SessionError> {
         let msg = BackendMessage::decode(raw[0], &raw[5..])?;
         let front = self.inflight.front().map(|e| &e.expect);
         let stmt = match front {
@@ -363,25 +374,25 @@ impl Pipeline {
                 let (fatal, code) = error_summary(body);
                 if fatal {
                     self.closing = true;
-                    client.extend_from_slice(raw);
-                    return Ok(());
+
+                    return Ok(Relay::Forward);
                 }
                 if let Some(Expect::Refused { error, simple }) =
                     self.inflight.front().map(|e| &e.expect)
                 {
                     let simple = *simple;
+                    let mut relay = Relay::Forward;
                     if STAND_IN_CODES.contains(&&code) {
-                        error.to_frame().encode(client);
+                        relay = Relay::Replace(error.to_frame());
                     } else {
                         // The server refused it for its own reason
                         // (e.g. an aborted transaction): the client
                         // gets that, as it would directly.
-                        client.extend_from_slice(raw);
                     }
                     if !simple && !self.inflight.skip_to_sync() {
                         self.discarding = true;
                     }
-                    return Ok(());
+                    return Ok(relay);
                 }
                 // With no Sync queued, the server skips what comes next up
                 // to the client's Sync: so does the gateway.
@@ -412,8 +423,10 @@ impl Pipeline {
                     );
                 }
                 "application_name" if value == self.upstream_app => {
-                    param_status::to_frame(name, &self.client_app).encode(client);
-                    return Ok(());
+                    return Ok(Relay::Replace(param_status::to_frame(
+                        name,
+                        &self.client_app,
+                    )));
                 }
                 _ => {}
             },
@@ -436,8 +449,8 @@ impl Pipeline {
             }
             _ => {}
         }
-        client.extend_from_slice(raw);
-        Ok(())
+
+        Ok(Relay::Forward)
     }
 
     /// A response that completes an extended-protocol entry (a simple

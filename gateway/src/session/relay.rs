@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::pipeline::{Pipeline, Step};
+use super::pipeline::{Pipeline, Relay, Step};
 use super::startup::Ready;
 use super::{Control, SessionError, Shared};
 use crate::pg::{peek_frame, split_frame, CodecError, ErrorFields, Frame, Severity};
@@ -205,13 +205,15 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
     );
 }
 
-/// Feeds every complete backend frame in `buf` to the pipeline.
+/// Feeds every complete backend frame in `buf` to the pipeline; frames
+/// relayed unchanged are copied to `out` in runs, not one by one.
 fn server_frames(
     buf: &mut BytesMut,
     pipeline: &mut Pipeline,
     out: &mut BytesMut,
 ) -> Result<(), End> {
     let mut pos = 0;
+    let mut run = 0;
     while let Some((_, total)) = peek_frame(&buf[pos..], MAX_BACKEND_MESSAGE)
         .map_err(|e| End::Error("database", e.into()))?
     {
@@ -220,14 +222,23 @@ fn server_frames(
             buf.reserve((end - buf.len()).min(crate::pg::READ_CHUNK));
             break;
         }
-        pipeline
-            .server(&buf[pos..end], out)
-            .map_err(|e| End::Error("database", e))?;
+        match pipeline
+            .server(&buf[pos..end])
+            .map_err(|e| End::Error("database", e))?
+        {
+            Relay::Forward => {}
+            Relay::Replace(frame) => {
+                out.extend_from_slice(&buf[run..pos]);
+                frame.encode(out);
+                run = end;
+            }
+        }
         pos = end;
         if pipeline.closing() {
             break;
         }
     }
+    out.extend_from_slice(&buf[run..pos]);
     buf.advance(pos);
     Ok(())
 }

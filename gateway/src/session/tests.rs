@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::cancel::CancelRegistry;
 use super::decide::Decider;
-use super::pipeline::{Pipeline, Step};
+use super::pipeline::{Pipeline, Relay, Step};
 use super::startup::Ready;
 use super::upstream::Upstream;
 use super::Shared;
@@ -85,7 +85,10 @@ fn tags(buf: &BytesMut) -> String {
 fn server(p: &mut Pipeline, msgs: &[Frame]) -> BytesMut {
     let mut out = BytesMut::new();
     for m in msgs {
-        p.server(&m.to_bytes(), &mut out).unwrap();
+        match p.server(&m.to_bytes()).unwrap() {
+            Relay::Forward => m.encode(&mut out),
+            Relay::Replace(f) => f.encode(&mut out),
+        }
     }
     out
 }
