@@ -109,34 +109,35 @@ fn terminated_backend_gives_psycopg_the_servers_error() {
     assert_eq!(out["closed"], true, "{out}");
 }
 
+/// psql through the gateway with `PGOPTIONS` set: (success, stdout,
+/// stderr).
+fn psql_with_options(options: &str, sql: &str) -> (bool, String, String) {
+    let out = psql_cmd(gateway(), ALICE, &idp().token("alice"), "app")
+        .env("PGOPTIONS", options)
+        .args(["-Atc", sql])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 /// A startup parameter the policy refuses ends the session with FATAL
 /// 42501 and the policy's reason; one it allows takes effect.
 #[test]
 fn startup_parameters_are_decided() {
-    let token = idp().token("alice");
-    let out = psql_cmd(gateway(), ALICE, &token, "app")
-        .env("PGOPTIONS", "-c statement_timeout=1234")
-        .args(["-Atc", "show statement_timeout"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1234ms");
-    let out = psql_cmd(gateway(), ALICE, &token, "app")
-        .env("PGOPTIONS", "-c session_authorization=postgres")
-        .args(["-Atc", "select 1"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, out, err) = psql_with_options("-c statement_timeout=1234", "show statement_timeout");
+    assert!(ok, "{err}");
+    assert_eq!(out, "1234ms");
+    let (ok, _, err) = psql_with_options("-c session_authorization=postgres", "select 1");
+    assert!(!ok);
     assert!(
         err.contains("FATAL:  portcullis: startup setting session_authorization=postgres denied"),
         "{err}"
     );
-    let out = psql_cmd(gateway(), ALICE, &token, "app")
-        .env("PGOPTIONS", "-d 5")
-        .args(["-Atc", "select 1"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (_, _, err) = psql_with_options("-d 5", "select 1");
     assert!(
         err.contains("option -d is not supported through the gateway"),
         "{err}"
@@ -212,16 +213,54 @@ fn jdbc_sees_the_real_session() {
 /// server's own error (and SQLSTATE), as without the gateway.
 #[test]
 fn a_setting_the_server_rejects_keeps_its_sqlstate() {
-    let out = psql_cmd(gateway(), ALICE, &idp().token("alice"), "app")
-        .env("PGOPTIONS", "-c statement_timeout=soon")
-        .args(["-Atc", "select 1"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, _, err) = psql_with_options("-c statement_timeout=soon", "select 1");
+    assert!(!ok);
     assert!(
         err.contains("FATAL:  invalid value for parameter \"statement_timeout\": \"soon\""),
         "{err}"
     );
     assert!(!err.contains("refused"), "{err}");
+}
+
+/// psql in LATIN9 (startup) and SJIS (`\encoding` mid-session), with
+/// non-ASCII identifiers and literals: the text reaches the server and
+/// comes back in the client's encoding.
+#[test]
+fn psql_in_latin9_and_sjis() {
+    let dir = portcullis_e2e::temp_dir("enc");
+    let latin9 = dir.join("latin9.sql");
+    // 'prix: 5 €' AS "Café" in LATIN9 (€ = 0xA4, é = 0xE9).
+    std::fs::write(&latin9, b"select 'prix: 5 \xa4' as \"Caf\xe9\";\n").unwrap();
+    let out = psql_cmd(gateway(), ALICE, &idp().token("alice"), "app")
+        .env("PGCLIENTENCODING", "LATIN9")
+        .args(["-At", "-f"])
+        .arg(&latin9)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"prix: 5 \xa4\n");
+    let sjis = dir.join("sjis.sql");
+    // \encoding SJIS, then '表示' (0x95 0x5c 0x8e 0xa6): the first
+    // character's second byte is a backslash.
+    std::fs::write(
+        &sjis,
+        b"\\encoding SJIS\nselect '\x95\x5c\x8e\xa6' as \"\x97\xf1\";\n",
+    )
+    .unwrap();
+    let out = psql_cmd(gateway(), ALICE, &idp().token("alice"), "app")
+        .args(["-At", "-f"])
+        .arg(&sjis)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"\x95\x5c\x8e\xa6\n");
+    std::fs::remove_dir_all(dir).ok();
 }
