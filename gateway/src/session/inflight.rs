@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::registry::{Effect, Statement};
+use super::registry::{Effect, Statement, Undo};
 use crate::pg::ErrorFields;
 
 /// What one forwarded message expects back.
@@ -23,17 +23,20 @@ pub enum Expect {
         error: ErrorFields,
         /// Query stand-in (true) or Parse stand-in (false).
         simple: bool,
+        /// A Parse stand-in for the unnamed statement (which the server
+        /// drops when the stand-in fails).
+        unnamed: bool,
     },
-    /// ParseComplete.
-    Parse,
-    /// BindComplete.
-    Bind,
+    /// ParseComplete (with how to undo the registry change).
+    Parse(Undo),
+    /// BindComplete (with how to undo the registry change).
+    Bind(Undo),
     /// [ParameterDescription] RowDescription | NoData.
     Describe,
     /// Rows, then CommandComplete | EmptyQueryResponse | PortalSuspended.
     Execute(Option<Arc<Statement>>),
-    /// CloseComplete.
-    Close,
+    /// CloseComplete (with how to undo the registry change).
+    Close(Undo),
     /// ReadyForQuery.
     Sync,
 }
@@ -51,11 +54,11 @@ impl Expect {
     pub fn extended(&self) -> bool {
         matches!(
             self,
-            Self::Parse
-                | Self::Bind
+            Self::Parse(_)
+                | Self::Bind(_)
                 | Self::Describe
                 | Self::Execute(_)
-                | Self::Close
+                | Self::Close(_)
                 | Self::Refused { simple: false, .. }
         )
     }
@@ -126,15 +129,18 @@ impl InFlight {
     /// message until Sync, so their entries go. Returns false when no Sync
     /// is queued: the server then also skips what the client sends next,
     /// up to its next Sync.
-    pub fn skip_to_sync(&mut self) -> bool {
+    pub fn skip_to_sync(&mut self) -> (bool, Vec<Expect>) {
+        let mut skipped = Vec::new();
         while self
             .queue
             .front()
             .is_some_and(|e| !matches!(e.expect, Expect::Sync))
         {
-            self.pop();
+            if let Some(e) = self.pop() {
+                skipped.push(e.expect);
+            }
         }
-        !self.queue.is_empty()
+        (!self.queue.is_empty(), skipped)
     }
 
     /// The server entered COPY IN for the front entry: it ignores Sync
@@ -206,17 +212,26 @@ mod tests {
             tx: Some(true),
             settings: false,
         };
-        q.push(Expect::Parse, Effect::default());
-        q.push(Expect::Bind, Effect::default());
+        q.push(
+            Expect::Parse(Undo::Statement(Box::default(), None)),
+            Effect::default(),
+        );
+        q.push(
+            Expect::Bind(Undo::Portal(Box::default(), None)),
+            Effect::default(),
+        );
         q.push(Expect::Execute(None), begin);
         assert_eq!(q.predicted_tx(), Some(true));
         assert!(!q.tx_unsettled(), "no Sync forwarded yet");
         q.push(Expect::Sync, Effect::default());
         assert!(q.tx_unsettled());
-        q.push(Expect::Parse, Effect::default());
+        q.push(
+            Expect::Parse(Undo::Statement(Box::default(), None)),
+            Effect::default(),
+        );
         q.push(Expect::Sync, Effect::default());
         q.pop();
-        q.skip_to_sync();
+        assert_eq!(q.skip_to_sync().1.len(), 2);
         assert!(matches!(q.front().map(|e| &e.expect), Some(Expect::Sync)));
         q.ready();
         assert!(!q.tx_unsettled());

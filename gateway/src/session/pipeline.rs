@@ -233,6 +233,7 @@ impl Pipeline {
             Expect::Refused {
                 error,
                 simple: true,
+                unnamed: false,
             },
             Effect::UNKNOWN,
         );
@@ -265,8 +266,8 @@ impl Pipeline {
                         Some(e) => Some(e),
                         None => {
                             frame.encode(up);
-                            self.registry.prepare(p.name, stmt);
-                            self.inflight.push(Expect::Parse, Effect::default());
+                            let undo = self.registry.prepare(p.name, stmt);
+                            self.inflight.push(Expect::Parse(undo), Effect::default());
                             None
                         }
                     },
@@ -281,11 +282,11 @@ impl Pipeline {
                         param_types: Vec::new(),
                     };
                     stand_in.to_frame().encode(up);
-                    self.registry.forget_statement(p.name);
                     self.inflight.push(
                         Expect::Refused {
                             error,
                             simple: false,
+                            unnamed: p.name.is_empty(),
                         },
                         Effect::UNKNOWN,
                     );
@@ -293,9 +294,9 @@ impl Pipeline {
                 }
             }
             FrontendMessage::Bind(b) => {
-                self.registry.bind(b.portal, b.statement);
+                let undo = self.registry.bind(b.portal, b.statement);
                 frame.encode(up);
-                self.inflight.push(Expect::Bind, Effect::default());
+                self.inflight.push(Expect::Bind(undo), Effect::default());
             }
             FrontendMessage::Describe { .. } => {
                 frame.encode(up);
@@ -308,9 +309,9 @@ impl Pipeline {
                 self.inflight.push(Expect::Execute(stmt), effect);
             }
             FrontendMessage::Close { kind, name } => {
-                self.registry.close(kind, name);
+                let undo = self.registry.close(kind, name);
                 frame.encode(up);
-                self.inflight.push(Expect::Close, Effect::default());
+                self.inflight.push(Expect::Close(undo), Effect::default());
             }
             FrontendMessage::Sync => {
                 self.discarding = false;
@@ -336,6 +337,7 @@ impl Pipeline {
                             "portcullis: statement denied: fast-path function calls are not allowed through the gateway",
                         ),
                         simple: true,
+                        unnamed: false,
                     },
                     Effect::UNKNOWN,
                 );
@@ -377,30 +379,34 @@ impl Pipeline {
 
                     return Ok(Relay::Forward);
                 }
-                if let Some(Expect::Refused { error, simple }) =
+                let mut relay = Relay::Forward;
+                // A stand-in's own error becomes the refusal; an error the
+                // server gives for its own reason (e.g. an aborted
+                // transaction) reaches the client as it would directly.
+                if let Some(Expect::Refused { error, .. }) =
                     self.inflight.front().map(|e| &e.expect)
                 {
-                    let simple = *simple;
-                    let mut relay = Relay::Forward;
                     if STAND_IN_CODES.contains(&&code) {
                         relay = Relay::Replace(error.to_frame());
-                    } else {
-                        // The server refused it for its own reason
-                        // (e.g. an aborted transaction): the client
-                        // gets that, as it would directly.
                     }
-                    if !simple && !self.inflight.skip_to_sync() {
+                }
+                if self.inflight.front().is_some_and(|e| e.expect.extended()) {
+                    if let Some(e) = self.inflight.pop() {
+                        self.failed(e.expect);
+                    }
+                    // The server skips the rest up to Sync: undo what those
+                    // messages did to the registry, latest first. With no
+                    // Sync queued it also skips what the client sends next
+                    // up to its Sync: so does the gateway.
+                    let (has_sync, skipped) = self.inflight.skip_to_sync();
+                    for e in skipped.into_iter().rev() {
+                        self.not_run(e);
+                    }
+                    if !has_sync {
                         self.discarding = true;
                     }
-                    return Ok(relay);
                 }
-                // With no Sync queued, the server skips what comes next up
-                // to the client's Sync: so does the gateway.
-                if self.inflight.front().is_some_and(|e| e.expect.extended())
-                    && !self.inflight.skip_to_sync()
-                {
-                    self.discarding = true;
-                }
+                return Ok(relay);
             }
             BackendMessage::ReadyForQuery(status) => {
                 self.settled.tx = status;
@@ -453,6 +459,22 @@ impl Pipeline {
         Ok(Relay::Forward)
     }
 
+    /// An extended-protocol message the server ran failed.
+    fn failed(&mut self, e: Expect) {
+        match e {
+            Expect::Parse(u) | Expect::Bind(u) => self.registry.failed(u),
+            Expect::Refused { unnamed: true, .. } => self.registry.forget_statement(b""),
+            _ => {}
+        }
+    }
+
+    /// A message the server skipped.
+    fn not_run(&mut self, e: Expect) {
+        if let Expect::Parse(u) | Expect::Bind(u) | Expect::Close(u) = e {
+            self.registry.undo(u);
+        }
+    }
+
     /// A response that completes an extended-protocol entry (a simple
     /// Query's results end only at ReadyForQuery).
     fn pop_unless_query(&mut self) {
@@ -463,6 +485,11 @@ impl Pipeline {
         {
             self.inflight.pop();
         }
+    }
+
+    /// The statement a name means now (for tests).
+    pub fn statement(&self, name: &[u8]) -> Option<Arc<Statement>> {
+        self.registry.statement(name)
     }
 
     /// Prepared statements known (for tests and metrics).

@@ -68,7 +68,19 @@ impl Effect {
     }
 }
 
-/// Named (and unnamed) prepared statements and portals.
+/// How to put a name back as it was, for a message the server did not
+/// carry out (it failed, or the server skipped it after an error).
+#[derive(Debug)]
+pub enum Undo {
+    /// A statement name and what it meant before.
+    Statement(Box<[u8]>, Option<Arc<Statement>>),
+    /// A portal name and what it meant before.
+    Portal(Box<[u8]>, Option<Arc<Statement>>),
+}
+
+/// Named (and unnamed) prepared statements and portals. Changes are made
+/// when a message is forwarded (so pipelined messages resolve names as the
+/// server will) and undone if the server does not carry the message out.
 #[derive(Default)]
 pub struct Registry {
     statements: HashMap<Box<[u8]>, Arc<Statement>>,
@@ -77,13 +89,44 @@ pub struct Registry {
 
 impl Registry {
     /// A Parse was forwarded: `name` now means `stmt`.
-    pub fn prepare(&mut self, name: &[u8], stmt: Arc<Statement>) {
-        self.statements.insert(name.into(), stmt);
+    pub fn prepare(&mut self, name: &[u8], stmt: Arc<Statement>) -> Undo {
+        let before = self.statements.insert(name.into(), stmt);
+        Undo::Statement(name.into(), before)
     }
 
-    /// A Parse of `name` was refused: the name means nothing now.
+    /// The statement name means nothing now (the unnamed statement after a
+    /// failed Parse: the server drops it before parsing).
     pub fn forget_statement(&mut self, name: &[u8]) {
         self.statements.remove(name);
+    }
+
+    /// Puts a name back as it was before a message the server skipped.
+    pub fn undo(&mut self, u: Undo) {
+        let (map, name, before) = match u {
+            Undo::Statement(n, b) => (&mut self.statements, n, b),
+            Undo::Portal(n, b) => (&mut self.portals, n, b),
+        };
+        match before {
+            Some(s) => {
+                map.insert(name, s);
+            }
+            None => {
+                map.remove(&name);
+            }
+        }
+    }
+
+    /// A message the server ran failed: a named statement or portal keeps
+    /// what it meant before; an unnamed one is gone (the server drops it
+    /// first).
+    pub fn failed(&mut self, u: Undo) {
+        match &u {
+            Undo::Statement(n, _) if n.is_empty() => self.forget_statement(b""),
+            Undo::Portal(n, _) if n.is_empty() => {
+                self.portals.remove(&b""[..]);
+            }
+            _ => self.undo(u),
+        }
     }
 
     /// The statement a name means.
@@ -92,15 +135,12 @@ impl Registry {
     }
 
     /// A Bind was forwarded.
-    pub fn bind(&mut self, portal: &[u8], statement: &[u8]) {
-        match self.statements.get(statement) {
-            Some(s) => {
-                self.portals.insert(portal.into(), s.clone());
-            }
-            None => {
-                self.portals.remove(portal);
-            }
-        }
+    pub fn bind(&mut self, portal: &[u8], statement: &[u8]) -> Undo {
+        let before = match self.statements.get(statement) {
+            Some(s) => self.portals.insert(portal.into(), s.clone()),
+            None => self.portals.remove(portal),
+        };
+        Undo::Portal(portal.into(), before)
     }
 
     /// The statement behind a portal.
@@ -109,11 +149,11 @@ impl Registry {
     }
 
     /// A Close was forwarded.
-    pub fn close(&mut self, kind: u8, name: &[u8]) {
+    pub fn close(&mut self, kind: u8, name: &[u8]) -> Undo {
         if kind == b'S' {
-            self.statements.remove(name);
+            Undo::Statement(name.into(), self.statements.remove(name))
         } else {
-            self.portals.remove(name);
+            Undo::Portal(name.into(), self.portals.remove(name))
         }
     }
 

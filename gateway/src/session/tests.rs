@@ -543,3 +543,42 @@ fn server_skipping_to_sync_keeps_the_queue_in_step() {
     assert!(p.client(&f(b'H', b"x"), &mut up).is_err());
     assert!(up.is_empty());
 }
+
+/// What runs upstream is what the registry says: a re-Parse of an existing
+/// name fails on the server (the old statement stays), a skipped Parse
+/// changes nothing, a failed unnamed Parse drops the unnamed statement.
+#[test]
+fn registry_follows_what_the_server_did() {
+    let sh = shared();
+    let mut p = pipeline(&sh);
+    let mut up = BytesMut::new();
+    let parse = |name: &'static [u8], sql: &'static [u8]| {
+        Parse {
+            name,
+            sql,
+            param_types: vec![],
+        }
+        .to_frame()
+    };
+    p.client(&parse(b"s1", b"select 1"), &mut up).unwrap();
+    p.client(&sync_frame(), &mut up).unwrap();
+    server(&mut p, &[f(b'1', b""), rfq(TxStatus::Idle)]);
+    // Re-Parse of s1 fails (already exists); the Parse of s2 behind it is
+    // skipped by the server.
+    p.client(&parse(b"s1", b"select 2"), &mut up).unwrap();
+    p.client(&parse(b"s2", b"select 3"), &mut up).unwrap();
+    p.client(&sync_frame(), &mut up).unwrap();
+    assert_eq!(&*p.statement(b"s1").unwrap().text, "select 2");
+    server(&mut p, &[error("42P05"), rfq(TxStatus::Idle)]);
+    assert_eq!(&*p.statement(b"s1").unwrap().text, "select 1");
+    assert!(p.statement(b"s2").is_none());
+    // A failed unnamed Parse drops the unnamed statement, as the server does.
+    p.client(&parse(b"", b"select 4"), &mut up).unwrap();
+    p.client(&sync_frame(), &mut up).unwrap();
+    server(&mut p, &[f(b'1', b""), rfq(TxStatus::Idle)]);
+    p.client(&parse(b"", b"select 5"), &mut up).unwrap();
+    p.client(&sync_frame(), &mut up).unwrap();
+    server(&mut p, &[error("42601"), rfq(TxStatus::Idle)]);
+    assert!(p.statement(b"").is_none());
+    assert_eq!(p.in_flight(), 0);
+}
