@@ -26,6 +26,8 @@ chmod 755 "$work"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # pgbouncer runs under runuser: stop it by its own command line.
+  pkill -f "pgbouncer $work/pgbouncer.ini" 2>/dev/null || true
   as_pg "$pgbin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$work"
 }
