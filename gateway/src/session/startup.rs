@@ -316,11 +316,7 @@ async fn authenticate(
     let app = StartupPacket::param(params, "application_name")
         .unwrap_or_default()
         .to_string();
-    let mut upstream_app = format!("portcullis:{}", identity.display());
-    if !app.is_empty() {
-        upstream_app = format!("{app} ({upstream_app})");
-    }
-    truncate_utf8(&mut upstream_app, 63);
+    let upstream_app = upstream_application_name(&app, identity.display());
     let session_id = uuid::Uuid::now_v7().to_string();
     let mut decider = Decider::new(
         shared.clone(),
@@ -422,6 +418,26 @@ fn decide_settings(
     Ok(settings)
 }
 
+/// Longest `application_name` Postgres keeps (NAMEDATALEN - 1).
+const MAX_APPLICATION_NAME: usize = 63;
+
+/// `<app> (portcullis:<user>)`: the client's part is cut so the user
+/// suffix always fits (`pg_stat_activity` must show who it is).
+fn upstream_application_name(app: &str, user: &str) -> String {
+    let mut suffix = format!("portcullis:{user}");
+    truncate_utf8(&mut suffix, MAX_APPLICATION_NAME);
+    if app.is_empty() {
+        return suffix;
+    }
+    let room = MAX_APPLICATION_NAME.saturating_sub(suffix.len() + 3);
+    if room == 0 {
+        return suffix;
+    }
+    let mut app = app.to_string();
+    truncate_utf8(&mut app, room);
+    format!("{app} ({suffix})")
+}
+
 fn truncate_utf8(s: &mut String, max: usize) {
     if s.len() > max {
         let mut cut = max;
@@ -437,5 +453,31 @@ async fn forward_cancel(shared: &Arc<Shared>, key: BackendKey) {
         tracing::info!("cancel request delivered to its session");
     } else {
         tracing::info!("cancel request with unknown key ignored");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upstream_application_name as name;
+
+    #[test]
+    fn the_user_suffix_always_fits() {
+        assert_eq!(
+            name("psql", "alice@example.com"),
+            "psql (portcullis:alice@example.com)"
+        );
+        assert_eq!(
+            name("", "alice@example.com"),
+            "portcullis:alice@example.com"
+        );
+        let long = "x".repeat(200);
+        let n = name(&long, "alice@example.com");
+        assert!(n.len() <= 63, "{n}");
+        assert!(n.ends_with(" (portcullis:alice@example.com)"), "{n}");
+        let n = name("ééééééééééééééééééééééééééééééé", "alice@example.com");
+        assert!(
+            n.len() <= 63 && n.ends_with("(portcullis:alice@example.com)"),
+            "{n}"
+        );
     }
 }
