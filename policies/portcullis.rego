@@ -48,7 +48,7 @@ deny contains msg if {
 
 no_where_verb := upper(stmt.kind) if stmt.kind in {"update", "delete"}
 
-else := "UPDATE/DELETE (inside a CTE, PREPARE or EXPLAIN ANALYZE)"
+else := "UPDATE/DELETE (inside a CTE, PREPARE or EXPLAIN)"
 
 deny contains "you are not in a group allowed to use this gateway" if {
 	not is_reader

@@ -108,7 +108,7 @@ test_nested_delete_without_where_denied if {
 		"flags": ["bulk_write", "no_where", "write_in_cte"],
 	})
 	d.action == "deny"
-	d.reasons == ["UPDATE/DELETE (inside a CTE, PREPARE or EXPLAIN ANALYZE) without WHERE on public.users"]
+	d.reasons == ["UPDATE/DELETE (inside a CTE, PREPARE or EXPLAIN) without WHERE on public.users"]
 }
 
 test_procedure_call_needs_approval if {

@@ -40,7 +40,7 @@ fn select_then_denied_then_select_again() {
     );
     assert!(
         r.stderr
-            .contains("(inside a CTE, PREPARE or EXPLAIN ANALYZE) without WHERE on public.items"),
+            .contains("(inside a CTE, PREPARE or EXPLAIN) without WHERE on public.items"),
         "{}",
         r.all()
     );
@@ -321,4 +321,30 @@ fn upstream_tls_require_and_verify_full() {
     );
     assert!(!r.ok);
     assert!(r.stderr.contains("TLS to database"), "{}", r.all());
+}
+
+/// Plain EXPLAIN carries the inner statement's facts: a reader cannot
+/// EXPLAIN a statement that calls a writing function (the planner may run
+/// functions), while EXPLAIN of a plain SELECT works.
+#[test]
+fn explain_carries_the_inner_statements_facts() {
+    let bob = idp().token("bob");
+    let r = psql(
+        gateway(),
+        "bob@example.com",
+        &bob,
+        &[
+            "-c",
+            "explain select nextval('notes_id_seq')",
+            "-c",
+            "explain select * from items",
+        ],
+    );
+    assert!(
+        r.stderr
+            .contains("read-only access: explain is not a read-only statement"),
+        "{}",
+        r.all()
+    );
+    assert!(r.stdout.contains("Seq Scan on items"), "{}", r.all());
 }

@@ -423,15 +423,13 @@ fn explain(w: &mut Walker, body: &Value) {
         w.flags.insert("unknown_kind");
         return;
     };
-    if analyze {
-        w.flags.insert("explain_analyze");
-        w.statement(inner, inner_body, inner_kind.class);
+    // Plain EXPLAIN runs no rows, but the planner evaluates STABLE and
+    // IMMUTABLE functions (and a function mislabelled as such can write):
+    // both carry the inner statement's facts, read_only and flags.
+    w.flags.insert(if analyze {
+        "explain_analyze"
     } else {
-        let mut sub = Walker::new();
-        sub.statement(inner, inner_body, inner_kind.class);
-        for (k, _) in sub.tables {
-            w.tables.insert(k, Access::Read);
-        }
-        w.functions.extend(sub.functions);
-    }
+        "explain"
+    });
+    w.statement(inner, inner_body, inner_kind.class);
 }
