@@ -264,3 +264,28 @@ fn psql_in_latin9_and_sjis() {
     assert_eq!(out.stdout, b"\x95\x5c\x8e\xa6\n");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A client that renames itself mid-session still shows the real user in
+/// `pg_stat_activity`.
+#[test]
+fn renaming_the_application_keeps_the_user_visible() {
+    let r = portcullis_e2e::clients::psql(
+        gateway(),
+        ALICE,
+        &idp().token("alice"),
+        &[
+            "-At",
+            "-c",
+            "set application_name = 'renamed by client'",
+            "-c",
+            "select application_name from pg_stat_activity where pid = pg_backend_pid()",
+        ],
+    );
+    assert!(r.ok, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("renamed by client (portcullis:alice@example.com)"),
+        "{}",
+        r.all()
+    );
+}

@@ -39,6 +39,9 @@ pub enum Expect {
     Close(Undo),
     /// ReadyForQuery.
     Sync,
+    /// A Query the gateway sent on its own account (keeping the user in
+    /// `application_name`): its answers, up to ReadyForQuery, are dropped.
+    Internal,
 }
 
 impl Expect {
@@ -46,7 +49,7 @@ impl Expect {
     pub fn ends_at_ready(&self) -> bool {
         matches!(
             self,
-            Self::Query(_) | Self::Sync | Self::Refused { simple: true, .. }
+            Self::Query(_) | Self::Sync | Self::Internal | Self::Refused { simple: true, .. }
         )
     }
 

@@ -113,6 +113,26 @@ impl SessionError {
     }
 }
 
+/// Longest `application_name` Postgres keeps (NAMEDATALEN - 1).
+const MAX_APPLICATION_NAME: usize = 63;
+
+/// `<app> (portcullis:<user>)`: the client's part is cut so the user
+/// suffix always fits (`pg_stat_activity` must show who it is).
+pub(crate) fn upstream_application_name(app: &str, user: &str) -> String {
+    let mut suffix = format!("portcullis:{user}");
+    startup::truncate_utf8(&mut suffix, MAX_APPLICATION_NAME);
+    if app.is_empty() {
+        return suffix;
+    }
+    let room = MAX_APPLICATION_NAME.saturating_sub(suffix.len() + 3);
+    if room == 0 {
+        return suffix;
+    }
+    let mut app = app.to_string();
+    startup::truncate_utf8(&mut app, room);
+    format!("{app} ({suffix})")
+}
+
 /// Serves one client connection to completion.
 pub async fn handle(tcp: TcpStream, peer: SocketAddr, local: SocketAddr, shared: Arc<Shared>) {
     let _ = tcp.set_nodelay(true);

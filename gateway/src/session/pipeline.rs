@@ -58,6 +58,8 @@ pub enum Relay {
     /// This message instead (a refusal in place of its stand-in's error, or
     /// the client's own application_name).
     Replace(Frame),
+    /// Nothing (an answer to the gateway's own message).
+    Drop,
 }
 
 /// Server-reported state, as of the last message processed.
@@ -80,9 +82,16 @@ pub struct Pipeline {
     /// Dropping client messages until Sync after a refused Parse, as the
     /// server skips after an error.
     discarding: bool,
-    /// application_name as the client set it, and as sent upstream.
-    client_app: String,
-    upstream_app: String,
+    /// application_name as sent upstream → as the client set it (the
+    /// latest few, newest last).
+    app_names: Vec<(String, String)>,
+    /// The user shown in `application_name` upstream.
+    user: String,
+    /// The client changed application_name: restore the user suffix at
+    /// the next idle point.
+    app_dirty: bool,
+    /// Messages the gateway sends upstream on its own account.
+    inject: BytesMut,
     /// The server sent FATAL: relay it and close.
     closing: bool,
 }
@@ -94,6 +103,7 @@ impl Pipeline {
         params: &[(String, String)],
         client_app: String,
         upstream_app: String,
+        user: &str,
     ) -> Self {
         let get = |n: &str| {
             params
@@ -119,8 +129,10 @@ impl Pipeline {
                 decoder,
             },
             discarding: false,
-            client_app,
-            upstream_app,
+            app_names: vec![(upstream_app, client_app)],
+            user: user.to_string(),
+            app_dirty: false,
+            inject: BytesMut::new(),
             closing: false,
         }
     }
@@ -143,11 +155,12 @@ impl Pipeline {
     /// Rewrites a login ParameterStatus for the client (its own
     /// application_name).
     pub fn client_param<'a>(&'a self, name: &str, value: &'a str) -> &'a str {
-        if name == "application_name" && value == self.upstream_app {
-            &self.client_app
-        } else {
-            value
+        if name == "application_name" {
+            if let Some((_, client)) = self.app_names.iter().rev().find(|(u, _)| u == value) {
+                return client;
+            }
         }
+        value
     }
 
     /// Decides a statement text. `Err(None)`: wait; `Err(Some(e))`: refuse
@@ -361,6 +374,28 @@ impl Pipeline {
     /// the client gets instead of it, if anything else.
     pub fn server(&mut self, raw: &[u8]) -> Result<Relay, SessionError> {
         let msg = BackendMessage::decode(raw[0], &raw[5..])?;
+        if matches!(
+            self.inflight.front().map(|e| &e.expect),
+            Some(Expect::Internal)
+        ) {
+            match msg {
+                BackendMessage::ErrorResponse(body) if error_summary(body).0 => {
+                    self.closing = true;
+                    return Ok(Relay::Forward);
+                }
+                BackendMessage::ReadyForQuery(status) => {
+                    self.settled.tx = status;
+                    self.inflight.ready();
+                }
+                BackendMessage::ErrorResponse(body) => {
+                    let e = crate::pg::backend::error_fields(body).ok();
+                    tracing::warn!(error = ?e.map(|e| e.message), "could not restore the user in application_name");
+                }
+                // Its ParameterStatus is the name the gateway set.
+                _ => {}
+            }
+            return Ok(Relay::Drop);
+        }
         let front = self.inflight.front().map(|e| &e.expect);
         let stmt = match front {
             Some(Expect::Query(s)) => Some(s.as_ref()),
@@ -414,6 +449,9 @@ impl Pipeline {
                     self.registry.end_transaction();
                 }
                 self.inflight.ready();
+                if self.app_dirty && status == TxStatus::Idle && self.inflight.is_empty() {
+                    self.restore_user_in_app_name();
+                }
             }
             BackendMessage::ParameterStatus { name, value } => match name {
                 "standard_conforming_strings" => self.settled.std_strings_off = value == "off",
@@ -428,11 +466,19 @@ impl Pipeline {
                         &self.settled.server_encoding,
                     );
                 }
-                "application_name" if value == self.upstream_app => {
-                    return Ok(Relay::Replace(param_status::to_frame(
-                        name,
-                        &self.client_app,
-                    )));
+                "application_name" => {
+                    if let Some((_, client)) = self.app_names.iter().rev().find(|(u, _)| u == value)
+                    {
+                        return Ok(Relay::Replace(param_status::to_frame(name, client)));
+                    }
+                    // The client set its own name: it sees it as it is;
+                    // upstream gets the user suffix back when idle.
+                    let upstream = super::upstream_application_name(value, &self.user);
+                    if self.app_names.len() >= 8 {
+                        self.app_names.remove(0);
+                    }
+                    self.app_names.push((upstream, value.to_string()));
+                    self.app_dirty = true;
                 }
                 _ => {}
             },
@@ -457,6 +503,23 @@ impl Pipeline {
         }
 
         Ok(Relay::Forward)
+    }
+
+    /// Sends `SET application_name` with the user suffix upstream (the
+    /// pipeline is idle: nothing else is in flight, no transaction block).
+    fn restore_user_in_app_name(&mut self) {
+        self.app_dirty = false;
+        let Some((upstream, _)) = self.app_names.last() else {
+            return;
+        };
+        let sql = format!("SET application_name TO '{}'", upstream.replace('\'', "''"));
+        query::to_frame(&sql).encode(&mut self.inject);
+        self.inflight.push(Expect::Internal, Effect::default());
+    }
+
+    /// What the gateway sends upstream on its own account, if anything.
+    pub fn take_injected(&mut self) -> Option<BytesMut> {
+        (!self.inject.is_empty()).then(|| self.inject.split())
     }
 
     /// An extended-protocol message the server ran failed.

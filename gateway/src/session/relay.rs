@@ -108,6 +108,9 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
                 Ok(0) => end = Some(End::Server),
                 Ok(_) => {
                     end = server_frames(&mut ubuf, &mut pipeline, &mut to_client).err();
+                    if let Some(own) = pipeline.take_injected() {
+                        to_up.extend_from_slice(&own);
+                    }
                     if end.is_none() {
                         if let Some(f) = waiting.take() {
                             end = client_frames(Some(f), &mut cbuf, max, &mut pipeline, &mut to_up, &mut waiting, &mut terminated).err();
@@ -230,6 +233,10 @@ fn server_frames(
             Relay::Replace(frame) => {
                 out.extend_from_slice(&buf[run..pos]);
                 frame.encode(out);
+                run = end;
+            }
+            Relay::Drop => {
+                out.extend_from_slice(&buf[run..pos]);
                 run = end;
             }
         }

@@ -316,7 +316,7 @@ async fn authenticate(
     let app = StartupPacket::param(params, "application_name")
         .unwrap_or_default()
         .to_string();
-    let upstream_app = upstream_application_name(&app, identity.display());
+    let upstream_app = super::upstream_application_name(&app, identity.display());
     let session_id = uuid::Uuid::now_v7().to_string();
     let mut decider = Decider::new(
         shared.clone(),
@@ -337,7 +337,7 @@ async fn authenticate(
         .filter_map(|f| param_status::decode(&f.body).ok())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let pipeline = Pipeline::new(decider, &login, app, upstream_app);
+    let pipeline = Pipeline::new(decider, &login, app, upstream_app, identity.display());
     let mut out = BytesMut::new();
     AuthRequest::Ok.to_frame().encode(&mut out);
     for (name, value) in &login {
@@ -418,27 +418,7 @@ fn decide_settings(
     Ok(settings)
 }
 
-/// Longest `application_name` Postgres keeps (NAMEDATALEN - 1).
-const MAX_APPLICATION_NAME: usize = 63;
-
-/// `<app> (portcullis:<user>)`: the client's part is cut so the user
-/// suffix always fits (`pg_stat_activity` must show who it is).
-fn upstream_application_name(app: &str, user: &str) -> String {
-    let mut suffix = format!("portcullis:{user}");
-    truncate_utf8(&mut suffix, MAX_APPLICATION_NAME);
-    if app.is_empty() {
-        return suffix;
-    }
-    let room = MAX_APPLICATION_NAME.saturating_sub(suffix.len() + 3);
-    if room == 0 {
-        return suffix;
-    }
-    let mut app = app.to_string();
-    truncate_utf8(&mut app, room);
-    format!("{app} ({suffix})")
-}
-
-fn truncate_utf8(s: &mut String, max: usize) {
+pub(crate) fn truncate_utf8(s: &mut String, max: usize) {
     if s.len() > max {
         let mut cut = max;
         while !s.is_char_boundary(cut) {
@@ -458,7 +438,7 @@ async fn forward_cancel(shared: &Arc<Shared>, key: BackendKey) {
 
 #[cfg(test)]
 mod tests {
-    use super::upstream_application_name as name;
+    use crate::session::upstream_application_name as name;
 
     #[test]
     fn the_user_suffix_always_fits() {

@@ -67,6 +67,7 @@ fn pipeline(shared: &Arc<Shared>) -> Pipeline {
         &params,
         "test".into(),
         "test (portcullis:alice)".into(),
+        "alice",
     )
 }
 
@@ -88,6 +89,7 @@ fn server(p: &mut Pipeline, msgs: &[Frame]) -> BytesMut {
         match p.server(&m.to_bytes()).unwrap() {
             Relay::Forward => m.encode(&mut out),
             Relay::Replace(f) => f.encode(&mut out),
+            Relay::Drop => {}
         }
     }
     out
@@ -650,4 +652,52 @@ fn random_interleavings_do_not_panic() {
             let _ = p.server(&reply.to_bytes());
         }
     }
+}
+
+/// A client that renames itself sees its own name; upstream gets the user
+/// suffix back at the next idle point, and the answers to that are dropped.
+#[test]
+fn renamed_application_keeps_the_user_upstream() {
+    let sh = shared();
+    let mut p = pipeline(&sh);
+    let mut up = BytesMut::new();
+    p.client(
+        &query::to_frame("set application_name = 'renamed'"),
+        &mut up,
+    )
+    .unwrap();
+    let out = server(
+        &mut p,
+        &[
+            f(b'C', b"SET\0"),
+            param_status::to_frame("application_name", "renamed"),
+            rfq(TxStatus::Idle),
+        ],
+    );
+    assert_eq!(tags(&out), "CSZ");
+    let own = frames(p.take_injected().expect("a SET upstream"));
+    assert_eq!(
+        query::decode(&own[0].body).unwrap(),
+        b"SET application_name TO 'renamed (portcullis:alice)'"
+    );
+    let out = server(
+        &mut p,
+        &[
+            f(b'C', b"SET\0"),
+            param_status::to_frame("application_name", "renamed (portcullis:alice)"),
+            rfq(TxStatus::Idle),
+        ],
+    );
+    assert!(out.is_empty(), "the gateway's own answers are dropped");
+    assert_eq!(p.in_flight(), 0);
+    // Later reports of the upstream name read as the client's.
+    let out = server(
+        &mut p,
+        &[param_status::to_frame(
+            "application_name",
+            "renamed (portcullis:alice)",
+        )],
+    );
+    let f0 = frames(out).remove(0);
+    assert_eq!(param_status::decode(&f0.body).unwrap().1, "renamed");
 }
