@@ -467,9 +467,15 @@ impl Pipeline {
                     );
                 }
                 "application_name" => {
-                    if let Some((_, client)) = self.app_names.iter().rev().find(|(u, _)| u == value)
-                    {
-                        return Ok(Relay::Replace(param_status::to_frame(name, client)));
+                    if let Some(i) = self.app_names.iter().rposition(|(u, _)| u == value) {
+                        // A name the gateway set is in force again (e.g. a
+                        // ROLLBACK undid the client's rename): nothing to
+                        // restore, and it is the current one.
+                        let pair = self.app_names.remove(i);
+                        let frame = param_status::to_frame(name, &pair.1);
+                        self.app_names.push(pair);
+                        self.app_dirty = false;
+                        return Ok(Relay::Replace(frame));
                     }
                     // The client set its own name: it sees it as it is;
                     // upstream gets the user suffix back when idle.

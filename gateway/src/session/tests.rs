@@ -701,3 +701,38 @@ fn renamed_application_keeps_the_user_upstream() {
     let f0 = frames(out).remove(0);
     assert_eq!(param_status::decode(&f0.body).unwrap().1, "renamed");
 }
+
+/// A rename undone by ROLLBACK: the server reports the old name again, and
+/// nothing is restored.
+#[test]
+fn rolled_back_rename_restores_nothing() {
+    let sh = shared();
+    let mut p = pipeline(&sh);
+    let mut up = BytesMut::new();
+    p.client(
+        &query::to_frame("begin; set application_name = 'x'"),
+        &mut up,
+    )
+    .unwrap();
+    server(
+        &mut p,
+        &[
+            f(b'C', b"BEGIN\0"),
+            f(b'C', b"SET\0"),
+            param_status::to_frame("application_name", "x"),
+            rfq(TxStatus::InTransaction),
+        ],
+    );
+    p.client(&query::to_frame("rollback"), &mut up).unwrap();
+    let out = server(
+        &mut p,
+        &[
+            f(b'C', b"ROLLBACK\0"),
+            param_status::to_frame("application_name", "test (portcullis:alice)"),
+            rfq(TxStatus::Idle),
+        ],
+    );
+    let st = frames(out).into_iter().find(|f| f.tag == b'S').unwrap();
+    assert_eq!(param_status::decode(&st.body).unwrap().1, "test");
+    assert!(p.take_injected().is_none());
+}
