@@ -24,6 +24,8 @@ struct State {
 
 struct Inner {
     state: Mutex<State>,
+    /// Loggers wait past this many buffered bytes.
+    cap: usize,
     /// Signals the writer (data past WAKE_AT, or closing).
     wake: Condvar,
     /// Signals waiting loggers that the buffer was drained.
@@ -51,8 +53,15 @@ pub struct FlushGuard {
 
 impl BatchWriter {
     /// A writer to `out`, with its flush guard.
-    pub fn new<W: Write + Send + 'static>(mut out: W) -> (Self, FlushGuard) {
+    pub fn new<W: Write + Send + 'static>(out: W) -> (Self, FlushGuard) {
+        Self::with_cap(out, CAP)
+    }
+
+    /// Like [`BatchWriter::new`], with loggers waiting past `cap` buffered
+    /// bytes.
+    pub fn with_cap<W: Write + Send + 'static>(mut out: W, cap: usize) -> (Self, FlushGuard) {
         let inner = Arc::new(Inner {
+            cap,
             state: Mutex::new(State {
                 buf: Vec::with_capacity(64 * 1024),
                 closed: false,
@@ -128,7 +137,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchWriter {
 
     fn make_writer(&'a self) -> Self::Writer {
         let mut st = lock(&self.inner.state);
-        while st.buf.len() >= CAP && !st.closed {
+        while st.buf.len() >= self.inner.cap && !st.closed {
             self.inner.wake.notify_one();
             st = match self.inner.drained.wait(st) {
                 Ok(g) => g,
@@ -170,12 +179,39 @@ mod tests {
         }
     }
 
+    /// A sink slower than the loggers.
+    #[derive(Clone, Default)]
+    struct Slow(Sink);
+
+    impl Write for Slow {
+        fn write(&mut self, d: &[u8]) -> std::io::Result<usize> {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            self.0.write(d)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     /// Every line arrives, in order, from several threads; the guard
     /// flushes the rest.
     #[test]
     fn no_line_is_lost() {
         let sink = Sink::default();
         let (w, guard) = BatchWriter::new(sink.clone());
+        lines_arrive(w, guard, &sink);
+    }
+
+    /// With a small buffer and a slow output, loggers wait instead of
+    /// dropping lines.
+    #[test]
+    fn a_full_buffer_makes_loggers_wait_not_drop() {
+        let sink = Sink::default();
+        let (w, guard) = BatchWriter::with_cap(Slow(sink.clone()), 256);
+        lines_arrive(w, guard, &sink);
+    }
+
+    fn lines_arrive(w: BatchWriter, guard: FlushGuard, sink: &Sink) {
         std::thread::scope(|s| {
             for t in 0..4 {
                 let w = w.clone();

@@ -6,9 +6,10 @@
 //! refused without a row leaving.
 
 use std::process::Command;
+use std::time::Duration;
 
 use portcullis_e2e::clients::{psql, Run};
-use portcullis_e2e::{idp, portcullis_bin, root, temp_dir, Gateway, GatewayOptions};
+use portcullis_e2e::{idp, portcullis_bin, root, temp_dir, wait_for, Gateway, GatewayOptions};
 
 const ALICE: &str = "alice@example.com";
 
@@ -47,6 +48,14 @@ fn literal_variants_hit_the_decision_cache() {
     // psql -c runs each in the same session: the first decides, the other
     // five differ only in the literal.
     assert!(hits >= 5, "{hits} cache hits");
+    // Every hit still writes its decision line.
+    wait_for("the cached decision lines", Duration::from_secs(10), || {
+        gw.log()
+            .lines()
+            .filter(|l| l.contains("portcullis::decision") && l.contains("cached=true"))
+            .count()
+            >= 5
+    });
 }
 
 #[test]

@@ -95,16 +95,12 @@ fn terminated_backend_gives_exactly_one_fatal_to_psql() {
 /// psycopg: the driver gets 57P01 and a closed connection.
 #[test]
 fn terminated_backend_gives_psycopg_the_servers_error() {
-    let gw = gateway();
-    let token = idp().token("alice");
-    let handle = std::thread::spawn(move || {
-        client("python3", &["clients/terminated.py"], gw, ALICE, &token)
-    });
-    terminate_when_running("to-be-terminated");
-    let run = handle.join().unwrap();
-    assert!(run.ok, "{}", run.all());
-    let out: Value = serde_json::from_str(run.stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {}", run.all()));
+    let out = run_terminated(
+        false,
+        "python3",
+        &["clients/terminated.py"],
+        "to-be-terminated",
+    );
     assert_eq!(out["error"], "57P01", "{out}");
     assert_eq!(out["closed"], true, "{out}");
 }

@@ -142,6 +142,23 @@ mod tests {
         assert_eq!(big5.decode(b"'\xa5\x5c'").unwrap(), "'功'");
         let gbk = TextDecoder::new("GBK", "UTF8");
         assert_eq!(gbk.decode(b"'\x81\x5c'").unwrap().chars().count(), 3);
+        // GB18030 0x81 0x5c is one character; UHC 0xb0 0xa1 is 가.
+        let gb18030 = TextDecoder::new("GB18030", "UTF8");
+        assert_eq!(gb18030.decode(b"'\x81\x5c'").unwrap().chars().count(), 3);
+        let uhc = TextDecoder::new("UHC", "UTF8");
+        assert_eq!(uhc.decode(b"'\xb0\xa1'").unwrap(), "'가'");
+        for name in [
+            "EUC_TW",
+            "EUC_JIS_2004",
+            "SHIFT_JIS_2004",
+            "JOHAB",
+            "MULE_INTERNAL",
+        ] {
+            assert!(
+                matches!(TextDecoder::new(name, "UTF8"), TextDecoder::Unsupported(_)),
+                "{name}"
+            );
+        }
         let eucjp = TextDecoder::new("EUC_JP", "UTF8");
         assert_eq!(eucjp.decode(b"'\xc9\xbd'").unwrap(), "'表'");
         assert!(TextDecoder::new("UTF8", "UTF8").decode(b"\xff").is_err());

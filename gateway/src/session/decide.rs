@@ -86,14 +86,14 @@ impl Decider {
 
     /// The bundle in force, refreshed only when the store's generation
     /// moved (one atomic load per statement otherwise).
-    fn bundle(&mut self) -> Arc<Bundle> {
+    fn bundle(&mut self) -> &Arc<Bundle> {
         let g = self.shared.policy.generation();
         if g != self.bundle.0 {
             // Read the generation first: a reload racing with this picks
             // up the newer bundle next time.
             self.bundle = (g, self.shared.policy.current());
         }
-        self.bundle.1.clone()
+        &self.bundle.1
     }
 
     /// Whether the policy in force reads `session.in_transaction`.
@@ -104,7 +104,7 @@ impl Decider {
     /// A verdict the gateway reached without the policy (text it cannot
     /// read): logged and counted like any decision.
     pub fn refuse(&mut self, decision: Decision) -> Arc<Verdict> {
-        let bundle = self.bundle();
+        let bundle = self.bundle().clone();
         self.shared.metrics.statement(decision.action);
         let v = Arc::new(Verdict {
             decision,
@@ -122,7 +122,7 @@ impl Decider {
         in_transaction: bool,
         settings: ParseSettings,
     ) -> Arc<Verdict> {
-        let bundle = self.bundle();
+        let bundle = self.bundle().clone();
         let mode = if self.shared.config.policy.decision_cache {
             bundle.cache_mode.0
         } else {

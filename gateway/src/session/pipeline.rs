@@ -147,20 +147,22 @@ impl Pipeline {
         self.closing
     }
 
-    /// Whether a stage needs result rows.
-    pub fn wants_rows(&self) -> bool {
-        self.stages.iter().any(|s| s.wants_rows()) || self.record.wants_rows()
-    }
-
     /// Rewrites a login ParameterStatus for the client (its own
     /// application_name).
     pub fn client_param<'a>(&'a self, name: &str, value: &'a str) -> &'a str {
-        if name == "application_name" {
-            if let Some((_, client)) = self.app_names.iter().rev().find(|(u, _)| u == value) {
-                return client;
-            }
+        match self.known_app_name(name, value) {
+            Some(i) => &self.app_names[i].1,
+            None => value,
         }
-        value
+    }
+
+    /// Where `value` is in the map of names the gateway set upstream, when
+    /// `name` is application_name.
+    fn known_app_name(&self, name: &str, value: &str) -> Option<usize> {
+        if name != "application_name" {
+            return None;
+        }
+        self.app_names.iter().rposition(|(u, _)| u == value)
     }
 
     /// Decides a statement text. `Err(None)`: wait; `Err(Some(e))`: refuse
@@ -240,7 +242,13 @@ impl Pipeline {
 
     /// A stand-in Query for a refused simple-protocol message.
     fn refuse_simple(&mut self, error: ErrorFields, up: &mut BytesMut) {
-        query::to_frame(STAND_IN).encode(up);
+        self.refuse_with(query::to_frame(STAND_IN), error, up);
+    }
+
+    /// Sends `stand_in` (a message that ends at ReadyForQuery and fails
+    /// without side effects) in place of a refused one.
+    fn refuse_with(&mut self, stand_in: Frame, error: ErrorFields, up: &mut BytesMut) {
+        stand_in.encode(up);
         // Its error aborts an open transaction block, which undoes SETs.
         self.inflight.push(
             Expect::Refused {
@@ -341,19 +349,12 @@ impl Pipeline {
                 // Stand-in: a call of function OID 0, which does not
                 // exist (same message type, so an open extended batch and
                 // its unnamed portal are left as they are).
-                Frame::new(b'F', &b"\0\0\0\0\0\0\0\0\0\0"[..]).encode(up);
-                self.inflight.push(
-                    Expect::Refused {
-                        error: ErrorFields::new(
-                            Severity::Error,
-                            "42501",
-                            "portcullis: statement denied: fast-path function calls are not allowed through the gateway",
-                        ),
-                        simple: true,
-                        unnamed: false,
-                    },
-                    Effect::UNKNOWN,
+                let error = ErrorFields::new(
+                    Severity::Error,
+                    "42501",
+                    "portcullis: statement denied: fast-path function calls are not allowed through the gateway",
                 );
+                self.refuse_with(Frame::new(b'F', &b"\0\0\0\0\0\0\0\0\0\0"[..]), error, up);
             }
             FrontendMessage::Terminate => {
                 frame.encode(up);
@@ -467,7 +468,7 @@ impl Pipeline {
                     );
                 }
                 "application_name" => {
-                    if let Some(i) = self.app_names.iter().rposition(|(u, _)| u == value) {
+                    if let Some(i) = self.known_app_name(name, value) {
                         // A name the gateway set is in force again (e.g. a
                         // ROLLBACK undid the client's rename): nothing to
                         // restore, and it is the current one.
@@ -559,11 +560,6 @@ impl Pipeline {
     /// The statement a name means now (for tests).
     pub fn statement(&self, name: &[u8]) -> Option<Arc<Statement>> {
         self.registry.statement(name)
-    }
-
-    /// Prepared statements known (for tests and metrics).
-    pub fn prepared(&self) -> usize {
-        self.registry.len()
     }
 
     /// Entries in flight.

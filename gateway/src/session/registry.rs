@@ -163,14 +163,4 @@ impl Registry {
             self.portals.clear();
         }
     }
-
-    /// Number of prepared statements known.
-    pub fn len(&self) -> usize {
-        self.statements.len()
-    }
-
-    /// No prepared statements.
-    pub fn is_empty(&self) -> bool {
-        self.statements.is_empty()
-    }
 }

@@ -17,12 +17,6 @@ pub trait Stage: Send {
         Ok(())
     }
 
-    /// Whether this stage needs result rows (otherwise they are relayed
-    /// untouched).
-    fn wants_rows(&self) -> bool {
-        false
-    }
-
     /// A backend message attributed to `stmt` (`None`: not attributable,
     /// e.g. a notice between statements).
     fn result(&mut self, _stmt: Option<&Statement>, _msg: &BackendMessage<'_>) {}
