@@ -38,6 +38,8 @@ pub const DEFAULT_ALGORITHMS: [&str; 5] = ["RS256", "PS256", "ES256", "ES384", "
 pub const DEFAULT_WORKER_THREADS: usize = 0;
 /// Default hold timeout for approvals.
 pub const DEFAULT_HOLD_TIMEOUT: &str = "5m";
+/// Default `connections[].catalog_refresh`.
+pub const DEFAULT_CATALOG_REFRESH: &str = "30s";
 
 /// How the client's `user` startup parameter is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -139,7 +141,8 @@ mod duration {
     }
 }
 
-fn dur(text: &str) -> Duration {
+/// Parses a built-in default duration.
+pub(crate) fn dur(text: &str) -> Duration {
     humantime::parse_duration(text).unwrap_or(Duration::from_secs(1))
 }
 
@@ -365,6 +368,12 @@ pub struct ConnectionConfig {
     /// user. Default empty.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// How often the gateway re-reads the database's catalog (functions,
+    /// columns, views) that statement facts depend on; a statement through
+    /// the gateway that may change it triggers a re-read at once. Default
+    /// [`DEFAULT_CATALOG_REFRESH`].
+    #[serde(default = "d_catalog_refresh", with = "duration")]
+    pub catalog_refresh: Duration,
 }
 
 fn d_listen() -> String {
@@ -378,6 +387,9 @@ fn d_max_message() -> usize {
 }
 fn d_startup_timeout() -> Duration {
     dur(DEFAULT_STARTUP_TIMEOUT)
+}
+fn d_catalog_refresh() -> Duration {
+    dur(DEFAULT_CATALOG_REFRESH)
 }
 fn d_shutdown_grace() -> Duration {
     dur(DEFAULT_SHUTDOWN_GRACE)

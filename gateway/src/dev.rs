@@ -300,6 +300,7 @@ pub fn prepare(
         tls: crate::config::TlsMode::Disable,
         ca_file: None,
         groups: Vec::new(),
+        catalog_refresh: crate::config::dur(crate::config::DEFAULT_CATALOG_REFRESH),
     });
     Ok((cfg, issuer, cluster))
 }

@@ -1,10 +1,12 @@
 //! Portcullis: an identity-aware database gateway.
 //!
-//! Layers, bottom up: [`pg`] (wire codec), [`sql`] (statement facts),
+//! Layers, bottom up: [`pg`] (wire codec), [`catalog`] (what exists
+//! upstream), [`sql`] (statement facts),
 //! [`policy`] (Rego decisions), [`identity`] (OIDC tokens), [`session`]
 //! (one client connection), [`server`] (listeners), [`http`] (admin API).
 #![forbid(unsafe_code)]
 
+pub mod catalog;
 pub mod config;
 pub mod dev;
 pub mod http;

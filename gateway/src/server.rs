@@ -98,8 +98,14 @@ impl Gateway {
             });
             addr
         };
+        let connections: Vec<_> = config.connections.iter().cloned().map(Arc::new).collect();
+        let catalogs = connections
+            .iter()
+            .map(|c| (c.name.clone(), crate::catalog::CatalogCache::new(c.clone())))
+            .collect();
         let shared = Arc::new(Shared {
-            connections: config.connections.iter().cloned().map(Arc::new).collect(),
+            connections,
+            catalogs,
             verifier: Verifier::new(&config.identity.issuers),
             policy,
             metrics,

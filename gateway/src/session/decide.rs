@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::Shared;
+use crate::catalog::{Catalog, CatalogCache};
 use crate::identity::Identity;
 use crate::policy::input::{statement_value, InputBuilder, SessionInfo};
 use crate::policy::{Action, Bundle, CacheMode, Decision};
@@ -47,12 +48,24 @@ pub struct Decider {
     templates: [HashMap<Box<str>, Arc<Verdict>>; 2],
     /// Facts of literal-only variants of earlier statements.
     facts: FactsCache,
+    /// The connection's catalog.
+    catalog: Arc<CatalogCache>,
+    /// Generation of the catalog the caches above were filled with
+    /// (`u64::MAX`: the stale catalog).
+    catalog_generation: u64,
+    /// This session ran something that may have changed the catalog; until
+    /// a reload that started after the session was idle outside a
+    /// transaction block has finished, the stale catalog is used.
+    stale: bool,
+    /// The reload ticket that clears `stale`.
+    stale_ticket: Option<u64>,
 }
 
 impl Decider {
     /// A decider for a session of `identity` on `connection`.
     pub fn new(
         shared: Arc<Shared>,
+        catalog: Arc<CatalogCache>,
         identity: &Identity,
         connection: &crate::config::ConnectionConfig,
         client_addr: &str,
@@ -81,6 +94,55 @@ impl Decider {
             exact: Default::default(),
             templates: Default::default(),
             facts: FactsCache::default(),
+            catalog,
+            catalog_generation: 0,
+            stale: false,
+            stale_ticket: None,
+        }
+    }
+
+    /// The session is idle outside a transaction block with nothing in
+    /// flight: if it may have changed the catalog, ask for the reload now.
+    pub fn quiescent(&mut self) {
+        if self.stale && self.stale_ticket.is_none() {
+            self.stale_ticket = Some(self.catalog.request_refresh());
+        }
+    }
+
+    /// The catalog this decision uses; the caches are cleared when it
+    /// changed since they were filled.
+    fn catalog(&mut self, quiescent: bool) -> Arc<Catalog> {
+        if self.stale {
+            if quiescent {
+                self.quiescent();
+            }
+            if self.stale_ticket.is_some_and(|t| self.catalog.covers(t)) {
+                self.stale = false;
+                self.stale_ticket = None;
+            }
+        }
+        let (generation, cat) = if self.stale {
+            (u64::MAX, Catalog::stale())
+        } else {
+            self.catalog.current()
+        };
+        if generation != self.catalog_generation {
+            self.catalog_generation = generation;
+            self.exact.iter_mut().flatten().for_each(HashMap::clear);
+            self.templates.iter_mut().for_each(HashMap::clear);
+            self.facts.clear();
+        }
+        cat
+    }
+
+    /// Notes a verdict that lets a statement run which may change the
+    /// catalog.
+    fn note_catalog_change(&mut self, v: &Verdict) {
+        if v.decision.action != Action::Deny
+            && v.statements.iter().any(StatementFacts::may_change_catalog)
+        {
+            self.stale = true;
+            self.stale_ticket = None;
         }
     }
 
@@ -116,12 +178,16 @@ impl Decider {
     }
 
     /// Decides a message's SQL text (one or more statements).
+    /// `quiescent`: the session is idle outside a transaction block with
+    /// nothing in flight.
     pub fn decide(
         &mut self,
         sql: &str,
         in_transaction: bool,
         settings: ParseSettings,
+        quiescent: bool,
     ) -> Arc<Verdict> {
+        let cat = self.catalog(quiescent);
         let bundle = self.bundle().clone();
         let mode = if self.shared.config.policy.decision_cache {
             bundle.cache_mode.0
@@ -147,10 +213,11 @@ impl Decider {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.shared.metrics.statement(v.decision.action);
             self.log(&v, true);
+            self.note_catalog_change(&v);
             return v;
         }
         let t0 = Instant::now();
-        let (statements, template_key) = self.facts.analyze_keyed(sql, settings);
+        let (statements, template_key) = self.facts.analyze_keyed(sql, settings, &cat);
         self.shared.metrics.parse_latency.observe(t0.elapsed());
 
         let t1 = Instant::now();
@@ -174,6 +241,7 @@ impl Decider {
             policy_hash: bundle.hash.clone(),
         });
         self.log(&verdict, false);
+        self.note_catalog_change(&verdict);
         match (mode, template_key) {
             (CacheMode::Off, _) => {}
             (CacheMode::Template, Some(key)) => {

@@ -34,6 +34,8 @@ pub struct Shared {
     pub config: Config,
     /// Connections by name (shared with cancel targets).
     pub connections: Vec<Arc<crate::config::ConnectionConfig>>,
+    /// Each connection's catalog, by connection name.
+    pub catalogs: std::collections::HashMap<String, Arc<crate::catalog::CatalogCache>>,
     /// Token validation.
     pub verifier: Verifier,
     /// Policy in force.
@@ -44,6 +46,20 @@ pub struct Shared {
     pub cancels: CancelRegistry,
     /// Client TLS, when configured.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Shared {
+    /// The catalog of `conn` (a new, unloaded one for a connection not
+    /// configured at start, as in tests).
+    pub fn catalog(
+        &self,
+        conn: &Arc<crate::config::ConnectionConfig>,
+    ) -> Arc<crate::catalog::CatalogCache> {
+        self.catalogs
+            .get(&conn.name)
+            .cloned()
+            .unwrap_or_else(|| crate::catalog::CatalogCache::new(conn.clone()))
+    }
 }
 
 /// Messages to a running session from outside it.

@@ -203,7 +203,8 @@ impl Pipeline {
         };
         let (text, verdict): (Box<str>, Arc<Verdict>) = match self.settled.decoder.decode(raw) {
             Ok(text) => {
-                let v = self.decider.decide(&text, in_tx, settings);
+                let quiescent = self.settled.tx == TxStatus::Idle && self.inflight.is_empty();
+                let v = self.decider.decide(&text, in_tx, settings, quiescent);
                 (text.into(), v)
             }
             Err(e) => (
@@ -450,8 +451,11 @@ impl Pipeline {
                     self.registry.end_transaction();
                 }
                 self.inflight.ready();
-                if self.app_dirty && status == TxStatus::Idle && self.inflight.is_empty() {
-                    self.restore_user_in_app_name();
+                if status == TxStatus::Idle && self.inflight.is_empty() {
+                    self.decider.quiescent();
+                    if self.app_dirty {
+                        self.restore_user_in_app_name();
+                    }
                 }
             }
             BackendMessage::ParameterStatus { name, value } => match name {

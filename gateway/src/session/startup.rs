@@ -318,8 +318,13 @@ async fn authenticate(
         .to_string();
     let upstream_app = super::upstream_application_name(&app, identity.display());
     let session_id = uuid::Uuid::now_v7().to_string();
+    let catalog = shared.catalog(&conn);
+    // The first session of a connection waits for its catalog (bounded; a
+    // catalog that cannot be read counts every possible call as unknown).
+    catalog.ready(upstream::CONNECT_TIMEOUT).await;
     let mut decider = Decider::new(
         shared.clone(),
+        catalog,
         &identity,
         &conn,
         &peer.ip().to_string(),
@@ -400,7 +405,7 @@ fn decide_settings(
             ));
         }
         let sql = format!("SET {name} TO '{}'", value.replace('\'', "''"));
-        let v = decider.decide(&sql, false, ParseSettings::default());
+        let v = decider.decide(&sql, false, ParseSettings::default(), true);
         let d = &v.decision;
         if d.action != Action::Allow {
             let reasons = if d.reasons.is_empty() {

@@ -15,6 +15,7 @@ use super::pipeline::{Pipeline, Relay, Step};
 use super::startup::Ready;
 use super::upstream::Upstream;
 use super::Shared;
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::identity::{Identity, Verifier};
 use crate::metrics::Metrics;
@@ -31,6 +32,7 @@ fn shared() -> Arc<Shared> {
     let config = Config::parse("", "test.toml").unwrap();
     Arc::new(Shared {
         connections: Vec::new(),
+        catalogs: Default::default(),
         verifier: Verifier::new(&[]),
         policy: PolicyStore::open(&dir, "data.portcullis.decision", true).unwrap(),
         metrics: Arc::new(Metrics::default()),
@@ -56,7 +58,16 @@ fn pipeline(shared: &Arc<Shared>) -> Pipeline {
         "name = \"app\"\nupstream = \"127.0.0.1:1\"\nuser = \"svc\"\npassword_env = \"X\"",
     )
     .unwrap();
-    let decider = Decider::new(shared.clone(), &alice(), &conn, "127.0.0.1", "test", "s1");
+    let catalog = crate::catalog::CatalogCache::fixed(Arc::new(conn.clone()), Catalog::offline());
+    let decider = Decider::new(
+        shared.clone(),
+        catalog,
+        &alice(),
+        &conn,
+        "127.0.0.1",
+        "test",
+        "s1",
+    );
     let params = vec![
         ("client_encoding".to_string(), "UTF8".to_string()),
         ("server_encoding".to_string(), "UTF8".to_string()),

@@ -1,7 +1,7 @@
 //! Statement facts: every statement is parsed with `pg_query` (the real
 //! Postgres parser) and described for the policy as DESIGN.md specifies.
 
-mod functions;
+pub(crate) mod functions;
 mod kinds;
 mod normalize;
 mod walk;
@@ -10,6 +10,8 @@ mod walk;
 pub(crate) mod corpus_tests;
 
 use serde::Serialize;
+
+use crate::catalog::Catalog;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -129,6 +131,31 @@ impl StatementFacts {
         }
     }
 
+    /// Whether running it may change the catalog (functions, columns,
+    /// views) that later statements are analysed against: anything that is
+    /// not read-only, except plain data changes.
+    pub fn may_change_catalog(&self) -> bool {
+        const DATA_ONLY: &[&str] = &[
+            "bulk_write",
+            "no_where",
+            "constant_where",
+            "row_lock",
+            "write_in_cte",
+            "volatile_function",
+            "copy_from",
+            "copy_to",
+            "multi_statement",
+            "explain",
+            "explain_analyze",
+            "search_path",
+            "set_config",
+            "privileged_setting",
+            "role_change",
+            "two_phase",
+        ];
+        !self.read_only && !self.flags.iter().all(|f| DATA_ONLY.contains(&f.as_str()))
+    }
+
     /// Tables in `schema.name` form.
     pub fn table_names(&self) -> impl Iterator<Item = String> + '_ {
         self.tables
@@ -144,10 +171,17 @@ pub struct ParseSettings {
     pub standard_strings_off: bool,
 }
 
-/// Splits and analyses a message's SQL text. Always returns at least one
-/// statement; an unparseable text becomes one `unparsed` statement. When
-/// there are several statements each gets the `multi_statement` flag.
+/// [`analyze_with`] the offline catalog (a database with only built-ins):
+/// what `portcullis policy test` and the policy's sample inputs use.
 pub fn analyze(sql: &str, settings: ParseSettings) -> Vec<StatementFacts> {
+    analyze_with(sql, settings, &Catalog::offline())
+}
+
+/// Splits and analyses a message's SQL text against what exists upstream.
+/// Always returns at least one statement; an unparseable text becomes one
+/// `unparsed` statement. When there are several statements each gets the
+/// `multi_statement` flag.
+pub fn analyze_with(sql: &str, settings: ParseSettings, cat: &Catalog) -> Vec<StatementFacts> {
     let opts = if settings.standard_strings_off {
         pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
     } else {
@@ -179,7 +213,7 @@ pub fn analyze(sql: &str, settings: ParseSettings) -> Vec<StatementFacts> {
         .iter()
         .map(|raw| {
             let text = statement_text(sql, raw);
-            let mut facts = describe(text, raw.get("stmt").unwrap_or(&Value::Null));
+            let mut facts = describe(text, raw.get("stmt").unwrap_or(&Value::Null), cat);
             if multi {
                 facts.flags.push("multi_statement".into());
                 facts.flags.sort();
@@ -200,7 +234,7 @@ fn statement_text<'a>(sql: &'a str, raw: &Value) -> &'a str {
     sql.get(loc..end.min(sql.len())).unwrap_or(sql).trim()
 }
 
-fn describe(text: &str, stmt: &Value) -> StatementFacts {
+fn describe(text: &str, stmt: &Value, cat: &Catalog) -> StatementFacts {
     let fingerprint = fingerprint(stmt);
     let Some((node, body)) = node_of(stmt) else {
         return StatementFacts::unparsed(text, "empty statement".into(), "parse_error");
@@ -214,7 +248,7 @@ fn describe(text: &str, stmt: &Value) -> StatementFacts {
         f.fingerprint = fingerprint;
         return f;
     };
-    let mut w = Walker::new();
+    let mut w = Walker::new(cat);
     let mut tx_effect = TxEffect::None;
     let mut kind_name = kind.kind.to_string();
     let mut tag = kind.tag.to_string();

@@ -12,7 +12,8 @@
 
 use std::collections::HashMap;
 
-use super::{analyze, ParseSettings, StatementFacts};
+use super::{analyze_with, ParseSettings, StatementFacts};
+use crate::catalog::Catalog;
 
 /// The literal-insensitive key of `sql`, or `None` if the text uses lexical
 /// features this tokenizer does not model.
@@ -168,29 +169,38 @@ impl FactsCache {
     /// Facts for `sql`, from the cache when a literal-only variant was
     /// analysed before.
     pub fn analyze(&mut self, sql: &str, settings: ParseSettings) -> Vec<StatementFacts> {
-        self.analyze_keyed(sql, settings).0
+        self.analyze_keyed(sql, settings, &Catalog::offline()).0
+    }
+
+    /// Forgets every template (the catalog they were analysed with
+    /// changed).
+    pub fn clear(&mut self) {
+        self.map.clear();
     }
 
     /// Like [`FactsCache::analyze`], also returning the literal template
     /// key when the facts provably do not depend on literal values (texts
-    /// with the same key have the same facts apart from `text`).
+    /// with the same key have the same facts apart from `text`). The cache
+    /// must be cleared when `cat` changes.
     pub fn analyze_keyed(
         &mut self,
         sql: &str,
         settings: ParseSettings,
+        cat: &Catalog,
     ) -> (Vec<StatementFacts>, Option<String>) {
+        let analyze = |sql: &str| analyze_with(sql, settings, cat);
         if settings.standard_strings_off {
-            return (analyze(sql, settings), None);
+            return (analyze(sql), None);
         }
         let Some(key) = normalize(sql) else {
-            return (analyze(sql, settings), None);
+            return (analyze(sql), None);
         };
         if let Some(tpl) = self.map.get(&key) {
             let mut facts = tpl.clone();
             facts.text = single_text(sql).to_string();
             return (vec![facts], Some(key));
         }
-        let facts = analyze(sql, settings);
+        let facts = analyze(sql);
         if let [f] = facts.as_slice() {
             let literal_free = matches!(f.kind.as_str(), "select" | "insert" | "update" | "delete")
                 && f.limit.is_none()

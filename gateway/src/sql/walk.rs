@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use super::functions::{classify, FnEffect};
+use super::functions::FnEffect;
 use super::kinds::Class;
 use super::{Access, ColumnFact};
+use crate::catalog::{Catalog, RelRef};
 
 /// Context passed down the tree.
 #[derive(Clone, Copy)]
@@ -19,17 +20,29 @@ pub(super) struct Ctx {
     pub used_in: &'static str,
 }
 
+/// A FROM item's name as the statement gives it.
+struct Alias {
+    /// The name columns are qualified with.
+    name: String,
+    /// `schema.table` for the facts (empty for subqueries and functions).
+    table: String,
+    /// The relation as written (schema if given, name), for catalog
+    /// lookups.
+    rel: Option<(Option<String>, String)>,
+}
+
 /// Everything collected from one statement.
-#[derive(Default)]
-pub(super) struct Walker {
+pub(super) struct Walker<'c> {
     pub tables: BTreeMap<(String, String), Access>,
     pub columns: BTreeSet<ColumnFact>,
     pub functions: BTreeSet<String>,
     pub flags: BTreeSet<&'static str>,
     /// Becomes false as soon as anything with an effect is seen.
     pub read_only: bool,
+    /// What exists upstream.
+    cat: &'c Catalog,
     ctes: Vec<Vec<String>>,
-    scopes: Vec<Vec<(String, String)>>,
+    scopes: Vec<Vec<Alias>>,
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -94,11 +107,17 @@ pub(super) fn mentions_column(v: &Value) -> bool {
     }
 }
 
-impl Walker {
-    pub fn new() -> Self {
+impl<'c> Walker<'c> {
+    pub fn new(cat: &'c Catalog) -> Self {
         Self {
+            tables: BTreeMap::new(),
+            columns: BTreeSet::new(),
+            functions: BTreeSet::new(),
+            flags: BTreeSet::new(),
             read_only: true,
-            ..Self::default()
+            cat,
+            ctes: Vec::new(),
+            scopes: Vec::new(),
         }
     }
 
@@ -118,6 +137,13 @@ impl Walker {
         }
         if access > Access::Read {
             self.read_only = false;
+        }
+        let written = RelRef {
+            schema: (!schema.is_empty()).then_some(schema),
+            name,
+        };
+        if self.cat.relation_runs_code(written).is_some() {
+            self.effect("relation_runs_code");
         }
         let e = self.tables.entry(qualify(schema, name)).or_insert(access);
         *e = (*e).max(access);
@@ -214,11 +240,11 @@ impl Walker {
         for scope in self.scopes.iter().rev() {
             match qualifier {
                 Some(q) => {
-                    if let Some((_, t)) = scope.iter().find(|(a, _)| a == q) {
-                        return t.clone();
+                    if let Some(a) = scope.iter().find(|a| a.name == q) {
+                        return a.table.clone();
                     }
                 }
-                None if scope.len() == 1 => return scope[0].1.clone(),
+                None if scope.len() == 1 => return scope[0].table.clone(),
                 None if !scope.is_empty() => return String::new(),
                 None => {}
             }
@@ -226,37 +252,102 @@ impl Walker {
         String::new()
     }
 
+    /// The relation a qualifier names, as written, when it names a table
+    /// (not a CTE, subquery or function).
+    fn resolve_rel(&self, qualifier: &str) -> Option<RelRef<'_>> {
+        let alias = self
+            .scopes
+            .iter()
+            .rev()
+            .find_map(|scope| scope.iter().find(|a| a.name == qualifier))?;
+        let (schema, name) = alias.rel.as_ref()?;
+        if schema.is_none() && self.ctes.iter().flatten().any(|c| c == name) {
+            return None;
+        }
+        Some(RelRef {
+            schema: schema.as_deref(),
+            name,
+        })
+    }
+
+    /// `q.name`, `s.t.name`: the server calls `name(q)` when `q` has no
+    /// column `name` (attribute notation).
+    fn attribute_ref(&mut self, body: &Value) {
+        let fields: Vec<Option<&str>> = body
+            .get("fields")
+            .and_then(Value::as_array)
+            .map(|f| {
+                f.iter()
+                    .filter_map(node_of)
+                    .map(|(n, b)| (n == "String").then(|| s(b, "sval")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let [.., qualifier, Some(name)] = fields.as_slice() else {
+            return;
+        };
+        let rel = match (fields.len(), qualifier) {
+            (2, Some(q)) => self.resolve_rel(q),
+            (3, Some(q)) => self
+                .resolve_rel(q)
+                .filter(|r| r.schema == fields[0] || r.schema.is_none()),
+            _ => None,
+        };
+        let effect = self.cat.attribute_call(name, rel);
+        if let Some(effect) = effect {
+            self.call(effect, name);
+        }
+    }
+
     fn function(&mut self, body: &Value) {
         let parts = body.get("funcname").map(name_parts).unwrap_or_default();
         let parts: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
-        let effect = classify(&parts);
+        let effect = self.cat.classify(&parts);
         if let Some(name) = parts.last() {
-            self.functions.insert(name.to_ascii_lowercase());
+            self.call(effect, name);
         }
+        if effect == FnEffect::SetConfig {
+            let first = body
+                .get("args")
+                .and_then(Value::as_array)
+                .and_then(|a| a.first())
+                .and_then(node_of)
+                .filter(|(n, _)| *n == "AConst")
+                .and_then(|(_, c)| c.pointer("/val/Sval/sval"))
+                .and_then(Value::as_str);
+            match first {
+                Some(name) if !matches!(name, "role" | "session_authorization") => {
+                    self.setting(name);
+                }
+                _ => {
+                    self.flags.insert("role_change");
+                }
+            }
+        }
+    }
+
+    /// A setting changed by name: settings only a superuser (or the
+    /// server's configuration) may change are flagged.
+    fn setting(&mut self, name: &str) {
+        if self.cat.setting_privileged(&name.to_ascii_lowercase()) {
+            self.flags.insert("privileged_setting");
+        }
+    }
+
+    /// Records a call of `name` with its effect.
+    fn call(&mut self, effect: FnEffect, name: &str) {
+        self.functions.insert(name.to_ascii_lowercase());
         match effect {
-            FnEffect::ReadOnly => {}
+            FnEffect::ReadOnly => return,
             FnEffect::DynamicSql => self.effect("dynamic_sql"),
             FnEffect::FileAccess => self.effect("file_access"),
             FnEffect::Admin => self.effect("admin_function"),
             FnEffect::Writes => self.effect("volatile_function"),
             FnEffect::Unknown => self.effect("unknown_function"),
-            FnEffect::SetConfig => {
-                self.effect("set_config");
-                let first = body
-                    .get("args")
-                    .and_then(Value::as_array)
-                    .and_then(|a| a.first())
-                    .and_then(node_of)
-                    .filter(|(n, _)| *n == "AConst")
-                    .and_then(|(_, c)| c.pointer("/val/Sval/sval"))
-                    .and_then(Value::as_str);
-                match first {
-                    Some(name) if !matches!(name, "role" | "session_authorization") => {}
-                    _ => {
-                        self.flags.insert("role_change");
-                    }
-                }
-            }
+            FnEffect::SetConfig => self.effect("set_config"),
+        }
+        if let Some(flag) = self.cat.unknown_flag() {
+            self.flags.insert(flag);
         }
     }
 
@@ -277,7 +368,44 @@ impl Walker {
         let used = |used_in| Ctx { used_in, ..read };
         match name {
             "RangeVar" => self.table(s(body, "schemaname"), s(body, "relname"), ctx.access),
-            "ColumnRef" => self.column(body, ctx.used_in),
+            "ColumnRef" => {
+                self.column(body, ctx.used_in);
+                self.attribute_ref(body);
+            }
+            "AIndirection" => {
+                // `(expr).name`: a field, or a call of `name(expr)`.
+                for field in body
+                    .get("indirection")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(node_of)
+                    .filter(|(n, _)| *n == "String")
+                {
+                    let name = s(field.1, "sval");
+                    if let Some(effect) = self.cat.attribute_call(name, None) {
+                        self.call(effect, name);
+                    }
+                }
+                self.walk_children(body, ctx);
+            }
+            "AExpr" => {
+                let op = body.get("name").map(name_parts).unwrap_or_default();
+                if let Some(op) = op.last().filter(|o| self.cat.operator_untrusted(o)) {
+                    self.call(FnEffect::Unknown, &format!("operator({op})"));
+                }
+                self.walk_children(body, ctx);
+            }
+            "TypeCast" => {
+                let ty = body
+                    .pointer("/type_name/names")
+                    .map(name_parts)
+                    .unwrap_or_default();
+                if let Some(ty) = ty.last().filter(|t| self.cat.cast_untrusted(t)) {
+                    self.call(FnEffect::Unknown, &format!("cast({ty})"));
+                }
+                self.walk_children(body, ctx);
+            }
             "FuncCall" => {
                 self.function(body);
                 self.fields_except(body, &["funcname"], ctx);
@@ -414,6 +542,7 @@ impl Walker {
                 if var == "search_path" {
                     self.flags.insert("search_path");
                 }
+                self.setting(&var);
             }
             "AlterSystemStmt" => {
                 self.effect("alter_system");
@@ -506,7 +635,7 @@ impl Walker {
     }
 }
 
-fn collect_aliases(v: &Value, out: &mut Vec<(String, String)>) {
+fn collect_aliases(v: &Value, out: &mut Vec<Alias>) {
     match v {
         Value::Array(items) => items.iter().for_each(|i| collect_aliases(i, out)),
         Value::Object(obj) => {
@@ -523,7 +652,15 @@ fn collect_aliases(v: &Value, out: &mut Vec<(String, String)>) {
                         .and_then(Value::as_str)
                         .unwrap_or(&rel)
                         .to_string();
-                    out.push((alias, format!("{schema}.{rel}")));
+                    let written = s(body, "schemaname");
+                    out.push(Alias {
+                        name: alias,
+                        table: format!("{schema}.{rel}"),
+                        rel: Some((
+                            (!written.is_empty()).then(|| written.to_string()),
+                            rel.clone(),
+                        )),
+                    });
                 }
                 "JoinExpr" => {
                     collect_aliases(&body["larg"], out);
@@ -531,7 +668,11 @@ fn collect_aliases(v: &Value, out: &mut Vec<(String, String)>) {
                 }
                 "RangeSubselect" | "RangeFunction" | "RangeTableFunc" => {
                     if let Some(a) = body.pointer("/alias/aliasname").and_then(Value::as_str) {
-                        out.push((a.to_string(), String::new()));
+                        out.push(Alias {
+                            name: a.to_string(),
+                            table: String::new(),
+                            rel: None,
+                        });
                     }
                 }
                 "RangeTableSample" => collect_aliases(&body["relation"], out),

@@ -1,0 +1,292 @@
+//! What exists upstream, as the statement analyser needs it: functions
+//! (name, builtin or not, volatility, language), relations and their
+//! columns, operators, casts and types that run user code, and relations
+//! whose reading runs code (views, row-level security policies).
+//!
+//! The server resolves `rel.name` and `(expr).name` as a call of
+//! `name(rel)` when no column of that name exists, and an unqualified call
+//! may reach a user function that shadows a built-in. Neither can be told
+//! from the statement alone; the catalog of the connection decides it.
+//! Three modes:
+//! - **loaded** from the database (the gateway, per connection; see
+//!   [`cache`]),
+//! - **offline** (`portcullis policy test`, unit tests): a database with
+//!   no user-defined objects is assumed,
+//! - **unavailable** (the load failed, or this session changed the
+//!   catalog and the reload is not in yet): every name that could be a
+//!   call counts as an unknown function, flagged.
+
+pub mod cache;
+pub mod client;
+mod load;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock};
+
+pub use cache::CatalogCache;
+pub use load::load;
+
+use crate::sql::functions::{classify as classify_static, FnEffect};
+
+/// Catalog errors (loading; the analyser never fails).
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// Login failed.
+    #[error(transparent)]
+    Upstream(#[from] crate::session::upstream::UpstreamError),
+    /// Protocol error.
+    #[error("database protocol error: {0}")]
+    Codec(#[from] crate::pg::CodecError),
+    /// The database closed the connection.
+    #[error("database closed the connection")]
+    Closed,
+    /// A catalog query failed.
+    #[error("catalog query failed: {0}")]
+    Query(String),
+}
+
+/// How much the catalog knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Loaded from the database.
+    Loaded,
+    /// No database: only built-ins are assumed to exist.
+    Offline,
+    /// Nothing is known; the flag says why (`catalog_unavailable`,
+    /// `catalog_stale`).
+    Unavailable(&'static str),
+}
+
+/// What is known about the functions of one name (all overloads).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FnInfo {
+    /// A built-in overload is VOLATILE.
+    pub builtin_volatile: bool,
+    /// A user-defined overload is not trusted to be read-only.
+    pub user_untrusted: bool,
+}
+
+impl FnInfo {
+    /// Merges another overload.
+    pub fn merge(&mut self, other: FnInfo) {
+        self.builtin_volatile |= other.builtin_volatile;
+        self.user_untrusted |= other.user_untrusted;
+    }
+}
+
+/// A relation's columns, and whether reading it runs code the gateway
+/// cannot show to be read-only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Relation {
+    /// Schema.
+    pub schema: String,
+    /// Column names, system columns included.
+    pub columns: HashSet<String>,
+    /// Why reading it may have an effect (a view's query or a row security
+    /// policy that is not read-only).
+    pub runs_code: Option<String>,
+}
+
+/// A relation as a statement names it.
+#[derive(Debug, Clone, Copy)]
+pub struct RelRef<'a> {
+    /// Schema as written (`None`: resolved through `search_path`).
+    pub schema: Option<&'a str>,
+    /// Relation name.
+    pub name: &'a str,
+}
+
+/// A snapshot of one database's catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    /// What it knows.
+    pub mode: Mode,
+    /// Functions by name (any schema).
+    pub functions: HashMap<String, FnInfo>,
+    /// Functions by (schema, name).
+    pub qualified: HashMap<(String, String), FnInfo>,
+    /// Relations by name, one entry per schema.
+    pub relations: HashMap<String, Vec<Relation>>,
+    /// Operator names with an overload that runs untrusted user code.
+    pub untrusted_operators: HashSet<String>,
+    /// Type names whose casts or input may run untrusted user code.
+    pub untrusted_types: HashSet<String>,
+    /// Settings only a superuser or the server configuration may change
+    /// (`pg_settings.context` other than `user`).
+    pub privileged_settings: HashSet<String>,
+}
+
+/// Settings a session can use to change what later statements do, which
+/// only a superuser may set (assumed when no catalog is loaded).
+const PRIVILEGED_SETTINGS: &[&str] = &[
+    "session_replication_role",
+    "session_preload_libraries",
+    "local_preload_libraries",
+    "allow_system_table_mods",
+    "ignore_system_indexes",
+    "zero_damaged_pages",
+    "ignore_checksum_failure",
+    "log_statement",
+    "log_min_duration_statement",
+    "log_min_messages",
+    "lo_compat_privileges",
+    "jit_provider",
+];
+
+static OFFLINE: LazyLock<Arc<Catalog>> = LazyLock::new(|| Arc::new(Catalog::empty(Mode::Offline)));
+static UNAVAILABLE: LazyLock<Arc<Catalog>> =
+    LazyLock::new(|| Arc::new(Catalog::empty(Mode::Unavailable("catalog_unavailable"))));
+static STALE: LazyLock<Arc<Catalog>> =
+    LazyLock::new(|| Arc::new(Catalog::empty(Mode::Unavailable("catalog_stale"))));
+
+impl Catalog {
+    /// A catalog with no entries.
+    pub fn empty(mode: Mode) -> Self {
+        Self {
+            mode,
+            functions: HashMap::new(),
+            qualified: HashMap::new(),
+            relations: HashMap::new(),
+            untrusted_operators: HashSet::new(),
+            untrusted_types: HashSet::new(),
+            privileged_settings: HashSet::new(),
+        }
+    }
+
+    /// The offline catalog (only built-ins exist).
+    pub fn offline() -> Arc<Catalog> {
+        OFFLINE.clone()
+    }
+
+    /// The catalog of a database that could not be read.
+    pub fn unavailable() -> Arc<Catalog> {
+        UNAVAILABLE.clone()
+    }
+
+    /// The catalog of a session that changed it and waits for the reload.
+    pub fn stale() -> Arc<Catalog> {
+        STALE.clone()
+    }
+
+    /// The flag to add when a decision depended on a catalog that knows
+    /// nothing.
+    pub fn unknown_flag(&self) -> Option<&'static str> {
+        match self.mode {
+            Mode::Unavailable(flag) => Some(flag),
+            _ => None,
+        }
+    }
+
+    /// Classifies a call of the function named by `parts` (`name` or
+    /// `schema.name`): the gateway's own knowledge of dangerous built-ins
+    /// first, then what exists upstream. A user-defined overload is
+    /// trusted only when written in C (only a superuser can create one)
+    /// and declared IMMUTABLE or STABLE; SQL and procedural functions can
+    /// call volatile functions whatever they are declared.
+    pub fn classify(&self, parts: &[&str]) -> FnEffect {
+        let fixed = classify_static(parts);
+        if !matches!(fixed, FnEffect::ReadOnly | FnEffect::Unknown) {
+            return fixed;
+        }
+        match self.mode {
+            Mode::Offline => fixed,
+            Mode::Unavailable(_) => FnEffect::Unknown,
+            Mode::Loaded => {
+                let info = match parts {
+                    [name] => self.functions.get(*name),
+                    [schema, name] => self
+                        .qualified
+                        .get(&((*schema).to_string(), (*name).to_string())),
+                    _ => None,
+                };
+                // No such function: the server refuses the call; the
+                // gateway does not guess.
+                let Some(info) = info else {
+                    return FnEffect::Unknown;
+                };
+                if info.user_untrusted {
+                    FnEffect::Unknown
+                } else if fixed == FnEffect::ReadOnly || !info.builtin_volatile {
+                    FnEffect::ReadOnly
+                } else {
+                    FnEffect::Unknown
+                }
+            }
+        }
+    }
+
+    /// Whether `rel.name` / `(expr).name` may be a call of `name(…)`, and
+    /// how that call is classified. `rel` is the relation the qualifier
+    /// names, when the statement shows it; a column of that name on every
+    /// relation it may resolve to makes it a column (the server tries the
+    /// column first). `None`: not a call.
+    pub fn attribute_call(&self, name: &str, rel: Option<RelRef<'_>>) -> Option<FnEffect> {
+        match self.mode {
+            // Offline: report only names the gateway knows to be risky.
+            Mode::Offline => Some(classify_static(&[name]))
+                .filter(|e| !matches!(e, FnEffect::ReadOnly | FnEffect::Unknown)),
+            Mode::Unavailable(_) => Some(FnEffect::Unknown),
+            Mode::Loaded => {
+                if rel.is_some_and(|r| self.has_column(r, name)) {
+                    return None;
+                }
+                self.functions
+                    .contains_key(name)
+                    .then(|| self.classify(&[name]))
+            }
+        }
+    }
+
+    /// True when every relation `rel` may resolve to has column `column`.
+    pub fn has_column(&self, rel: RelRef<'_>, column: &str) -> bool {
+        let Some(all) = self.relations.get(rel.name) else {
+            return false;
+        };
+        let mut candidates = all
+            .iter()
+            .filter(|r| rel.schema.is_none_or(|s| s == r.schema))
+            .peekable();
+        candidates.peek().is_some() && candidates.all(|r| r.columns.contains(column))
+    }
+
+    /// Why reading `rel` may have an effect, if it may (any relation it
+    /// may resolve to runs code). Unknown catalogs know of no such
+    /// relation; their callers already count every possible call.
+    pub fn relation_runs_code(&self, rel: RelRef<'_>) -> Option<&str> {
+        self.relations
+            .get(rel.name)?
+            .iter()
+            .filter(|r| rel.schema.is_none_or(|s| s == r.schema))
+            .find_map(|r| r.runs_code.as_deref())
+    }
+
+    /// Whether operator `name` may run untrusted user code.
+    pub fn operator_untrusted(&self, name: &str) -> bool {
+        match self.mode {
+            Mode::Loaded => self.untrusted_operators.contains(name),
+            Mode::Offline => false,
+            Mode::Unavailable(_) => true,
+        }
+    }
+
+    /// Whether setting `name` (lower case) is one only a superuser or the
+    /// server configuration may change.
+    pub fn setting_privileged(&self, name: &str) -> bool {
+        match self.mode {
+            Mode::Loaded => self.privileged_settings.contains(name),
+            _ => PRIVILEGED_SETTINGS.contains(&name),
+        }
+    }
+
+    /// Whether a cast to type `name` may run untrusted user code.
+    pub fn cast_untrusted(&self, name: &str) -> bool {
+        match self.mode {
+            Mode::Loaded => self.untrusted_types.contains(name),
+            Mode::Offline => false,
+            Mode::Unavailable(_) => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

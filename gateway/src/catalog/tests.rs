@@ -1,0 +1,219 @@
+//! The analyser against an in-memory catalog (pure logic; the loader is
+//! tested against a real cluster in `tests/tests/soundness.rs`).
+
+use std::collections::HashSet;
+
+use super::{Catalog, FnInfo, Mode, Relation};
+use crate::sql::{analyze_with, ParseSettings, StatementFacts};
+
+/// A database with table `public.t(a, b)`, a user function `bump(t)` in
+/// plpgsql, a user `lower(int)` shadowing the built-in name, built-ins
+/// `upper` and `nextval`, and a view `public.v` whose query calls `bump`.
+fn catalog() -> Catalog {
+    let mut c = Catalog::empty(Mode::Loaded);
+    let builtin = FnInfo::default();
+    let user = FnInfo {
+        user_untrusted: true,
+        ..FnInfo::default()
+    };
+    for (schema, name, info) in [
+        ("pg_catalog", "upper", builtin),
+        ("pg_catalog", "lower", builtin),
+        ("public", "lower", user),
+        (
+            "pg_catalog",
+            "nextval",
+            FnInfo {
+                builtin_volatile: true,
+                ..builtin
+            },
+        ),
+        ("public", "bump", user),
+        ("pg_catalog", "count", builtin),
+    ] {
+        c.functions.entry(name.into()).or_default().merge(info);
+        c.qualified
+            .entry((schema.into(), name.into()))
+            .or_default()
+            .merge(info);
+    }
+    let cols = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<HashSet<_>>();
+    c.relations.insert(
+        "t".into(),
+        vec![Relation {
+            schema: "public".into(),
+            columns: cols(&["a", "b", "bump", "ctid"]),
+            runs_code: None,
+        }],
+    );
+    c.relations.insert(
+        "u".into(),
+        vec![
+            Relation {
+                schema: "public".into(),
+                columns: cols(&["a", "bump"]),
+                runs_code: None,
+            },
+            Relation {
+                schema: "other".into(),
+                columns: cols(&["a"]),
+                runs_code: None,
+            },
+        ],
+    );
+    c.relations.insert(
+        "v".into(),
+        vec![Relation {
+            schema: "public".into(),
+            columns: cols(&["a"]),
+            runs_code: Some("view public.v: unknown_function".into()),
+        }],
+    );
+    c.untrusted_operators.insert("===".into());
+    c.untrusted_types.insert("checked".into());
+    c.privileged_settings
+        .insert("session_replication_role".into());
+    c
+}
+
+fn facts(sql: &str) -> StatementFacts {
+    analyze_with(sql, ParseSettings::default(), &catalog()).remove(0)
+}
+
+fn read_only(sql: &str) -> bool {
+    facts(sql).read_only
+}
+
+#[test]
+fn columns_stay_columns() {
+    for sql in [
+        "SELECT t.a, t.b FROM t",
+        "SELECT x.a FROM t AS x WHERE x.b > 1",
+        "SELECT t.bump FROM t",
+        "SELECT public.t.a FROM public.t",
+        "SELECT u.bump FROM public.u",
+        "SELECT upper(t.a) FROM t",
+        "SELECT t.ctid FROM t",
+        "SELECT count(*) FROM t",
+    ] {
+        let f = facts(sql);
+        assert!(f.read_only, "{sql}: {:?}", f.flags);
+    }
+}
+
+#[test]
+fn attribute_notation_reaches_functions() {
+    for sql in [
+        // t has no column nextval: the server calls nextval(t).
+        "SELECT t.nextval FROM t",
+        "SELECT (t).nextval FROM t",
+        "SELECT (t.*).bump FROM t",
+        "SELECT s.bump FROM (SELECT 1 AS a) s",
+        "WITH t AS (SELECT 1 AS a) SELECT t.bump FROM t",
+        // u resolves through search_path: other.u has no column bump.
+        "SELECT u.bump FROM u",
+        "SELECT 1 FROM t WHERE (t).bump IS NULL",
+        "DECLARE c CURSOR FOR SELECT x.nextval FROM t x",
+        "COPY (SELECT t.nextval FROM t) TO STDOUT",
+        "EXPLAIN SELECT t.nextval FROM t",
+        "SELECT (ROW(1)).bump",
+    ] {
+        let f = facts(sql);
+        assert!(!f.read_only, "{sql} counted read-only");
+        assert!(
+            f.functions.iter().any(|n| n == "nextval" || n == "bump"),
+            "{sql}: {:?}",
+            f.functions
+        );
+    }
+}
+
+#[test]
+fn user_functions_shadowing_builtins_are_unknown() {
+    assert!(read_only("SELECT upper('a')"));
+    let f = facts("SELECT lower(1)");
+    assert!(!f.read_only);
+    assert!(f.flags.contains(&"unknown_function".to_string()));
+    assert!(!read_only("SELECT public.bump(t) FROM t"));
+    assert!(!read_only("SELECT no_such_function()"));
+}
+
+#[test]
+fn relations_operators_and_casts_that_run_code() {
+    let f = facts("SELECT a FROM v");
+    assert!(!f.read_only);
+    assert!(f.flags.contains(&"relation_runs_code".to_string()));
+    assert!(!read_only("SELECT 1 === 2"));
+    assert!(read_only("SELECT 1 + 2"));
+    assert!(!read_only("SELECT 'x'::checked"));
+    assert!(!read_only("SELECT CAST('x' AS checked)"));
+    assert!(read_only("SELECT '1'::int"));
+}
+
+#[test]
+fn privileged_settings_are_flagged() {
+    for sql in [
+        "SET session_replication_role = replica",
+        "SELECT set_config('session_replication_role', 'replica', false)",
+    ] {
+        assert!(
+            facts(sql).flags.contains(&"privileged_setting".to_string()),
+            "{sql}"
+        );
+    }
+    assert!(!facts("SET work_mem = '64MB'")
+        .flags
+        .contains(&"privileged_setting".to_string()));
+}
+
+#[test]
+fn unknown_catalogs_assume_the_worst_and_say_so() {
+    let f = analyze_with(
+        "SELECT t.a FROM t",
+        ParseSettings::default(),
+        &Catalog::unavailable(),
+    )
+    .remove(0);
+    assert!(!f.read_only);
+    assert!(f.flags.contains(&"catalog_unavailable".to_string()));
+    let f = analyze_with("SELECT 1", ParseSettings::default(), &Catalog::stale()).remove(0);
+    assert!(f.read_only, "no name that could be a call");
+    let f = analyze_with(
+        "SELECT upper('a')",
+        ParseSettings::default(),
+        &Catalog::stale(),
+    )
+    .remove(0);
+    assert!(f.flags.contains(&"catalog_stale".to_string()));
+}
+
+#[test]
+fn offline_assumes_builtins_only() {
+    let off = Catalog::offline();
+    let f = analyze_with("SELECT t.a FROM t", ParseSettings::default(), &off).remove(0);
+    assert!(f.read_only);
+    let f = analyze_with("SELECT t.nextval FROM t", ParseSettings::default(), &off).remove(0);
+    assert!(
+        !f.read_only,
+        "a known writing built-in by attribute notation"
+    );
+}
+
+#[test]
+fn catalog_changes_are_detected_from_facts() {
+    for (sql, changes) in [
+        (
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            true,
+        ),
+        ("ALTER TABLE t DROP COLUMN a", true),
+        ("SELECT bump(t) FROM t", true),
+        ("DO 'BEGIN END'", true),
+        ("INSERT INTO t VALUES (1)", false),
+        ("UPDATE t SET a = 1", false),
+        ("SELECT 1", false),
+        ("SELECT nextval('s')", false),
+    ] {
+        assert_eq!(facts(sql).may_change_catalog(), changes, "{sql}");
+    }
+}
