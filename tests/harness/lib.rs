@@ -11,6 +11,7 @@
 pub mod clients;
 pub mod gateway;
 pub mod idp;
+pub mod oracle;
 pub mod postgres;
 
 use std::io::Write as _;

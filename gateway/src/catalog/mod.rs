@@ -24,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 
 pub use cache::CatalogCache;
-pub use load::load;
+pub use load::{load, load_with};
 
 use crate::sql::functions::{classify as classify_static, FnEffect};
 

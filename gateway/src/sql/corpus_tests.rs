@@ -2,8 +2,10 @@
 //! Each case lists the kind, read_only, the exact set of tables with their
 //! access, and flags that must be present (`!flag`: must be absent).
 
+#[cfg(test)]
 use super::{analyze, ParseSettings, StatementFacts};
 
+#[cfg_attr(not(test), allow(dead_code))]
 struct Case {
     sql: &'static str,
     kind: &'static str,
@@ -163,11 +165,13 @@ const CORPUS: &[Case] = &[
     c("delete from", "unparsed", false, &[], &["parse_error"]),
 ];
 
-/// The corpus statements, for other tests (e.g. VM vs interpreter).
-pub(crate) fn corpus_sql() -> impl Iterator<Item = &'static str> {
+/// The corpus statements, for other tests (VM vs interpreter, the
+/// soundness oracle in `tests/`).
+pub fn corpus_sql() -> impl Iterator<Item = &'static str> {
     CORPUS.iter().map(|c| c.sql)
 }
 
+#[cfg(test)]
 fn one(sql: &str) -> StatementFacts {
     let mut v = analyze(sql, ParseSettings::default());
     assert_eq!(v.len(), 1, "{sql}");

@@ -6,8 +6,8 @@ mod kinds;
 mod normalize;
 mod walk;
 
-#[cfg(test)]
-pub(crate) mod corpus_tests;
+#[doc(hidden)]
+pub mod corpus_tests;
 
 use serde::Serialize;
 
