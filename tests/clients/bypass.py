@@ -1,0 +1,45 @@
+"""Runs statements through the gateway with psycopg 3 (extended protocol)
+and reports each outcome. Usage: bypass.py MODE < statements.json
+MODE `each`: every statement on its own (autocommit);
+MODE `pipeline`: all statements in one psycopg pipeline (one batch, one
+Sync at the end). Prints a JSON list of {ok, sqlstate, message, rows}."""
+import json
+import os
+import sys
+
+import psycopg
+
+mode = sys.argv[1]
+statements = json.load(sys.stdin)
+conninfo = dict(host=os.environ["PCG_HOST"], port=os.environ["PCG_PORT"], user=os.environ["PCG_USER"],
+                password=os.environ["PCG_PASSWORD"], dbname=os.environ["PCG_DB"], sslmode="disable",
+                application_name="bypass-e2e")
+out = []
+
+
+def outcome(cur):
+    try:
+        rows = cur.fetchall() if cur.description else []
+    except psycopg.Error:
+        rows = []
+    return {"ok": True, "rows": [[str(v) for v in r] for r in rows]}
+
+
+with psycopg.connect(**conninfo, autocommit=True) as conn:
+    if mode == "each":
+        for sql in statements:
+            try:
+                out.append(outcome(conn.execute(sql)))
+            except psycopg.Error as e:
+                out.append({"ok": False, "sqlstate": e.sqlstate, "message": str(e)})
+    else:
+        cursors = []
+        try:
+            with conn.pipeline():
+                for sql in statements:
+                    cursors.append(conn.execute(sql))
+        except psycopg.Error as e:
+            out.append({"ok": False, "sqlstate": e.sqlstate, "message": str(e)})
+        # The session stays usable after the batch.
+        out.append(outcome(conn.execute("select 'usable'")))
+print(json.dumps(out))
