@@ -104,6 +104,49 @@ pub const BUILTINS_SQL: &str = "SELECT p.proname, \
     FROM pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace \
     AND p.prokind IN ('f', 'a') ORDER BY p.oid";
 
+/// Query listing the built-in operators: name, left type (empty for a
+/// prefix operator), right type.
+pub const OPERATORS_SQL: &str = "SELECT o.oprname, \
+    CASE WHEN o.oprleft = 0 THEN '' ELSE o.oprleft::regtype::text END, o.oprright::regtype::text \
+    FROM pg_operator o WHERE o.oid < 16384 AND o.oprcode <> 0 ORDER BY o.oid";
+
+/// Query listing the built-in casts: source type, target type.
+pub const CASTS_SQL: &str = "SELECT c.castsource::regtype::text, c.casttarget::regtype::text \
+    FROM pg_cast c WHERE c.oid < 16384 ORDER BY c.oid";
+
+/// A built-in operator.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    /// Symbol.
+    pub name: String,
+    /// Left operand type (`None`: prefix operator).
+    pub left: Option<String>,
+    /// Right operand type.
+    pub right: String,
+}
+
+/// Every client encoding the server converts from UTF8.
+pub const ENCODINGS: &[&str] = &[
+    "UTF8",
+    "SQL_ASCII",
+    "LATIN1",
+    "LATIN2",
+    "LATIN9",
+    "WIN1252",
+    "WIN1251",
+    "KOI8R",
+    "EUC_JP",
+    "EUC_KR",
+    "EUC_CN",
+    "SJIS",
+    "BIG5",
+    "GBK",
+    "GB18030",
+    "UHC",
+    "ISO_8859_5",
+    "WIN866",
+];
+
 /// Sample literals for an argument type; `None`: not generated.
 fn samples(ty: &str) -> Option<&'static [&'static str]> {
     Some(match ty {
@@ -241,13 +284,30 @@ fn position(expr: &str, set: bool, rng: &mut StdRng) -> String {
 pub struct Generator {
     rng: StdRng,
     builtins: Vec<Builtin>,
+    operators: Vec<Operator>,
+    casts: Vec<(String, String)>,
     fixed: std::vec::IntoIter<Case>,
 }
 
+/// What the generator draws from.
+pub struct Sources {
+    /// Built-in functions.
+    pub builtins: Vec<Builtin>,
+    /// Built-in operators.
+    pub operators: Vec<Operator>,
+    /// Built-in casts (source, target).
+    pub casts: Vec<(String, String)>,
+}
+
 impl Generator {
-    /// A generator over `builtins` and `corpus`, seeded.
-    pub fn new(seed: u64, builtins: Vec<Builtin>, corpus: &[&str]) -> Self {
+    /// A generator over `sources` and `corpus`, seeded.
+    pub fn new(seed: u64, sources: Sources, corpus: &[&str]) -> Self {
         use rand::SeedableRng;
+        let Sources {
+            builtins,
+            operators,
+            casts,
+        } = sources;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut fixed: Vec<Case> = corpus.iter().map(|s| Case::plain(s.to_string())).collect();
         fixed.extend(
@@ -268,13 +328,44 @@ impl Generator {
         let mut g = Self {
             rng,
             builtins,
+            operators,
+            casts,
             fixed: Vec::new().into_iter(),
         };
+        for i in 0..g.operators.len() {
+            fixed.extend(g.operator_case(i));
+        }
+        for i in 0..g.casts.len() {
+            fixed.extend(g.cast_case(i));
+        }
         for _ in 0..200 {
             fixed.push(g.lexer_case());
         }
         g.fixed = fixed.into_iter();
         g
+    }
+
+    /// A statement applying operator `i` to sample operands.
+    fn operator_case(&mut self, i: usize) -> Option<Case> {
+        let op = self.operators.get(i)?.clone();
+        let right = samples(&op.right)?.choose(&mut self.rng)?;
+        let expr = match &op.left {
+            Some(l) => format!("{} {} {right}", samples(l)?.choose(&mut self.rng)?, op.name),
+            None => format!("{} {right}", op.name),
+        };
+        Some(Case::plain(position(
+            &format!("({expr})"),
+            false,
+            &mut self.rng,
+        )))
+    }
+
+    /// A statement casting a sample of cast `i`'s source type.
+    fn cast_case(&mut self, i: usize) -> Option<Case> {
+        let (source, target) = self.casts.get(i)?.clone();
+        let value = samples(&source)?.choose(&mut self.rng)?;
+        let expr = format!("CAST({value} AS {target})");
+        Some(Case::plain(position(&expr, false, &mut self.rng)))
     }
 
     /// A random statement built around a built-in call.
@@ -335,13 +426,28 @@ impl Iterator for Generator {
             return Some(c);
         }
         loop {
-            let case = if self.rng.gen_bool(0.1) {
-                Some(self.lexer_case())
-            } else {
-                self.random_call()
+            let case = match self.rng.gen_range(0..20) {
+                0 | 1 => Some(self.lexer_case()),
+                2 | 3 => {
+                    let i = self.rng.gen_range(0..self.operators.len().max(1));
+                    self.operator_case(i)
+                }
+                4 => {
+                    let i = self.rng.gen_range(0..self.casts.len().max(1));
+                    self.cast_case(i)
+                }
+                _ => self.random_call(),
             };
-            if case.is_some() {
-                return case;
+            if let Some(mut case) = case {
+                // The same text under the other lexer setting, in another
+                // client encoding.
+                if self.rng.gen_bool(0.2) {
+                    case.std_strings = !case.std_strings;
+                }
+                if self.rng.gen_bool(0.2) {
+                    case.encoding = ENCODINGS.choose(&mut self.rng).copied().unwrap_or("UTF8");
+                }
+                return Some(case);
             }
         }
     }

@@ -22,7 +22,8 @@ use portcullis::config::ConnectionConfig;
 use portcullis::pg::encoding::TextDecoder;
 use portcullis::sql::{analyze_with, corpus_tests::corpus_sql, ParseSettings, StatementFacts};
 use portcullis_e2e::oracle::{
-    Builtin, Case, Generator, BUILTINS_SQL, CONTROLS, FIXTURE, READ_ONLY,
+    Builtin, Case, Generator, Operator, Sources, BUILTINS_SQL, CASTS_SQL, CONTROLS, FIXTURE,
+    OPERATORS_SQL, READ_ONLY,
 };
 use portcullis_e2e::postgres;
 
@@ -255,6 +256,26 @@ async fn oracle(seconds: u64, seed: u64) {
         })
         .collect();
     let n_builtins = builtins.len();
+    let col = |r: &Vec<Option<String>>, i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+    let operators: Vec<Operator> = client
+        .rows(OPERATORS_SQL)
+        .await
+        .expect("pg_operator")
+        .iter()
+        .map(|r| Operator {
+            name: col(r, 0),
+            left: Some(col(r, 1)).filter(|l| !l.is_empty()),
+            right: col(r, 2),
+        })
+        .collect();
+    let casts: Vec<(String, String)> = client
+        .rows(CASTS_SQL)
+        .await
+        .expect("pg_cast")
+        .iter()
+        .map(|r| (col(r, 0), col(r, 1)))
+        .collect();
+    let fixed_extra = operators.len() + casts.len();
     let sentinel = Oracle::connect(&conn).await;
     let mut o = Oracle {
         conn: conn.clone(),
@@ -293,9 +314,20 @@ async fn oracle(seconds: u64, seed: u64) {
     }
 
     let corpus: Vec<&str> = corpus_sql().collect();
-    let generator = Generator::new(seed, builtins, &corpus);
+    let generator = Generator::new(
+        seed,
+        Sources {
+            builtins,
+            operators,
+            casts,
+        },
+        &corpus,
+    );
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let fixed = corpus.len() + CONTROLS.len() + READ_ONLY.len() + 2 * n_builtins + 200;
+    // An upper bound of the fixed part's length (cases without samples are
+    // not generated).
+    let fixed =
+        corpus.len() + CONTROLS.len() + READ_ONLY.len() + 2 * n_builtins + fixed_extra + 200;
     let mut stats = Stats::default();
     let mut violations = Vec::new();
     for case in generator {
