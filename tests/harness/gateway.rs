@@ -27,6 +27,8 @@ pub struct GatewayOptions {
     pub policy_engine: String,
     /// `gateway.log_format`.
     pub log_format: String,
+    /// `connections[].catalog_refresh` of the `app` connection.
+    pub catalog_refresh: String,
 }
 
 impl Default for GatewayOptions {
@@ -40,6 +42,7 @@ impl Default for GatewayOptions {
             reload_interval: "1s".into(),
             policy_engine: "vm".into(),
             log_format: "text".into(),
+            catalog_refresh: "30s".into(),
         }
     }
 }
@@ -95,6 +98,7 @@ upstream = "127.0.0.1:{pgport}"
 database = "app"
 user = "svc"
 password_file = "{pwfile}"
+catalog_refresh = "{catalog_refresh}"
 
 [[connections]]
 name = "app_tls"
@@ -138,6 +142,7 @@ groups = ["dba"]
             reload = opts.reload_interval,
             engine = opts.policy_engine,
             log_format = opts.log_format,
+            catalog_refresh = opts.catalog_refresh,
             pgport = pg.port,
             pwfile = pg.svc_password_file.display(),
             ca = pg.ca_file.display(),

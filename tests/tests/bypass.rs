@@ -11,7 +11,9 @@
 
 use portcullis_e2e::clients::{client, psql, psql_cmd, Run};
 use portcullis_e2e::oracle::FIXTURE;
-use portcullis_e2e::{idp, postgres, temp_dir, Gateway, GatewayOptions};
+use std::time::Duration;
+
+use portcullis_e2e::{idp, postgres, temp_dir, wait_for, Gateway, GatewayOptions};
 
 const ALICE: &str = "alice@example.com";
 
@@ -79,6 +81,7 @@ fn read_only_policy_holds_against_each_bypass_class() {
     std::fs::write(dir.join("portcullis.rego"), POLICY).expect("policy");
     let gw = Gateway::start(GatewayOptions {
         policy_dir: dir.clone(),
+        catalog_refresh: "300ms".into(),
         ..Default::default()
     });
     let tok = idp().token("alice");
@@ -246,6 +249,25 @@ fn read_only_policy_holds_against_each_bypass_class() {
     );
     let r = psql(&gw, ALICE, &tok, &["-c", "SELECT t.w_new FROM oracle.t1 t"]);
     denied(&r, "attribute notation of a function created earlier");
+
+    // A function created outside the gateway is seen at the next timed
+    // re-read (`catalog_refresh`, 300 ms here). It writes nothing, so the
+    // calls that run before the re-read are harmless.
+    pg.psql_super(
+        "app",
+        "SET ROLE svc; CREATE FUNCTION public.w_direct(r oracle.t1) RETURNS int \
+         LANGUAGE sql VOLATILE AS 'SELECT 1'",
+    );
+    wait_for("the timed catalog re-read", Duration::from_secs(20), || {
+        psql(
+            &gw,
+            ALICE,
+            &tok,
+            &["-c", "SELECT t.w_direct FROM oracle.t1 t"],
+        )
+        .stderr
+        .contains(DENIED)
+    });
 
     // The login value: a role default of off is read from the server's
     // ParameterStatus at login.

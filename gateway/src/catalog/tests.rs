@@ -217,3 +217,37 @@ fn catalog_changes_are_detected_from_facts() {
         assert_eq!(facts(sql).may_change_catalog(), changes, "{sql}");
     }
 }
+
+#[test]
+fn calls_the_text_does_not_show_are_named() {
+    assert!(facts("SELECT 1 === 2")
+        .functions
+        .contains(&"operator(===)".to_string()));
+    assert!(facts("SELECT 'x'::checked")
+        .functions
+        .contains(&"cast(checked)".to_string()));
+    assert!(facts("SELECT t.nextval FROM t")
+        .functions
+        .contains(&"nextval".to_string()));
+}
+
+#[test]
+fn notify_writes_listen_reads() {
+    assert!(!read_only("NOTIFY chan, 'x'"));
+    assert!(read_only("LISTEN chan"));
+}
+
+#[tokio::test]
+async fn a_catalog_that_cannot_be_read_is_the_unavailable_one() {
+    let conn: crate::config::ConnectionConfig = toml::from_str(
+        "name = \"x\"\nupstream = \"127.0.0.1:1\"\nuser = \"svc\"\npassword_env = \"PORTCULLIS_TEST_NO_SUCH_VAR\"",
+    )
+    .expect("config");
+    let cache = super::CatalogCache::new(std::sync::Arc::new(conn));
+    cache.ready(std::time::Duration::from_secs(10)).await;
+    let (generation, cat) = cache.current();
+    assert_eq!(generation, 1, "the failed first load is published");
+    assert_eq!(cat.mode, Mode::Unavailable("catalog_unavailable"));
+    let ticket = cache.request_refresh();
+    assert!(!cache.covers(ticket), "a failed load covers no request");
+}
