@@ -237,7 +237,8 @@ pub struct Case {
 }
 
 impl Case {
-    fn plain(sql: String) -> Self {
+    /// UTF-8 text with standard-conforming strings.
+    pub fn plain(sql: String) -> Self {
         Self {
             bytes: sql.into_bytes(),
             encoding: "UTF8",

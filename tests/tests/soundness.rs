@@ -286,11 +286,7 @@ async fn oracle(seconds: u64, seed: u64) {
 
     // The observer sees each mechanism, and the analyser flags each.
     for sql in CONTROLS {
-        let case = Case {
-            bytes: sql.as_bytes().to_vec(),
-            encoding: "UTF8",
-            std_strings: true,
-        };
+        let case = Case::plain(sql.to_string());
         let f = facts(&case, &o.cat).expect("decodes");
         assert!(
             f.iter().any(|f| !f.read_only),
@@ -304,11 +300,7 @@ async fn oracle(seconds: u64, seed: u64) {
         );
     }
     for sql in READ_ONLY {
-        let case = Case {
-            bytes: sql.as_bytes().to_vec(),
-            encoding: "UTF8",
-            std_strings: true,
-        };
+        let case = Case::plain(sql.to_string());
         let f = facts(&case, &o.cat).expect("decodes");
         assert!(f.iter().all(|f| f.read_only), "{sql}: {f:?}");
     }
