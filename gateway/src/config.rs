@@ -38,6 +38,8 @@ pub const DEFAULT_ALGORITHMS: [&str; 5] = ["RS256", "PS256", "ES256", "ES384", "
 pub const DEFAULT_WORKER_THREADS: usize = 0;
 /// Default hold timeout for approvals.
 pub const DEFAULT_HOLD_TIMEOUT: &str = "5m";
+/// Default `approvals.gateway_id`.
+pub const DEFAULT_GATEWAY_ID: &str = "portcullis";
 /// Default `connections[].catalog_refresh`.
 pub const DEFAULT_CATALOG_REFRESH: &str = "30s";
 
@@ -321,7 +323,7 @@ pub struct StoreConfig {
 }
 
 /// `[approvals]`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalsConfig {
     /// Base URL of the approvals service. Default: none (statements that
@@ -331,9 +333,47 @@ pub struct ApprovalsConfig {
     /// File holding the bearer token for the approvals API.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
-    /// How long a held statement waits. Default [`DEFAULT_HOLD_TIMEOUT`].
+    /// How long a held statement waits when the policy gives no
+    /// `approval.timeout`. Default [`DEFAULT_HOLD_TIMEOUT`].
     #[serde(default, with = "duration::option")]
     pub hold_timeout: Option<Duration>,
+    /// The service's Ed25519 public key (base64; `portcullis-approvals
+    /// keygen` prints it). Required with `url`: decisions whose signature
+    /// does not verify are refused.
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// URL approvers open, when it differs from `url`. Default: `url`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// This gateway's id; decisions are bound to it, so gateways sharing
+    /// one service need different ids. Default [`DEFAULT_GATEWAY_ID`].
+    #[serde(default = "d_gateway_id")]
+    pub gateway_id: String,
+}
+
+impl ApprovalsConfig {
+    /// The hold timeout in force.
+    pub fn hold_timeout(&self) -> Duration {
+        self.hold_timeout
+            .unwrap_or_else(|| dur(DEFAULT_HOLD_TIMEOUT))
+    }
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            token_file: None,
+            hold_timeout: None,
+            public_key: None,
+            public_url: None,
+            gateway_id: d_gateway_id(),
+        }
+    }
+}
+
+fn d_gateway_id() -> String {
+    DEFAULT_GATEWAY_ID.into()
 }
 
 /// `[[connections]]`: one upstream database.
@@ -516,6 +556,9 @@ impl Config {
             }
         };
         fix(&mut self.policy.dir);
+        if let Some(p) = self.approvals.token_file.as_mut() {
+            fix(p);
+        }
         if let Some(p) = self.gateway.tls_cert.as_mut() {
             fix(p);
         }
@@ -548,6 +591,31 @@ impl Config {
                 why,
             })
         };
+        let a = &self.approvals;
+        if a.url.is_some() {
+            if a.token_file.is_none() {
+                return bad(
+                    "approvals",
+                    None,
+                    "token_file",
+                    "required when `approvals.url` is set".into(),
+                );
+            }
+            let key_ok = a.public_key.as_deref().is_some_and(|k| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(k.trim())
+                    .is_ok_and(|b| b.len() == 32)
+            });
+            if !key_ok {
+                return bad(
+                    "approvals",
+                    None,
+                    "public_key",
+                    "required when `approvals.url` is set: the service's base64 Ed25519 public key (portcullis-approvals keygen prints it)".into(),
+                );
+            }
+        }
         let g = &self.gateway;
         if g.listen.parse::<SocketAddr>().is_err() {
             return bad(

@@ -6,6 +6,7 @@
 //! (one client connection), [`server`] (listeners), [`http`] (admin API).
 #![forbid(unsafe_code)]
 
+pub mod approvals;
 pub mod catalog;
 pub mod config;
 pub mod dev;

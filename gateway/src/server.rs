@@ -25,6 +25,9 @@ pub enum ServerError {
     /// TLS material did not load.
     #[error("{0}")]
     Tls(#[from] TlsError),
+    /// The approvals client could not be set up.
+    #[error("approvals: {0}")]
+    Approvals(#[from] crate::approvals::ApprovalsError),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {why}")]
     Bind {
@@ -103,7 +106,10 @@ impl Gateway {
             .iter()
             .map(|c| (c.name.clone(), crate::catalog::CatalogCache::new(c.clone())))
             .collect();
+        let approvals =
+            crate::approvals::ApprovalsClient::from_config(&config.approvals)?.map(Arc::new);
         let shared = Arc::new(Shared {
+            approvals,
             connections,
             catalogs,
             verifier: Verifier::new(&config.identity.issuers),

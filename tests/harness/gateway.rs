@@ -29,6 +29,8 @@ pub struct GatewayOptions {
     pub log_format: String,
     /// `connections[].catalog_refresh` of the `app` connection.
     pub catalog_refresh: String,
+    /// Extra TOML appended to the config (e.g. an `[approvals]` section).
+    pub extra: String,
 }
 
 impl Default for GatewayOptions {
@@ -43,6 +45,7 @@ impl Default for GatewayOptions {
             policy_engine: "vm".into(),
             log_format: "text".into(),
             catalog_refresh: "30s".into(),
+            extra: String::new(),
         }
     }
 }
@@ -133,6 +136,8 @@ database = "app"
 user = "svc"
 password_file = "{pwfile}"
 groups = ["dba"]
+
+{extra}
 "#,
             plain = opts.allow_plaintext_loopback,
             max = opts.max_message_bytes,
@@ -143,6 +148,7 @@ groups = ["dba"]
             engine = opts.policy_engine,
             log_format = opts.log_format,
             catalog_refresh = opts.catalog_refresh,
+            extra = opts.extra,
             pgport = pg.port,
             pwfile = pg.svc_password_file.display(),
             ca = pg.ca_file.display(),

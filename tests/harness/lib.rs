@@ -8,6 +8,7 @@
 //! test run, even one that panics.
 #![forbid(unsafe_code)]
 
+pub mod approvals;
 pub mod clients;
 pub mod gateway;
 pub mod idp;

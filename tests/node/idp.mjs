@@ -17,6 +17,11 @@ const users = {
   bob: { email: 'bob@example.com', groups: ['analyst'] },
   mallory: { email: 'mallory@example.com', groups: ['marketing'] },
   shortlived: { email: 'short@example.com', groups: ['dev'] },
+  // Approvals: riley runs DDL and is also a DBA (must not approve her
+  // own request); dana and erin approve.
+  riley: { email: 'riley@example.com', groups: ['dev', 'dba'] },
+  dana: { email: 'dana@example.com', groups: ['dba'] },
+  erin: { email: 'erin@example.com', groups: ['dba'] },
 };
 
 const provider = new Provider(issuer, {

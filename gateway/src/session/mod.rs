@@ -5,6 +5,7 @@
 
 pub mod cancel;
 pub mod decide;
+pub mod hold;
 pub mod inflight;
 pub mod pipeline;
 pub mod registry;
@@ -34,6 +35,8 @@ pub struct Shared {
     pub config: Config,
     /// Connections by name (shared with cancel targets).
     pub connections: Vec<Arc<crate::config::ConnectionConfig>>,
+    /// The approvals service, when configured.
+    pub approvals: Option<Arc<crate::approvals::ApprovalsClient>>,
     /// Each connection's catalog, by connection name.
     pub catalogs: std::collections::HashMap<String, Arc<crate::catalog::CatalogCache>>,
     /// Token validation.

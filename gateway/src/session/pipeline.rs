@@ -17,10 +17,12 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::decide::{Decider, Verdict};
+use super::hold::{Approval, Hold, HoldContext, Holds};
 use super::inflight::{Expect, InFlight};
 use super::registry::{Effect, Registry, Statement};
 use super::stage::{Counts, PolicyStage, RecordStage, Stage};
 use super::SessionError;
+use crate::approvals::HoldOutcome;
 use crate::pg::backend::{error_summary, BackendMessage};
 use crate::pg::encoding::TextDecoder;
 use crate::pg::frontend::FrontendMessage;
@@ -47,6 +49,10 @@ pub enum Step {
     Wait,
     /// The client said Terminate.
     Terminate,
+    /// Keep this message and hold it for approval: send the notice, post
+    /// the request, and call [`Pipeline::hold_finished`] with the outcome,
+    /// then [`Pipeline::client`] with the message again.
+    Hold(Box<Hold>),
 }
 
 /// What the client gets for one backend message.
@@ -94,6 +100,8 @@ pub struct Pipeline {
     inject: BytesMut,
     /// The server sent FATAL: relay it and close.
     closing: bool,
+    /// Approval holds.
+    holds: Holds,
 }
 
 impl Pipeline {
@@ -117,7 +125,7 @@ impl Pipeline {
         let decoder = TextDecoder::new(&client_encoding, &server_encoding);
         Self {
             decider,
-            stages: vec![Box::new(PolicyStage)],
+            stages: vec![Box::new(PolicyStage { approvals: false })],
             record: RecordStage::default(),
             registry: Registry::default(),
             inflight: InFlight::default(),
@@ -134,7 +142,19 @@ impl Pipeline {
             app_dirty: false,
             inject: BytesMut::new(),
             closing: false,
+            holds: Holds::default(),
         }
+    }
+
+    /// Enables holding statements for approval.
+    pub fn set_approvals(&mut self, context: HoldContext) {
+        self.holds.context = Some(context);
+        self.stages[0] = Box::new(PolicyStage { approvals: true });
+    }
+
+    /// The held message's outcome (`None`: the client cancelled it).
+    pub fn hold_finished(&mut self, outcome: Option<HoldOutcome>) {
+        self.holds.finish(outcome);
     }
 
     /// What the record hook counted.
@@ -220,7 +240,18 @@ impl Pipeline {
             text,
             verdict,
             effect,
+            approved: false,
         }))
+    }
+
+    /// Applies approval to a decided simple-protocol statement: the
+    /// statement to admit, or the hold to start.
+    fn approval(&mut self, stmt: Arc<Statement>) -> Result<Arc<Statement>, Box<Hold>> {
+        match self.holds.start(&stmt) {
+            Approval::None => Ok(stmt),
+            Approval::Granted(s) => Ok(s),
+            Approval::Hold(h) => Err(h),
+        }
     }
 
     /// Runs the stages' admission; the refusal error if one refuses.
@@ -268,16 +299,24 @@ impl Pipeline {
             return Ok(Step::Continue);
         }
         match msg {
+            FrontendMessage::Query(_) if self.holds.has_refusal() => {
+                if let Some(e) = self.holds.take_refusal() {
+                    self.refuse_simple(e, up);
+                }
+            }
             FrontendMessage::Query(sql) => match self.decide(sql) {
                 Err(None) => return Ok(Step::Wait),
                 Err(Some(e)) => self.refuse_simple(e, up),
-                Ok(stmt) => match self.admit(&stmt) {
-                    Some(e) => self.refuse_simple(e, up),
-                    None => {
-                        frame.encode(up);
-                        let effect = stmt.effect;
-                        self.inflight.push(Expect::Query(stmt), effect);
-                    }
+                Ok(stmt) => match self.approval(stmt) {
+                    Err(hold) => return Ok(Step::Hold(hold)),
+                    Ok(stmt) => match self.admit(&stmt) {
+                        Some(e) => self.refuse_simple(e, up),
+                        None => {
+                            frame.encode(up);
+                            let effect = stmt.effect;
+                            self.inflight.push(Expect::Query(stmt), effect);
+                        }
+                    },
                 },
             },
             FrontendMessage::Parse(p) => {

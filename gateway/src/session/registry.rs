@@ -18,6 +18,8 @@ pub struct Statement {
     pub verdict: Arc<Verdict>,
     /// What running it may change that later decisions depend on.
     pub effect: Effect,
+    /// Approvers approved this run of it.
+    pub approved: bool,
 }
 
 /// What running a statement may change that later decisions read.

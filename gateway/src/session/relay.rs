@@ -13,9 +13,11 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::hold::Held;
 use super::pipeline::{Pipeline, Relay, Step};
 use super::startup::Ready;
 use super::{Control, SessionError, Shared};
+use crate::approvals::{ApprovalsClient, HoldOutcome};
 use crate::pg::{peek_frame, split_frame, CodecError, ErrorFields, Frame, Severity};
 
 /// Largest message accepted from the database (Postgres' own limit).
@@ -64,6 +66,20 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
     let mut to_client = BytesMut::with_capacity(16 * 1024);
     let mut waiting: Option<Frame> = None;
     let mut terminated = false;
+    let mut held: Option<Held> = None;
+    let approvals = shared.approvals.clone();
+    macro_rules! sink {
+        () => {
+            Sink {
+                up: &mut to_up,
+                down: &mut to_client,
+                waiting: &mut waiting,
+                terminated: &mut terminated,
+                held: &mut held,
+                approvals: approvals.as_ref(),
+            }
+        };
+    }
 
     // Anything the server sent right after login.
     let mut end = server_frames(&mut ubuf, &mut pipeline, &mut to_client).err();
@@ -74,7 +90,11 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
         if cbuf.capacity() - cbuf.len() < 4096 {
             cbuf.reserve(16 * 1024);
         }
-        let read_client = waiting.is_none() && !terminated && to_up.len() < HIGH_WATER;
+        // While a statement is held the client is still read (buffered,
+        // not processed) so a disconnect is noticed and withdraws it.
+        let read_client = (waiting.is_none() || (held.is_some() && cbuf.len() < HIGH_WATER))
+            && !terminated
+            && to_up.len() < HIGH_WATER;
         let read_server = to_client.len() < HIGH_WATER;
         tokio::select! {
             biased;
@@ -111,9 +131,9 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
                     if let Some(own) = pipeline.take_injected() {
                         to_up.extend_from_slice(&own);
                     }
-                    if end.is_none() {
+                    if end.is_none() && held.is_none() {
                         if let Some(f) = waiting.take() {
-                            end = client_frames(Some(f), &mut cbuf, max, &mut pipeline, &mut to_up, &mut waiting, &mut terminated).err();
+                            end = client_frames(Some(f), &mut cbuf, max, &mut pipeline, sink!()).err();
                         }
                     }
                 }
@@ -127,12 +147,31 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
                         End::Error("client", CodecError::Truncated.into())
                     })
                 }
+                Ok(_) if held.is_some() => {}
                 Ok(_) => {
-                    end = client_frames(None, &mut cbuf, max, &mut pipeline, &mut to_up, &mut waiting, &mut terminated).err();
+                    end = client_frames(None, &mut cbuf, max, &mut pipeline, sink!()).err();
                 }
                 Err(e) => end = Some(End::Error("client", CodecError::from(e).into())),
             },
+            outcome = hold_outcome(&mut held), if held.is_some() => {
+                held = None;
+                pipeline.hold_finished(Some(outcome));
+                if let Some(f) = waiting.take() {
+                    end = client_frames(Some(f), &mut cbuf, max, &mut pipeline, sink!()).err();
+                }
+            },
             Some(c) = control.recv() => match c {
+                Control::Cancel if held.is_some() => {
+                    // The client's own cancel key: withdraw the request and
+                    // answer as Postgres answers a cancelled statement.
+                    if let (Some(h), Some(a)) = (held.take(), &approvals) {
+                        a.withdraw(h.id);
+                    }
+                    pipeline.hold_finished(None);
+                    if let Some(f) = waiting.take() {
+                        end = client_frames(Some(f), &mut cbuf, max, &mut pipeline, sink!()).err();
+                    }
+                }
                 Control::Cancel => {
                     let (conn, key) = (conn.clone(), upstream.key);
                     tokio::spawn(async move {
@@ -147,6 +186,10 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
         if terminated && to_up.is_empty() && end.is_none() {
             end = Some(End::Client);
         }
+    }
+    if let (Some(h), Some(a)) = (held.take(), &approvals) {
+        tracing::info!(session = %session_id, request = %h.id, "withdrawing the approval request of a session that ended");
+        a.withdraw(h.id);
     }
     match end {
         Some(End::Server) => {
@@ -250,17 +293,33 @@ fn server_frames(
     Ok(())
 }
 
+/// Where client frames go: upstream, and what the loop keeps.
+struct Sink<'a> {
+    up: &'a mut BytesMut,
+    down: &'a mut BytesMut,
+    waiting: &'a mut Option<Frame>,
+    terminated: &'a mut bool,
+    held: &'a mut Option<Held>,
+    approvals: Option<&'a Arc<ApprovalsClient>>,
+}
+
 /// Feeds client frames (first `first`, then those in `buf`) to the
-/// pipeline until one must wait or the client terminates.
+/// pipeline until one must wait or be held, or the client terminates.
 fn client_frames(
     first: Option<Frame>,
     buf: &mut BytesMut,
     max: usize,
     pipeline: &mut Pipeline,
-    up: &mut BytesMut,
-    waiting: &mut Option<Frame>,
-    terminated: &mut bool,
+    sink: Sink<'_>,
 ) -> Result<(), End> {
+    let Sink {
+        up,
+        down,
+        waiting,
+        terminated,
+        held,
+        approvals,
+    } = sink;
     let mut next = first;
     loop {
         let frame = match next.take() {
@@ -283,6 +342,28 @@ fn client_frames(
                 *terminated = true;
                 return Ok(());
             }
+            Step::Hold(hold) => {
+                // The notice goes out now; the message waits for the
+                // service's answer.
+                hold.notice.encode(down);
+                let Some(client) = approvals else {
+                    pipeline
+                        .hold_finished(Some(HoldOutcome::Failed("no approvals service".into())));
+                    next = Some(frame);
+                    continue;
+                };
+                *held = Some(hold.begin(client));
+                *waiting = Some(frame);
+                return Ok(());
+            }
         }
+    }
+}
+
+/// The held statement's outcome (never ready when nothing is held).
+async fn hold_outcome(held: &mut Option<Held>) -> HoldOutcome {
+    match held {
+        Some(h) => h.outcome.as_mut().await,
+        None => std::future::pending().await,
     }
 }

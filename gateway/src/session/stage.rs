@@ -26,7 +26,10 @@ pub trait Stage: Send {
 }
 
 /// Turns the policy's decision into admit / refuse.
-pub struct PolicyStage;
+pub struct PolicyStage {
+    /// An approvals service is configured (holds are possible).
+    pub approvals: bool,
+}
 
 impl Stage for PolicyStage {
     fn admit(&mut self, stmt: &Statement) -> Result<(), ErrorFields> {
@@ -45,12 +48,20 @@ impl Stage for PolicyStage {
                 format!("portcullis: statement denied: {reasons}"),
             )
             .with_hint(format!("policy {}", v.policy_hash))),
-            Action::Approve => Err(ErrorFields::new(
-                Severity::Error,
-                "42501",
-                "approval required: approvals service not configured",
-            )
-            .with_detail(reasons)),
+            Action::Approve if stmt.approved => Ok(()),
+            Action::Approve => {
+                let spec = d.approval.as_ref();
+                let why = if !self.approvals {
+                    "approval required: approvals service not configured"
+                } else if spec.is_none_or(|s| s.groups.is_empty()) {
+                    "approval required, but the policy names no approver groups (decision.approval.groups)"
+                } else if spec.is_some_and(|s| s.mode != "hold") {
+                    "approval required in mode retry, which this gateway does not support yet (use mode hold)"
+                } else {
+                    "approval required: statements are held for approval only when sent as a simple query so far (not Parse/Bind/Execute)"
+                };
+                Err(ErrorFields::new(Severity::Error, "42501", why).with_detail(reasons))
+            }
         }
     }
 }

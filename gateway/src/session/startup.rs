@@ -342,7 +342,21 @@ async fn authenticate(
         .filter_map(|f| param_status::decode(&f.body).ok())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let pipeline = Pipeline::new(decider, &login, app, upstream_app, identity.display());
+    let mut pipeline = Pipeline::new(decider, &login, app, upstream_app, identity.display());
+    if let Some(client) = &shared.approvals {
+        pipeline.set_approvals(super::hold::HoldContext {
+            client: client.clone(),
+            requester: crate::approvals::protocol::Requester {
+                sub: identity.sub.clone(),
+                email: identity.email.clone(),
+                name: identity.name.clone(),
+                groups: identity.groups.clone(),
+            },
+            client_addr: peer.ip().to_string(),
+            connection: conn.name.clone(),
+            database: conn.database().to_string(),
+        });
+    }
     let mut out = BytesMut::new();
     AuthRequest::Ok.to_frame().encode(&mut out);
     for (name, value) in &login {

@@ -33,6 +33,7 @@ fn shared() -> Arc<Shared> {
     Arc::new(Shared {
         connections: Vec::new(),
         catalogs: Default::default(),
+        approvals: None,
         verifier: Verifier::new(&[]),
         policy: PolicyStore::open(&dir, "data.portcullis.decision", true).unwrap(),
         metrics: Arc::new(Metrics::default()),

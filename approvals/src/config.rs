@@ -1,0 +1,162 @@
+//! `approvals.toml`: one typed struct, every field with a named default,
+//! validated once at load. Environment overrides: `PORTCULLIS_APPROVALS_*`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use portcullis::config::IssuerConfig;
+use serde::Deserialize;
+
+/// Default `listen`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
+/// Default `store_url`.
+pub const DEFAULT_STORE_URL: &str = "sqlite://approvals.db";
+/// Default `max_expiry`.
+pub const DEFAULT_MAX_EXPIRY: &str = "24h";
+/// Default `grant_lifetime`.
+pub const DEFAULT_GRANT_LIFETIME: &str = "15m";
+
+/// The service's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listen address. Default [`DEFAULT_LISTEN`]; env
+    /// `PORTCULLIS_APPROVALS_LISTEN`.
+    #[serde(default = "d_listen")]
+    pub listen: String,
+    /// URL approvers open (links in notices and notifications). Default:
+    /// `http://` + `listen`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// `sqlite://FILE` or `postgres://...`. Default [`DEFAULT_STORE_URL`];
+    /// relative SQLite paths are relative to the config file.
+    #[serde(default = "d_store_url")]
+    pub store_url: String,
+    /// File holding the bearer token gateways present. Required.
+    pub gateway_token_file: PathBuf,
+    /// File holding the Ed25519 signing key (base64 of a 32-byte seed;
+    /// `portcullis-approvals keygen` writes one). Required.
+    pub signing_key_file: PathBuf,
+    /// Longest expiry a gateway may ask for. Default [`DEFAULT_MAX_EXPIRY`].
+    #[serde(default = "d_max_expiry", with = "humantime_serde_compat")]
+    pub max_expiry: Duration,
+    /// How long an approval of a `retry` request may be used. Default
+    /// [`DEFAULT_GRANT_LIFETIME`].
+    #[serde(default = "d_grant_lifetime", with = "humantime_serde_compat")]
+    pub grant_lifetime: Duration,
+    /// Issuers whose access tokens approvers present.
+    #[serde(default)]
+    pub identity: Identity,
+}
+
+/// `[identity]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// Trusted issuers (same fields as the gateway's).
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+}
+
+fn d_listen() -> String {
+    DEFAULT_LISTEN.into()
+}
+fn d_store_url() -> String {
+    DEFAULT_STORE_URL.into()
+}
+fn d_max_expiry() -> Duration {
+    humantime::parse_duration(DEFAULT_MAX_EXPIRY).unwrap_or(Duration::from_secs(86400))
+}
+fn d_grant_lifetime() -> Duration {
+    humantime::parse_duration(DEFAULT_GRANT_LIFETIME).unwrap_or(Duration::from_secs(900))
+}
+
+/// Durations written as `30s`, `5m`, `1h 30m`.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A configuration error, naming the file (and line, from the TOML parser).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable file.
+    #[error("{path}: {why}")]
+    Read {
+        /// File.
+        path: String,
+        /// Reason.
+        why: String,
+    },
+    /// Bad TOML or values.
+    #[error("{path}: {why}")]
+    Parse {
+        /// File.
+        path: String,
+        /// Parser message (with line and key).
+        why: String,
+    },
+    /// A value that parses but cannot work.
+    #[error("{path}: `{key}`: {why}")]
+    Invalid {
+        /// File.
+        path: String,
+        /// Key.
+        key: &'static str,
+        /// Reason.
+        why: String,
+    },
+}
+
+impl Config {
+    /// Loads and validates `path`, applying environment overrides.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: p.clone(),
+            why: e.to_string(),
+        })?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: p.clone(),
+            why: e.to_string(),
+        })?;
+        if let Ok(v) = std::env::var("PORTCULLIS_APPROVALS_LISTEN") {
+            cfg.listen = v;
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        for f in [&mut cfg.gateway_token_file, &mut cfg.signing_key_file] {
+            if f.is_relative() {
+                *f = base.join(&*f);
+            }
+        }
+        if let Some(file) = cfg.store_url.strip_prefix("sqlite://") {
+            if !file.starts_with('/') && !file.starts_with(':') {
+                cfg.store_url = format!("sqlite://{}", base.join(file).display());
+            }
+        } else if !cfg.store_url.starts_with("postgres://")
+            && !cfg.store_url.starts_with("postgresql://")
+        {
+            return Err(ConfigError::Invalid {
+                path: p,
+                key: "store_url",
+                why: "must start with sqlite:// or postgres://".into(),
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// The URL approvers open.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_string()
+    }
+}

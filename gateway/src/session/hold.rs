@@ -1,0 +1,212 @@
+//! The hold phase: a statement the policy sends for approval (mode
+//! `hold`) waits while the approvals service asks approvers; the client
+//! sees a notice with the approval link at once and, later, the
+//! statement's result (approved) or an error with the approver's comment
+//! (rejected, expired, cancelled, service unavailable).
+//!
+//! The pipeline decides *what* to hold ([`Holds::start`]) and what the
+//! outcome means ([`Holds::finish`]); the session loop awaits the
+//! service's answer alongside its sockets.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::registry::Statement;
+use crate::approvals::protocol::{statement_hash, NewRequest, Requester};
+use crate::approvals::{ApprovalsClient, HoldOutcome};
+use crate::pg::{ErrorFields, Frame, Severity};
+use crate::policy::Action;
+
+/// What the session knows about itself for approval requests.
+pub struct HoldContext {
+    /// The service.
+    pub client: Arc<ApprovalsClient>,
+    /// Who runs the session.
+    pub requester: Requester,
+    /// Client address.
+    pub client_addr: String,
+    /// Connection name.
+    pub connection: String,
+    /// Database upstream.
+    pub database: String,
+}
+
+/// A statement to hold: the request to post and the notice to send.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Hold {
+    /// Request id.
+    pub id: String,
+    /// The request.
+    pub request: NewRequest,
+    /// What the decision must be bound to.
+    pub hash: String,
+    /// NoticeResponse with the approval link.
+    pub notice: Frame,
+}
+
+/// A hold in progress in the session loop.
+pub struct Held {
+    /// Request id (to withdraw it).
+    pub id: String,
+    /// The service's answer.
+    pub outcome: Pin<Box<dyn Future<Output = HoldOutcome> + Send>>,
+}
+
+impl Hold {
+    /// Starts waiting for the service.
+    pub fn begin(self, client: &Arc<ApprovalsClient>) -> Held {
+        let c = client.clone();
+        let (request, hash) = (self.request, self.hash);
+        Held {
+            id: self.id,
+            outcome: Box::pin(async move { c.hold(request, hash).await }),
+        }
+    }
+}
+
+/// The pipeline's approval state.
+#[derive(Default)]
+pub struct Holds {
+    /// Set when a service is configured.
+    pub context: Option<HoldContext>,
+    /// The hash of the statement being held, with its request id.
+    holding: Option<(String, String)>,
+    /// An approved statement hash, used by the next run of that text.
+    grant: Option<String>,
+    /// The answer for the held message when it was not approved.
+    refusal: Option<ErrorFields>,
+}
+
+/// What approval does to a decided statement.
+pub enum Approval {
+    /// Nothing to do: the stages decide (allow, deny, or an approval the
+    /// gateway cannot hold, which the policy stage refuses).
+    None,
+    /// Approved earlier: run it.
+    Granted(Arc<Statement>),
+    /// Hold it.
+    Hold(Box<Hold>),
+}
+
+impl Holds {
+    /// Whether the held message is to be refused.
+    pub fn has_refusal(&self) -> bool {
+        self.refusal.is_some()
+    }
+
+    /// The refusal to answer the held message with, if it was not approved.
+    pub fn take_refusal(&mut self) -> Option<ErrorFields> {
+        self.refusal.take()
+    }
+
+    /// What to do with `stmt` (from a simple-protocol Query).
+    pub fn start(&mut self, stmt: &Arc<Statement>) -> Approval {
+        let d = &stmt.verdict.decision;
+        if d.action != Action::Approve {
+            return Approval::None;
+        }
+        let Some(ctx) = &self.context else {
+            return Approval::None;
+        };
+        let Some(spec) = d
+            .approval
+            .as_ref()
+            .filter(|s| s.mode == "hold" && !s.groups.is_empty())
+        else {
+            return Approval::None;
+        };
+        let hash = statement_hash(&stmt.text, &[]);
+        if self.grant.as_deref() == Some(hash.as_str()) {
+            self.grant = None;
+            return Approval::Granted(Arc::new(Statement {
+                text: stmt.text.clone(),
+                verdict: stmt.verdict.clone(),
+                effect: stmt.effect,
+                approved: true,
+            }));
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let timeout = spec
+            .timeout
+            .as_deref()
+            .and_then(|t| humantime::parse_duration(t).ok())
+            .unwrap_or(ctx.client.timeout);
+        let link = ctx.client.link(&id);
+        let reasons = d.reasons.join("; ");
+        let notice = ErrorFields::new(
+            Severity::Notice,
+            "00000",
+            format!("portcullis: waiting for approval: {link}"),
+        )
+        .with_detail(if reasons.is_empty() {
+            "the policy requires approval".to_string()
+        } else {
+            reasons
+        })
+        .with_hint(format!(
+            "approvers: {} (quorum {}); cancel (Ctrl-C) withdraws the request",
+            spec.groups.join(", "),
+            spec.quorum
+        ))
+        .to_frame();
+        let request = NewRequest {
+            id: id.clone(),
+            gateway: ctx.client.gateway_id.clone(),
+            requester: ctx.requester.clone(),
+            client_addr: ctx.client_addr.clone(),
+            connection: ctx.connection.clone(),
+            database: ctx.database.clone(),
+            statement: stmt.text.to_string(),
+            params: Vec::new(),
+            facts: serde_json::to_value(&stmt.verdict.statements).unwrap_or_default(),
+            reasons: d.reasons.clone(),
+            groups: spec.groups.clone(),
+            quorum: spec.quorum.max(1),
+            expires_in: timeout.as_secs().max(1),
+            mode: spec.mode.clone(),
+        };
+        self.holding = Some((id.clone(), hash.clone()));
+        Approval::Hold(Box::new(Hold {
+            id,
+            request,
+            hash,
+            notice,
+        }))
+    }
+
+    /// The service answered (or the client cancelled: `None`).
+    pub fn finish(&mut self, outcome: Option<HoldOutcome>) {
+        let Some((id, hash)) = self.holding.take() else {
+            return;
+        };
+        let refuse = |message: String| Some(ErrorFields::new(Severity::Error, "42501", message));
+        self.refusal = match outcome {
+            Some(HoldOutcome::Approved { approvers }) => {
+                tracing::info!(request = %id, approvers = ?approvers, "statement approved");
+                self.grant = Some(hash);
+                None
+            }
+            Some(HoldOutcome::Rejected { approvers, comment }) => {
+                tracing::info!(request = %id, approvers = ?approvers, "statement rejected");
+                let by = approvers.join(", ");
+                refuse(if comment.is_empty() {
+                    format!("portcullis: statement rejected by {by}")
+                } else {
+                    format!("portcullis: statement rejected by {by}: {comment}")
+                })
+            }
+            Some(HoldOutcome::Expired) => refuse(
+                "portcullis: statement not approved in time (the approval request expired)".into(),
+            ),
+            Some(HoldOutcome::Failed(why)) => {
+                refuse(format!("portcullis: approval could not be obtained: {why}"))
+            }
+            None => Some(ErrorFields::new(
+                Severity::Error,
+                "57014",
+                "canceling statement due to user request",
+            )),
+        };
+    }
+}

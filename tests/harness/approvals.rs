@@ -1,0 +1,129 @@
+//! The approvals service under test: the real `portcullis-approvals`
+//! binary with a fresh signing key, gateway token and SQLite store in a
+//! temp dir, trusting this binary's OIDC provider for approvers.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::idp::AUDIENCE;
+use crate::{free_port, idp, portcullis_bin, temp_dir, wait_port, Guarded};
+
+/// A running approvals service.
+pub struct Approvals {
+    /// Base URL.
+    pub url: String,
+    /// File with the gateways' bearer token.
+    pub token_file: PathBuf,
+    /// The token.
+    pub token: String,
+    /// Public key (base64) for the gateways' config.
+    pub public_key: String,
+    /// Working directory (config, store, log).
+    pub dir: PathBuf,
+    _guard: Guarded,
+}
+
+/// The `portcullis-approvals` binary next to `portcullis`.
+pub fn approvals_bin() -> PathBuf {
+    portcullis_bin().with_file_name("portcullis-approvals")
+}
+
+impl Approvals {
+    /// Starts a service on a random port.
+    pub fn start() -> Self {
+        let dir = temp_dir("approvals");
+        let port = free_port();
+        let token = format!("gw{:032x}", rand::random::<u128>());
+        let token_file = dir.join("gateway.token");
+        std::fs::write(&token_file, &token).expect("token");
+        let out = Command::new(approvals_bin())
+            .args(["keygen", "--out"])
+            .arg(dir.join("signing.key"))
+            .output()
+            .expect("keygen");
+        assert!(
+            out.status.success(),
+            "keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let public_key = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let config = format!(
+            r#"listen = "127.0.0.1:{port}"
+store_url = "sqlite://approvals.db"
+gateway_token_file = "gateway.token"
+signing_key_file = "signing.key"
+
+[[identity.issuers]]
+issuer = "{issuer}"
+audience = "{AUDIENCE}"
+groups_claim = "groups"
+leeway = "0s"
+"#,
+            issuer = idp().issuer
+        );
+        std::fs::write(dir.join("approvals.toml"), config).expect("config");
+        let guard = Guarded::spawn(
+            &approvals_bin().display().to_string(),
+            &[
+                "serve".into(),
+                "--config".into(),
+                dir.join("approvals.toml").display().to_string(),
+            ],
+            "",
+            &dir.join("approvals.log"),
+        );
+        wait_port(port, "approvals service");
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            token_file,
+            token,
+            public_key,
+            dir,
+            _guard: guard,
+        }
+    }
+
+    /// `[approvals]` for a gateway config, with this gateway id.
+    pub fn gateway_section(&self, gateway_id: &str) -> String {
+        format!(
+            "[approvals]\nurl = \"{}\"\ntoken_file = \"{}\"\npublic_key = \"{}\"\ngateway_id = \"{gateway_id}\"\nhold_timeout = \"30s\"\n",
+            self.url,
+            self.token_file.display(),
+            self.public_key
+        )
+    }
+
+    /// An approver's vote: (HTTP status, body).
+    pub fn decide(
+        &self,
+        user: &str,
+        id: &str,
+        outcome: &str,
+        comment: &str,
+    ) -> (u16, serde_json::Value) {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}/api/v1/requests/{id}/decision", self.url))
+            .bearer_auth(idp().token(user))
+            .json(&serde_json::json!({"outcome": outcome, "comment": comment}))
+            .send()
+            .expect("decision");
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Requests as an approver sees them (`state` filter).
+    pub fn list(&self, user: &str, state: &str) -> Vec<serde_json::Value> {
+        reqwest::blocking::Client::new()
+            .get(format!("{}/api/v1/requests?state={state}", self.url))
+            .bearer_auth(idp().token(user))
+            .send()
+            .expect("list")
+            .json()
+            .unwrap_or_default()
+    }
+
+    /// The service's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("approvals.log")).unwrap_or_default()
+    }
+}

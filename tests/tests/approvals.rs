@@ -1,0 +1,327 @@
+//! Live approval of single statements, end to end: psql runs a statement
+//! the policy sends for approval, sees the approval link, waits; approvers
+//! (real OIDC tokens) decide through the approvals service's API; psql
+//! gets the result, or the rejection with the approver's comment. Also:
+//! self-approval refused, quorum of two distinct approvers, double votes,
+//! expiry, cancel withdrawing the request, two gateways on one service,
+//! decisions signed with another key refused, the service down.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use portcullis_e2e::approvals::Approvals;
+use portcullis_e2e::clients::psql_cmd;
+use portcullis_e2e::{idp, postgres, temp_dir, wait_for, Gateway, GatewayOptions};
+
+const RILEY: &str = "riley@example.com";
+
+const POLICY: &str = r#"package portcullis
+import rego.v1
+
+hold(quorum, timeout) := {"action": "approve", "reasons": ["schema changes need a DBA"],
+  "approval": {"groups": ["dba"], "quorum": quorum, "mode": "hold", "timeout": timeout}}
+
+default decision := {"action": "allow"}
+
+decision := hold(1, "60s") if input.statement.kind == "create_table"
+
+decision := hold(2, "60s") if input.statement.kind == "drop"
+
+decision := hold(1, "2s") if input.statement.kind == "truncate"
+"#;
+
+struct Env {
+    approvals: Approvals,
+    gateway: Gateway,
+    /// A second gateway on the same service.
+    second: Gateway,
+}
+
+fn policy_dir() -> std::path::PathBuf {
+    let dir = temp_dir("approvals-policy");
+    std::fs::write(dir.join("portcullis.rego"), POLICY).expect("policy");
+    dir
+}
+
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let approvals = Approvals::start();
+        let start = |id: &str| {
+            Gateway::start(GatewayOptions {
+                policy_dir: policy_dir(),
+                extra: approvals.gateway_section(id),
+                ..Default::default()
+            })
+        };
+        let gateway = start("gw-one");
+        let second = start("gw-two");
+        Env {
+            approvals,
+            gateway,
+            second,
+        }
+    })
+}
+
+/// psql running `sql` as riley through `gw`, in the background.
+fn spawn_psql(gw: &Gateway, sql: &str) -> Child {
+    psql_cmd(gw, RILEY, &idp().token("riley"), "app")
+        .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql")
+}
+
+struct Finished {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn finish(child: Child) -> Finished {
+    let out = child.wait_with_output().expect("psql");
+    Finished {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+/// The pending request whose statement contains `marker` (waits for it).
+fn pending(marker: &str) -> serde_json::Value {
+    let a = &env().approvals;
+    let mut found = serde_json::Value::Null;
+    wait_for(
+        &format!("a pending request for {marker}"),
+        Duration::from_secs(20),
+        || {
+            found = a
+                .list("dana", "pending")
+                .into_iter()
+                .find(|r| r["statement"].as_str().is_some_and(|s| s.contains(marker)))
+                .unwrap_or_default();
+            !found.is_null()
+        },
+    );
+    found
+}
+
+fn state_of(id: &str) -> String {
+    env()
+        .approvals
+        .list("dana", "all")
+        .into_iter()
+        .find(|r| r["id"] == id)
+        .and_then(|r| r["state"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn table_exists(name: &str) -> bool {
+    postgres().psql_super(
+        "app",
+        &format!("SELECT to_regclass('public.{name}') IS NOT NULL"),
+    ) == "t"
+}
+
+#[test]
+fn approved_statement_runs_and_its_result_reaches_the_waiting_client() {
+    let e = env();
+    let psql = spawn_psql(&e.gateway, "CREATE TABLE appr_ok (a int)");
+    let req = pending("appr_ok");
+    let id = req["id"].as_str().expect("id").to_string();
+    assert_eq!(req["requester"]["email"], RILEY);
+    assert_eq!(req["reasons"][0], "schema changes need a DBA");
+    assert!(!table_exists("appr_ok"), "nothing runs before approval");
+
+    // The requester cannot approve her own request, even as a DBA; a
+    // non-approver cannot either.
+    let (status, body) = e.approvals.decide("riley", &id, "approve", "");
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = e.approvals.decide("bob", &id, "approve", "");
+    assert_eq!(status, 403, "{body}");
+
+    let (status, body) = e.approvals.decide("dana", &id, "approve", "looks fine");
+    assert_eq!(status, 200, "{body}");
+    // A double click changes nothing.
+    let (status, _) = e.approvals.decide("dana", &id, "approve", "looks fine");
+    assert_eq!(status, 200);
+    let out = finish(psql);
+    assert!(out.ok, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("CREATE TABLE"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("waiting for approval") && out.stderr.contains(&id),
+        "psql shows the approval link: {}",
+        out.stderr
+    );
+    assert!(table_exists("appr_ok"));
+    assert_eq!(state_of(&id), "approved");
+}
+
+#[test]
+fn rejected_statement_fails_with_the_approvers_comment() {
+    let e = env();
+    let psql = spawn_psql(&e.gateway, "CREATE TABLE appr_rejected (a int)");
+    let id = pending("appr_rejected")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (status, body) = e
+        .approvals
+        .decide("erin", &id, "reject", "not during the freeze");
+    assert_eq!(status, 200, "{body}");
+    let out = finish(psql);
+    assert!(!out.ok);
+    assert!(
+        out.stderr
+            .contains("rejected by erin@example.com: not during the freeze"),
+        "{}",
+        out.stderr
+    );
+    assert!(!table_exists("appr_rejected"));
+    // A late approval of a rejected request is refused.
+    let (status, _) = e.approvals.decide("dana", &id, "approve", "");
+    assert_eq!(status, 409);
+}
+
+#[test]
+fn quorum_of_two_needs_two_different_approvers() {
+    let e = env();
+    postgres().psql_super("app", "SET ROLE svc; CREATE TABLE appr_quorum (a int)");
+    let psql = spawn_psql(&e.gateway, "DROP TABLE appr_quorum");
+    let id = pending("appr_quorum")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (status, _) = e.approvals.decide("dana", &id, "approve", "");
+    assert_eq!(status, 200);
+    let (status, _) = e.approvals.decide("dana", &id, "approve", "");
+    assert_eq!(status, 200, "the same approver twice counts once");
+    assert_eq!(state_of(&id), "pending");
+    assert!(table_exists("appr_quorum"));
+    let (status, _) = e.approvals.decide("erin", &id, "approve", "");
+    assert_eq!(status, 200);
+    let out = finish(psql);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(!table_exists("appr_quorum"));
+}
+
+#[test]
+fn a_request_nobody_decides_expires() {
+    let e = env();
+    postgres().psql_super(
+        "app",
+        "SET ROLE svc; CREATE TABLE appr_expiry (a int); INSERT INTO appr_expiry VALUES (1)",
+    );
+    let out = finish(spawn_psql(&e.gateway, "TRUNCATE appr_expiry"));
+    assert!(!out.ok);
+    assert!(out.stderr.contains("expired"), "{}", out.stderr);
+    assert_eq!(
+        postgres().psql_super("app", "SELECT count(*) FROM appr_expiry"),
+        "1"
+    );
+}
+
+#[test]
+fn cancelling_the_waiting_client_withdraws_the_request() {
+    let e = env();
+    let psql = spawn_psql(&e.gateway, "CREATE TABLE appr_cancel (a int)");
+    let id = pending("appr_cancel")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // psql sends a CancelRequest on SIGINT.
+    let status = Command::new("kill")
+        .args(["-INT", &psql.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = finish(psql);
+    assert!(
+        out.stderr
+            .contains("canceling statement due to user request"),
+        "{}",
+        out.stderr
+    );
+    wait_for("the request withdrawn", Duration::from_secs(10), || {
+        state_of(&id) == "withdrawn"
+    });
+    let (status, _) = e.approvals.decide("dana", &id, "approve", "");
+    assert_eq!(status, 409, "a withdrawn request cannot be approved");
+    assert!(!table_exists("appr_cancel"));
+}
+
+#[test]
+fn two_gateways_share_one_service() {
+    let e = env();
+    let psql = spawn_psql(&e.second, "CREATE TABLE appr_second (a int)");
+    let req = pending("appr_second");
+    assert_eq!(req["gateway"], "gw-two");
+    let id = req["id"].as_str().expect("id").to_string();
+    let (status, _) = e.approvals.decide("dana", &id, "approve", "");
+    assert_eq!(status, 200);
+    let out = finish(psql);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(table_exists("appr_second"));
+}
+
+#[test]
+fn a_decision_signed_with_another_key_is_refused() {
+    let e = env();
+    // A gateway that trusts a different key: the service's genuine
+    // approval does not verify there.
+    let other = Approvals::start();
+    let section = e
+        .approvals
+        .gateway_section("gw-forged")
+        .replace(&e.approvals.public_key, &other.public_key);
+    let gw = Gateway::start(GatewayOptions {
+        policy_dir: policy_dir(),
+        extra: section,
+        ..Default::default()
+    });
+    let psql = spawn_psql(&gw, "CREATE TABLE appr_forged (a int)");
+    let id = pending("appr_forged")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (status, _) = e.approvals.decide("dana", &id, "approve", "");
+    assert_eq!(status, 200);
+    let out = finish(psql);
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("signature does not verify"),
+        "{}",
+        out.stderr
+    );
+    assert!(!table_exists("appr_forged"));
+}
+
+#[test]
+fn approvals_service_down_refuses_and_the_session_goes_on() {
+    let e = env();
+    let section = e.approvals.gateway_section("gw-down").replace(
+        &e.approvals.url,
+        &format!("http://127.0.0.1:{}", portcullis_e2e::free_port()),
+    );
+    let gw = Gateway::start(GatewayOptions {
+        policy_dir: policy_dir(),
+        extra: section,
+        ..Default::default()
+    });
+    let out = psql_cmd(&gw, RILEY, &idp().token("riley"), "app")
+        .args([
+            "-c",
+            "CREATE TABLE appr_down (a int)",
+            "-c",
+            "SELECT 'still usable'",
+        ])
+        .output()
+        .expect("psql");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot be reached"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("still usable"));
+    assert!(!table_exists("appr_down"));
+}
