@@ -26,7 +26,19 @@ def outcome(cur):
 
 
 with psycopg.connect(**conninfo, autocommit=True) as conn:
-    if mode == "each":
+    if mode == "param_oid":
+        # statements: [sql, type oid, value]: a Parse that fixes the
+        # parameter's type, then Bind/Execute.
+        sql, oid, value = statements
+        pg = conn.pgconn
+        res = pg.prepare(b"s1", sql.encode(), [int(oid)])
+        if res.status == psycopg.pq.ExecStatus.COMMAND_OK:
+            res = pg.exec_prepared(b"s1", [value.encode()])
+        ok = res.status in (psycopg.pq.ExecStatus.TUPLES_OK, psycopg.pq.ExecStatus.COMMAND_OK)
+        msg = (res.error_message or b"").decode(errors="replace")
+        out.append({"ok": ok, "message": msg})
+        out.append(outcome(conn.execute("select 'usable'")))
+    elif mode == "each":
         for sql in statements:
             try:
                 out.append(outcome(conn.execute(sql)))

@@ -47,7 +47,31 @@ CREATE TABLE oracle.t2 (p oracle.pair);
 INSERT INTO oracle.t2 VALUES (ROW(1, 2));
 CREATE FUNCTION public.w_pair(p oracle.pair) RETURNS int LANGUAGE plpgsql
   AS $$BEGIN INSERT INTO oracle.log VALUES (p.x); RETURN 1; END$$;
+CREATE FUNCTION oracle.w_sf(state int, v int) RETURNS int LANGUAGE plpgsql
+  AS $$BEGIN INSERT INTO oracle.log VALUES (v); RETURN coalesce(state, 0) + v; END$$;
+CREATE AGGREGATE oracle.w_agg(int) (SFUNC = oracle.w_sf, STYPE = int);
+CREATE DOMAIN oracle.dom2 AS oracle.dom_touch;
+CREATE TYPE oracle.comp AS (a oracle.dom_touch);
 SELECT lo_create(4242);
+"#;
+
+/// Objects that make common operators and casts run user code (a user
+/// `=` and an implicit cast to text for an enum, a cast to json). They
+/// make every `=` and `::text` count as unknown, so only the gateway
+/// bypass test loads them, not the oracle.
+pub const FIXTURE_GLOBAL: &str = r#"
+CREATE TYPE oracle.mood AS ENUM ('happy', 'sad');
+CREATE TABLE oracle.moods (m oracle.mood, note text);
+INSERT INTO oracle.moods VALUES ('happy', 'happy');
+CREATE FUNCTION oracle.mood_text(oracle.mood) RETURNS text LANGUAGE plpgsql
+  AS $$BEGIN INSERT INTO oracle.log VALUES (7); RETURN 'x'; END$$;
+CREATE CAST (oracle.mood AS text) WITH FUNCTION oracle.mood_text(oracle.mood) AS IMPLICIT;
+CREATE FUNCTION oracle.mood_json(oracle.mood) RETURNS json LANGUAGE plpgsql
+  AS $$BEGIN INSERT INTO oracle.log VALUES (9); RETURN '1'; END$$;
+CREATE CAST (oracle.mood AS json) WITH FUNCTION oracle.mood_json(oracle.mood);
+CREATE FUNCTION oracle.mood_eq(oracle.mood, text) RETURNS boolean LANGUAGE plpgsql
+  AS $$BEGIN INSERT INTO oracle.log VALUES (8); RETURN true; END$$;
+CREATE OPERATOR public.= (LEFTARG = oracle.mood, RIGHTARG = text, FUNCTION = oracle.mood_eq);
 "#;
 
 /// Statements that change something (each through a different mechanism).
@@ -74,6 +98,15 @@ pub const CONTROLS: &[&str] = &[
     "SELECT txid_current()",
     "EXPLAIN SELECT * FROM oracle.t1 WHERE a = oracle.s_touch(1)::int",
     "COPY (SELECT t.w_attr FROM oracle.t1 t) TO STDOUT",
+    "SELECT oracle.w_agg(1)",
+    "SELECT count(*) FROM oracle.t1 GROUP BY b HAVING oracle.w_agg(a) > 0",
+    "SELECT 'x'::oracle.dom2",
+    "SELECT '(x)'::oracle.comp",
+    "SELECT '{x}'::oracle._dom_touch",
+    "SELECT * FROM jsonb_to_record('{\"a\": \"x\"}') AS t(a oracle.dom_touch)",
+    "SELECT jsonb_populate_record(NULL::oracle.comp, '{\"a\": \"x\"}')",
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 2) \
+     CYCLE n SET c TO oracle.dom_touch 'x' DEFAULT oracle.dom_touch 'y' USING p SELECT n FROM r",
 ];
 
 /// Statements that must stay read-only (columns are columns).

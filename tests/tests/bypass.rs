@@ -10,7 +10,7 @@
 //! of `standard_conforming_strings`, which every new session would see.
 
 use portcullis_e2e::clients::{client, psql, psql_cmd, Run};
-use portcullis_e2e::oracle::FIXTURE;
+use portcullis_e2e::oracle::{FIXTURE, FIXTURE_GLOBAL};
 use std::time::Duration;
 
 use portcullis_e2e::{idp, postgres, temp_dir, wait_for, Gateway, GatewayOptions};
@@ -76,7 +76,7 @@ fn psycopg(gw: &Gateway, tok: &str, mode: &str, statements: &[&str]) -> Vec<serd
 #[test]
 fn read_only_policy_holds_against_each_bypass_class() {
     let pg = postgres();
-    pg.psql_super("app", &format!("SET ROLE svc; {FIXTURE}"));
+    pg.psql_super("app", &format!("SET ROLE svc; {FIXTURE} {FIXTURE_GLOBAL}"));
     let dir = temp_dir("bypass-policy");
     std::fs::write(dir.join("portcullis.rego"), POLICY).expect("policy");
     let gw = Gateway::start(GatewayOptions {
@@ -111,6 +111,16 @@ fn read_only_policy_holds_against_each_bypass_class() {
         "SELECT 1 === 1",
         "SELECT 'a'::oracle.dom_touch",
         "SELECT count(*) FROM oracle.t1 WHERE oracle.s_touch(a)",
+        // Found by review: aggregates, domains reached without their name,
+        // implicit and JSON casts, operators with no operator in the text.
+        "SELECT oracle.w_agg(1)",
+        "SELECT 'x'::oracle.dom2",
+        "SELECT '(x)'::oracle.comp",
+        "SELECT * FROM jsonb_to_record('{\"a\": \"x\"}') AS t(a oracle.dom_touch)",
+        "SELECT lower(m) FROM oracle.moods",
+        "SELECT to_json(m) FROM oracle.moods",
+        "SELECT CASE m WHEN note THEN 1 END FROM oracle.moods",
+        "SELECT 1 FROM oracle.moods WHERE m IN (SELECT note FROM oracle.moods)",
     ];
     for sql in class1 {
         denied(&psql(&gw, ALICE, &tok, &["-c", sql]), sql);
@@ -140,6 +150,20 @@ fn read_only_policy_holds_against_each_bypass_class() {
         ],
     );
     denied(&r, "DECLARE CURSOR with attribute notation");
+
+    // A parameter typed as a domain whose check writes (Bind runs it).
+    let oid = pg.psql_super("app", "SELECT 'oracle.dom_touch'::regtype::oid");
+    let r = psycopg(&gw, &tok, "param_oid", &["SELECT $1", &oid, "x"]);
+    assert_eq!(r[0]["ok"], false, "{r:?}");
+    assert!(
+        r[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("parameter type"),
+        "{r:?}"
+    );
+    assert_eq!(r[1]["rows"], serde_json::json!([["usable"]]));
+    assert_unchanged("a Parse with a domain parameter type");
 
     // 2. Text the server reads differently: a multibyte character whose
     // second byte is a backslash, with standard_conforming_strings off.

@@ -19,6 +19,7 @@
 pub mod cache;
 pub mod client;
 mod load;
+mod types;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
@@ -111,10 +112,41 @@ pub struct Catalog {
     pub untrusted_operators: HashSet<String>,
     /// Type names whose casts or input may run untrusted user code.
     pub untrusted_types: HashSet<String>,
+    /// Every column name of every relation and composite type, and every
+    /// OUT parameter name of every function: names a `(value).name` may
+    /// select as a field.
+    pub field_names: HashSet<String>,
+    /// OIDs of types whose input or checks run untrusted user code (a
+    /// Parse naming one as a parameter type runs it at Bind).
+    pub untrusted_type_oids: HashSet<u32>,
     /// Settings only a superuser or the server configuration may change
     /// (`pg_settings.context` other than `user`).
     pub privileged_settings: HashSet<String>,
 }
+
+/// Built-ins that read values of a type given by OID or by a record
+/// template: they run that type's input and checks, so they count as
+/// unknown when any type runs untrusted code.
+const TYPE_INPUT_FUNCTIONS: &[&str] = &[
+    "array_in",
+    "array_recv",
+    "record_in",
+    "record_recv",
+    "domain_in",
+    "domain_recv",
+    "range_in",
+    "range_recv",
+    "multirange_in",
+    "multirange_recv",
+    "json_populate_record",
+    "json_populate_recordset",
+    "jsonb_populate_record",
+    "jsonb_populate_recordset",
+    "json_to_record",
+    "json_to_recordset",
+    "jsonb_to_record",
+    "jsonb_to_recordset",
+];
 
 /// Settings a session can use to change what later statements do, which
 /// only a superuser may set (assumed when no catalog is loaded).
@@ -149,6 +181,8 @@ impl Catalog {
             relations: HashMap::new(),
             untrusted_operators: HashSet::new(),
             untrusted_types: HashSet::new(),
+            untrusted_type_oids: HashSet::new(),
+            field_names: HashSet::new(),
             privileged_settings: HashSet::new(),
         }
     }
@@ -204,7 +238,11 @@ impl Catalog {
                 let Some(info) = info else {
                     return FnEffect::Unknown;
                 };
-                if info.user_untrusted {
+                let name = parts.last().copied().unwrap_or_default();
+                if info.user_untrusted
+                    || (!self.untrusted_type_oids.is_empty()
+                        && TYPE_INPUT_FUNCTIONS.contains(&name))
+                {
                     FnEffect::Unknown
                 } else if fixed == FnEffect::ReadOnly || !info.builtin_volatile {
                     FnEffect::ReadOnly
@@ -220,7 +258,15 @@ impl Catalog {
     /// names, when the statement shows it; a column of that name on every
     /// relation it may resolve to makes it a column (the server tries the
     /// column first). `None`: not a call.
-    pub fn attribute_call(&self, name: &str, rel: Option<RelRef<'_>>) -> Option<FnEffect> {
+    ///
+    /// `known_names` are output names the statement itself defines (column
+    /// aliases of its subqueries and CTEs).
+    pub fn attribute_call(
+        &self,
+        name: &str,
+        rel: Option<RelRef<'_>>,
+        known_names: &HashSet<String>,
+    ) -> Option<FnEffect> {
         match self.mode {
             // Offline: report only names the gateway knows to be risky.
             Mode::Offline => Some(classify_static(&[name]))
@@ -230,9 +276,17 @@ impl Catalog {
                 if rel.is_some_and(|r| self.has_column(r, name)) {
                     return None;
                 }
-                self.functions
-                    .contains_key(name)
-                    .then(|| self.classify(&[name]))
+                if self.functions.contains_key(name) {
+                    return Some(self.classify(&[name]));
+                }
+                // Neither a column nor a function the catalog knows: a
+                // field of a composite value, or a function created since
+                // the catalog was read. Known relations say which.
+                match rel {
+                    Some(r) if self.relations.contains_key(r.name) => Some(FnEffect::Unknown),
+                    _ if known_names.contains(name) || self.field_names.contains(name) => None,
+                    _ => Some(FnEffect::Unknown),
+                }
             }
         }
     }
@@ -249,15 +303,33 @@ impl Catalog {
         candidates.peek().is_some() && candidates.all(|r| r.columns.contains(column))
     }
 
-    /// Why reading `rel` may have an effect, if it may (any relation it
-    /// may resolve to runs code). Unknown catalogs know of no such
-    /// relation; their callers already count every possible call.
+    /// Why reading `rel` may have an effect, if it may: a relation it may
+    /// resolve to runs code (a view, a row security policy, a foreign
+    /// table, a column type whose casts run user code), or the catalog
+    /// does not know it (created since it was read, or no catalog at all).
+    /// System schemas are never in doubt.
     pub fn relation_runs_code(&self, rel: RelRef<'_>) -> Option<&str> {
-        self.relations
-            .get(rel.name)?
+        if matches!(rel.schema, Some("pg_catalog" | "information_schema")) {
+            return None;
+        }
+        match self.mode {
+            Mode::Offline => return None,
+            Mode::Unavailable(_) => {
+                return Some("no catalog: the relation may be a view that runs code")
+            }
+            Mode::Loaded => {}
+        }
+        let Some(all) = self.relations.get(rel.name) else {
+            return Some("the relation is not in the catalog (created since it was read?)");
+        };
+        let mut candidates = all
             .iter()
             .filter(|r| rel.schema.is_none_or(|s| s == r.schema))
-            .find_map(|r| r.runs_code.as_deref())
+            .peekable();
+        if candidates.peek().is_none() {
+            return Some("the relation is not in the catalog (created since it was read?)");
+        }
+        candidates.find_map(|r| r.runs_code.as_deref())
     }
 
     /// Whether operator `name` may run untrusted user code.

@@ -251,3 +251,52 @@ async fn a_catalog_that_cannot_be_read_is_the_unavailable_one() {
     let ticket = cache.request_refresh();
     assert!(!cache.covers(ticket), "a failed load covers no request");
 }
+
+/// The review's cases (each verified to write on a real server).
+#[test]
+fn review_cases_are_not_read_only() {
+    let mut c = catalog();
+    c.untrusted_types.insert("d2".into());
+    c.untrusted_type_oids.insert(16394);
+    c.untrusted_operators.insert("=".into());
+    c.untrusted_operators.insert(">=".into());
+    c.field_names.insert("a".into());
+    let f = |sql: &str| analyze_with(sql, ParseSettings::default(), &c).remove(0);
+    for sql in [
+        "SELECT 'x'::d2",
+        "SELECT * FROM jsonb_to_record('{\"a\":\"x\"}') AS t(a checked)",
+        "SELECT * FROM xmltable('/r' PASSING '<r/>'::xml COLUMNS a checked PATH 'a')",
+        "SELECT array_in('{x}', 16394, -1)",
+        "SELECT CASE t.a WHEN t.b THEN 1 END FROM t",
+        "SELECT 1 FROM t WHERE t.a IN (SELECT b FROM t)",
+        "SELECT t.a BETWEEN 1 AND 2 FROM t",
+        "SELECT 1 FROM t JOIN u USING (a)",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 2) \
+         CYCLE n SET c TO checked 'x' DEFAULT checked 'y' USING p SELECT n FROM r",
+        "SELECT t.fresh FROM t",
+        "SELECT s.fresh FROM (SELECT 1 AS a) s",
+        "SELECT * FROM new_view",
+        "DISCARD ALL",
+    ] {
+        assert!(!f(sql).read_only, "{sql}");
+    }
+    // Fields the statement or the catalog defines stay fields.
+    for sql in [
+        "SELECT s.total FROM (SELECT count(*) AS total FROM t) s",
+        "SELECT s.a FROM (SELECT 1 AS x) s",
+        "SELECT f.x FROM upper('a') AS f(x)",
+        "DISCARD PLANS",
+    ] {
+        assert!(f(sql).read_only, "{sql}: {:?}", f(sql).flags);
+    }
+    assert!(f("SELECT set_config('ROLE', 'x', false)")
+        .flags
+        .contains(&"role_change".to_string()));
+    let unavailable = Catalog::unavailable();
+    let v = analyze_with("SELECT * FROM v", ParseSettings::default(), &unavailable).remove(0);
+    assert!(
+        !v.read_only,
+        "no catalog: a relation may be a view that writes"
+    );
+    assert!(v.flags.contains(&"catalog_unavailable".to_string()));
+}

@@ -135,6 +135,18 @@ impl Decider {
         cat
     }
 
+    /// The first parameter type of a Parse whose input or checks run user
+    /// code the gateway cannot show to be read-only (Bind runs them). With
+    /// no catalog, any non-built-in type counts.
+    pub fn untrusted_param_type(&mut self, types: &[u32]) -> Option<u32> {
+        let cat = self.catalog(false);
+        types.iter().copied().find(|t| match cat.mode {
+            crate::catalog::Mode::Loaded => cat.untrusted_type_oids.contains(t),
+            crate::catalog::Mode::Offline => false,
+            crate::catalog::Mode::Unavailable(_) => *t >= 16384,
+        })
+    }
+
     /// Notes a verdict that lets a statement run which may change the
     /// catalog.
     fn note_catalog_change(&mut self, v: &Verdict) {

@@ -323,6 +323,13 @@ impl Pipeline {
                 let refusal = match self.decide(p.sql) {
                     Err(None) => return Ok(Step::Wait),
                     Err(Some(e)) => Some(e),
+                    Ok(_) if self.decider.untrusted_param_type(&p.param_types).is_some() => {
+                        Some(ErrorFields::new(
+                            Severity::Error,
+                            "42501",
+                            "portcullis: statement refused: a parameter type's input or checks run user code the gateway cannot show to be read-only",
+                        ))
+                    }
                     Ok(stmt) => match self.admit(&stmt) {
                         Some(e) => Some(e),
                         None => {

@@ -579,7 +579,6 @@ const READ_ONLY: &[&str] = &[
     "pg_input_is_valid",
     "pg_input_error_info",
     "pg_client_encoding",
-    "array_in",
     "array_out",
     "regclass",
     "regtype",

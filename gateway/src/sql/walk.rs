@@ -2,7 +2,7 @@
 //! kind is visited, including ones no helper knows) and collects tables,
 //! columns, functions, effects and flags.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -41,6 +41,9 @@ pub(super) struct Walker<'c> {
     pub read_only: bool,
     /// What exists upstream.
     cat: &'c Catalog,
+    /// Output names the statement defines (subquery and CTE columns,
+    /// column aliases): `s.name` with such a name is a field, not a call.
+    known_names: HashSet<String>,
     ctes: Vec<Vec<String>>,
     scopes: Vec<Vec<Alias>>,
 }
@@ -116,6 +119,7 @@ impl<'c> Walker<'c> {
             flags: BTreeSet::new(),
             read_only: true,
             cat,
+            known_names: HashSet::new(),
             ctes: Vec::new(),
             scopes: Vec::new(),
         }
@@ -142,8 +146,11 @@ impl<'c> Walker<'c> {
             schema: (!schema.is_empty()).then_some(schema),
             name,
         };
-        if self.cat.relation_runs_code(written).is_some() {
+        if access == Access::Read && self.cat.relation_runs_code(written).is_some() {
             self.effect("relation_runs_code");
+            if let Some(flag) = self.cat.unknown_flag() {
+                self.flags.insert(flag);
+            }
         }
         let e = self.tables.entry(qualify(schema, name)).or_insert(access);
         *e = (*e).max(access);
@@ -159,7 +166,7 @@ impl<'c> Walker<'c> {
                 } else if is_range_var(obj) {
                     self.table(s(v, "schemaname"), s(v, "relname"), ctx.access);
                 } else {
-                    obj.values().for_each(|x| self.walk(x, ctx));
+                    obj.iter().for_each(|(k, x)| self.child(k, x, ctx));
                 }
             }
             _ => {}
@@ -181,8 +188,35 @@ impl<'c> Walker<'c> {
         if let Some(obj) = body.as_object() {
             for (k, v) in obj {
                 if !skip.contains(&k.as_str()) {
-                    self.walk(v, ctx);
+                    self.child(k, v, ctx);
                 }
+            }
+        }
+    }
+
+    /// Walks field `key` of a node; a type name anywhere (casts, column
+    /// definition lists, XMLTABLE columns, CTE cycle marks...) is checked
+    /// for types whose input or checks run user code.
+    fn child(&mut self, key: &str, v: &Value, ctx: Ctx) {
+        if key == "type_name" {
+            self.type_name(v);
+        }
+        self.walk(v, ctx);
+    }
+
+    fn type_name(&mut self, v: &Value) {
+        let ty = v.get("names").map(name_parts).unwrap_or_default();
+        if let Some(ty) = ty.last().filter(|t| self.cat.cast_untrusted(t)) {
+            self.call(FnEffect::Unknown, &format!("cast({ty})"));
+        }
+    }
+
+    /// Operators the server applies for `names` (and the comparison a
+    /// construct implies); untrusted user operators count as unknown calls.
+    fn operators(&mut self, names: &[&str]) {
+        for op in names {
+            if self.cat.operator_untrusted(op) {
+                self.call(FnEffect::Unknown, &format!("operator({op})"));
             }
         }
     }
@@ -288,12 +322,10 @@ impl<'c> Walker<'c> {
         };
         let rel = match (fields.len(), qualifier) {
             (2, Some(q)) => self.resolve_rel(q),
-            (3, Some(q)) => self
-                .resolve_rel(q)
-                .filter(|r| r.schema == fields[0] || r.schema.is_none()),
+            (3, Some(q)) => self.resolve_rel(q).filter(|r| r.schema == fields[0]),
             _ => None,
         };
-        let effect = self.cat.attribute_call(name, rel);
+        let effect = self.cat.attribute_call(name, rel, &self.known_names);
         if let Some(effect) = effect {
             self.call(effect, name);
         }
@@ -315,7 +347,8 @@ impl<'c> Walker<'c> {
                 .filter(|(n, _)| *n == "AConst")
                 .and_then(|(_, c)| c.pointer("/val/Sval/sval"))
                 .and_then(Value::as_str);
-            match first {
+            let first = first.map(str::to_ascii_lowercase);
+            match first.as_deref() {
                 Some(name) if !matches!(name, "role" | "session_authorization") => {
                     self.setting(name);
                 }
@@ -383,28 +416,60 @@ impl<'c> Walker<'c> {
                     .filter(|(n, _)| *n == "String")
                 {
                     let name = s(field.1, "sval");
-                    if let Some(effect) = self.cat.attribute_call(name, None) {
+                    if let Some(effect) = self.cat.attribute_call(name, None, &self.known_names) {
                         self.call(effect, name);
                     }
                 }
                 self.walk_children(body, ctx);
             }
             "AExpr" => {
-                let op = body.get("name").map(name_parts).unwrap_or_default();
-                if let Some(op) = op.last().filter(|o| self.cat.operator_untrusted(o)) {
-                    self.call(FnEffect::Unknown, &format!("operator({op})"));
+                let names = body.get("name").map(name_parts).unwrap_or_default();
+                match names.last() {
+                    // BETWEEN is >= and <= (NOT BETWEEN: < and >).
+                    Some(op) if op.contains("BETWEEN") => self.operators(&[">=", "<=", "<", ">"]),
+                    Some(op) => self.operators(&[op]),
+                    None => {}
                 }
                 self.walk_children(body, ctx);
             }
-            "TypeCast" => {
-                let ty = body
-                    .pointer("/type_name/names")
-                    .map(name_parts)
-                    .unwrap_or_default();
-                if let Some(ty) = ty.last().filter(|t| self.cat.cast_untrusted(t)) {
-                    self.call(FnEffect::Unknown, &format!("cast({ty})"));
-                }
+            "CaseExpr" if present(body, "arg") => {
+                // CASE x WHEN y compares with =.
+                self.operators(&["="]);
                 self.walk_children(body, ctx);
+            }
+            "SubLink" => {
+                // IN / ANY / ALL (subquery) compare with their operator,
+                // = when none is written.
+                let names = body.get("oper_name").map(name_parts).unwrap_or_default();
+                if let Some(op) = names.last() {
+                    self.operators(&[op]);
+                } else if body
+                    .get("sub_link_type")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    > 0
+                {
+                    self.operators(&["="]);
+                }
+                self.walk_children(body, read);
+            }
+            "JoinExpr"
+                if present(body, "using_clause")
+                    || body.get("is_natural") == Some(&Value::Bool(true)) =>
+            {
+                self.operators(&["="]);
+                self.walk_children(body, ctx);
+            }
+            "DiscardStmt" => {
+                use pg_query::protobuf::DiscardMode as D;
+                let target = body.get("target").and_then(Value::as_i64).unwrap_or(0) as i32;
+                // ALL and TEMP drop temp tables and release advisory locks.
+                if !matches!(
+                    D::try_from(target),
+                    Ok(D::DiscardPlans | D::DiscardSequences)
+                ) {
+                    self.effect("discard");
+                }
             }
             "FuncCall" => {
                 self.function(body);
@@ -522,8 +587,10 @@ impl<'c> Walker<'c> {
                     self.effect("write_in_cte");
                 }
                 self.field_ctx(body, "ctequery", read);
+                // SEARCH / CYCLE clauses hold typed values too.
+                self.fields_except(body, &["ctequery", "ctename"], read);
             }
-            "RangeSubselect" | "SubLink" => self.walk_children(body, read),
+            "RangeSubselect" => self.walk_children(body, read),
             "DoStmt" => self.effect("dynamic_sql"),
             "CallStmt" => {
                 self.effect("procedure_call");
@@ -610,12 +677,13 @@ impl<'c> Walker<'c> {
                 self.table(s(body, "schemaname"), s(body, "relname"), ctx.access);
                 return;
             }
-            obj.values().for_each(|x| self.walk(x, ctx));
+            obj.iter().for_each(|(k, x)| self.child(k, x, ctx));
         }
     }
 
     /// Walks a whole top-level statement of the given class.
     pub fn statement(&mut self, name: &str, body: &Value, class: Class) {
+        collect_names(body, &mut self.known_names);
         let access = match class {
             Class::Read | Class::Session | Class::Transaction => Access::Read,
             Class::Write | Class::Opaque => Access::Write,
@@ -632,6 +700,32 @@ impl<'c> Walker<'c> {
                 used_in: "other",
             },
         );
+    }
+}
+
+/// Output names a statement defines: target names (`AS x`), column alias
+/// lists, CTE column names and column definitions.
+fn collect_names(v: &Value, out: &mut HashSet<String>) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| collect_names(i, out)),
+        Value::Object(obj) => {
+            for (k, x) in obj {
+                match k.as_str() {
+                    "ResTarget" | "ColumnDef" => {
+                        let key = if k == "ResTarget" { "name" } else { "colname" };
+                        if let Some(n) = x.get(key).and_then(Value::as_str) {
+                            out.insert(n.to_string());
+                        }
+                    }
+                    "colnames" | "aliascolnames" => {
+                        out.extend(name_parts(x).into_iter().map(str::to_string));
+                    }
+                    _ => {}
+                }
+                collect_names(x, out);
+            }
+        }
+        _ => {}
     }
 }
 
