@@ -77,6 +77,13 @@ fn psycopg(gw: &Gateway, tok: &str, mode: &str, statements: &[&str]) -> Vec<serd
 fn read_only_policy_holds_against_each_bypass_class() {
     let pg = postgres();
     pg.psql_super("app", &format!("SET ROLE svc; {FIXTURE} {FIXTURE_GLOBAL}"));
+    // A foreign table whose wrapper runs a program when it is read.
+    pg.psql_super(
+        "app",
+        "CREATE EXTENSION file_fdw; CREATE SERVER fs FOREIGN DATA WRAPPER file_fdw; \
+         CREATE FOREIGN TABLE oracle.ft (line text) SERVER fs OPTIONS (program 'echo hi'); \
+         GRANT SELECT ON oracle.ft TO svc",
+    );
     let dir = temp_dir("bypass-policy");
     std::fs::write(dir.join("portcullis.rego"), POLICY).expect("policy");
     let gw = Gateway::start(GatewayOptions {
@@ -121,6 +128,7 @@ fn read_only_policy_holds_against_each_bypass_class() {
         "SELECT to_json(m) FROM oracle.moods",
         "SELECT CASE m WHEN note THEN 1 END FROM oracle.moods",
         "SELECT 1 FROM oracle.moods WHERE m IN (SELECT note FROM oracle.moods)",
+        "SELECT * FROM oracle.ft",
     ];
     for sql in class1 {
         denied(&psql(&gw, ALICE, &tok, &["-c", sql]), sql);
