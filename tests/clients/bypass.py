@@ -10,7 +10,7 @@ import sys
 import psycopg
 
 mode = sys.argv[1]
-statements = json.load(sys.stdin)
+statements = json.loads(sys.argv[2]) if len(sys.argv) > 2 else json.load(sys.stdin)
 conninfo = dict(host=os.environ["PCG_HOST"], port=os.environ["PCG_PORT"], user=os.environ["PCG_USER"],
                 password=os.environ["PCG_PASSWORD"], dbname=os.environ["PCG_DB"], sslmode="disable",
                 application_name="bypass-e2e")
@@ -37,6 +37,21 @@ with psycopg.connect(**conninfo, autocommit=True) as conn:
         ok = res.status in (psycopg.pq.ExecStatus.TUPLES_OK, psycopg.pq.ExecStatus.COMMAND_OK)
         msg = (res.error_message or b"").decode(errors="replace")
         out.append({"ok": ok, "message": msg})
+        out.append(outcome(conn.execute("select 'usable'")))
+    elif mode == "prepared_across_change":
+        # Prepare and run a named statement, say "ready", wait until the
+        # test changed the catalog (a line on stdin), run it again.
+        pg = conn.pgconn
+        sql = statements[0].encode()
+        res = pg.prepare(b"s2", sql)
+        res = pg.exec_prepared(b"s2", [])
+        out.append({"ok": res.status == psycopg.pq.ExecStatus.TUPLES_OK,
+                    "message": (res.error_message or b"").decode(errors="replace")})
+        print("ready", flush=True)
+        sys.stdin.readline()
+        res = pg.exec_prepared(b"s2", [])
+        out.append({"ok": res.status == psycopg.pq.ExecStatus.TUPLES_OK,
+                    "message": (res.error_message or b"").decode(errors="replace")})
         out.append(outcome(conn.execute("select 'usable'")))
     elif mode == "each":
         for sql in statements:

@@ -301,6 +301,50 @@ fn read_only_policy_holds_against_each_bypass_class() {
         .contains(DENIED)
     });
 
+    // A prepared statement is decided again when the catalog changed
+    // since its Parse (the server re-plans it and may pick up new code).
+    let prepared = "SELECT 1 FROM oracle.t1 t WHERE t.a <> 0";
+    let mut py = std::process::Command::new("python3")
+        .args(["clients/bypass.py", "prepared_across_change"])
+        .arg(serde_json::to_string(&[prepared]).expect("json"))
+        .current_dir(portcullis_e2e::root().join("tests"))
+        .env("PCG_HOST", "127.0.0.1")
+        .env("PCG_PORT", gw.port.to_string())
+        .env("PCG_USER", ALICE)
+        .env("PCG_PASSWORD", &tok)
+        .env("PCG_DB", "app")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python");
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(py.stdout.take().expect("stdout")));
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+    pg.psql_super(
+        "app",
+        "SET ROLE svc; CREATE FUNCTION oracle.w_ne(int, int) RETURNS boolean LANGUAGE plpgsql \
+         AS $$BEGIN INSERT INTO oracle.log VALUES (1); RETURN $1 <> $2; END$$; \
+         CREATE OPERATOR oracle.<> (LEFTARG = int, RIGHTARG = int, FUNCTION = oracle.w_ne)",
+    );
+    wait_for("the catalog re-read", Duration::from_secs(20), || {
+        psql(&gw, ALICE, &tok, &["-c", prepared])
+            .stderr
+            .contains(DENIED)
+    });
+    std::io::Write::write_all(&mut py.stdin.take().expect("stdin"), b"go\n").expect("go");
+    let out: Vec<serde_json::Value> =
+        serde_json::from_str(lines.next().and_then(Result::ok).as_deref().unwrap_or(""))
+            .expect("json");
+    let _ = py.wait();
+    assert_eq!(out[0]["ok"], true, "{out:?}");
+    assert_eq!(out[1]["ok"], false, "the re-planned statement ran: {out:?}");
+    assert!(
+        out[1]["message"].as_str().unwrap_or("").contains(DENIED),
+        "{out:?}"
+    );
+    assert_eq!(out[2]["rows"], serde_json::json!([["usable"]]));
+    pg.psql_super("app", "SET ROLE svc; DROP OPERATOR oracle.<> (int, int)");
+
     // The login value: a role default of off is read from the server's
     // ParameterStatus at login.
     pg.psql_super(

@@ -135,6 +135,12 @@ impl Decider {
         cat
     }
 
+    /// The generation of the catalog decisions use now.
+    pub fn catalog_generation(&mut self, quiescent: bool) -> u64 {
+        self.catalog(quiescent);
+        self.catalog_generation
+    }
+
     /// The first parameter type of a Parse whose input or checks run user
     /// code the gateway cannot show to be read-only (Bind runs them). With
     /// no catalog, any non-built-in type counts.

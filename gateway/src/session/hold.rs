@@ -124,6 +124,8 @@ impl Holds {
                 verdict: stmt.verdict.clone(),
                 effect: stmt.effect,
                 approved: true,
+                catalog: stmt.catalog,
+                settings: stmt.settings,
             }));
         }
         let id = uuid::Uuid::now_v7().to_string();

@@ -221,9 +221,9 @@ impl Pipeline {
         let settings = ParseSettings {
             standard_strings_off: self.settled.std_strings_off,
         };
+        let quiescent = self.settled.tx == TxStatus::Idle && self.inflight.is_empty();
         let (text, verdict): (Box<str>, Arc<Verdict>) = match self.settled.decoder.decode(raw) {
             Ok(text) => {
-                let quiescent = self.settled.tx == TxStatus::Idle && self.inflight.is_empty();
                 let v = self.decider.decide(&text, in_tx, settings, quiescent);
                 (text.into(), v)
             }
@@ -241,7 +241,44 @@ impl Pipeline {
             verdict,
             effect,
             approved: false,
+            catalog: self.decider.catalog_generation(quiescent),
+            settings,
         }))
+    }
+
+    /// A Bind of a prepared statement decided with an older catalog: the
+    /// server re-plans it with the catalog as it is now, so it is decided
+    /// again (`Err(None)`: wait; `Err(Some)`: refuse the Bind).
+    fn redecide(&mut self, name: &[u8]) -> Result<(), Option<ErrorFields>> {
+        let Some(stmt) = self.registry.statement(name) else {
+            return Ok(());
+        };
+        let quiescent = self.settled.tx == TxStatus::Idle && self.inflight.is_empty();
+        if stmt.catalog == self.decider.catalog_generation(quiescent) {
+            return Ok(());
+        }
+        if self.decider.policy_reads_tx() && self.inflight.tx_unsettled() {
+            return Err(None);
+        }
+        let in_tx = self
+            .inflight
+            .predicted_tx()
+            .unwrap_or(self.settled.tx != TxStatus::Idle);
+        let verdict = self
+            .decider
+            .decide(&stmt.text, in_tx, stmt.settings, quiescent);
+        let again = Statement {
+            text: stmt.text.clone(),
+            effect: Effect::of(&verdict.statements),
+            verdict,
+            approved: false,
+            catalog: self.decider.catalog_generation(quiescent),
+            settings: stmt.settings,
+        };
+        match self.admit(&again) {
+            Some(e) => Err(Some(e)),
+            None => Ok(()),
+        }
     }
 
     /// Applies approval to a decided simple-protocol statement: the
@@ -361,11 +398,34 @@ impl Pipeline {
                     self.discarding = true;
                 }
             }
-            FrontendMessage::Bind(b) => {
-                let undo = self.registry.bind(b.portal, b.statement);
-                frame.encode(up);
-                self.inflight.push(Expect::Bind(undo), Effect::default());
-            }
+            FrontendMessage::Bind(b) => match self.redecide(b.statement) {
+                Err(None) => return Ok(Step::Wait),
+                Err(Some(error)) => {
+                    // A Parse of a name the client never uses, whose text
+                    // fails to parse: an error in the Bind's place, and the
+                    // server skips to Sync.
+                    let stand_in = Parse {
+                        name: STAND_IN.as_bytes(),
+                        sql: STAND_IN.as_bytes(),
+                        param_types: Vec::new(),
+                    };
+                    stand_in.to_frame().encode(up);
+                    self.inflight.push(
+                        Expect::Refused {
+                            error,
+                            simple: false,
+                            unnamed: false,
+                        },
+                        Effect::UNKNOWN,
+                    );
+                    self.discarding = true;
+                }
+                Ok(()) => {
+                    let undo = self.registry.bind(b.portal, b.statement);
+                    frame.encode(up);
+                    self.inflight.push(Expect::Bind(undo), Effect::default());
+                }
+            },
             FrontendMessage::Describe { .. } => {
                 frame.encode(up);
                 self.inflight.push(Expect::Describe, Effect::default());

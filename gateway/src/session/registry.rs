@@ -20,6 +20,13 @@ pub struct Statement {
     pub effect: Effect,
     /// Approvers approved this run of it.
     pub approved: bool,
+    /// Generation of the catalog it was decided with: the server re-plans
+    /// a prepared statement when the catalog changes, so a Bind after a
+    /// change decides it again.
+    pub catalog: u64,
+    /// Parser settings its text was read with (the server keeps the
+    /// parse tree; re-planning does not read the text again).
+    pub settings: crate::sql::ParseSettings,
 }
 
 /// What running a statement may change that later decisions read.
