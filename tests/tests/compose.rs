@@ -138,3 +138,30 @@ fn gateway_config_lines_up_with_the_services() {
     let realm = mount_source(&services["idp"], "/opt/keycloak/data/import/realm.json").unwrap();
     assert!(root().join(realm.trim_start_matches("./")).exists());
 }
+
+#[test]
+fn approvals_config_lines_up_with_the_gateway() {
+    let (_, c) = compose();
+    let svc = &c["services"]["approvals"];
+    let src = mount_source(svc, "/etc/portcullis/approvals.toml").expect("approvals config mount");
+    let cfg =
+        portcullis_approvals::config::Config::load(&root().join(src.trim_start_matches("./")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let (_, port) = split_host_port(&cfg.listen).unwrap();
+    assert!(container_ports(svc).contains(&port));
+    // The gateway trusts the key the service signs with.
+    let gw_src =
+        mount_source(&c["services"]["gateway"], "/etc/portcullis/portcullis.toml").unwrap();
+    let gw = Config::load(&root().join(gw_src.trim_start_matches("./"))).unwrap();
+    let seed = std::fs::read_to_string(root().join("deploy/secrets/approvals_signing_key.example"))
+        .expect("example signing key");
+    let key = portcullis::approvals::protocol::key_from_seed(&seed).expect("seed");
+    assert_eq!(
+        gw.approvals.public_key.as_deref(),
+        Some(portcullis::approvals::protocol::public_key_b64(&key).as_str())
+    );
+    assert_eq!(
+        cfg.identity.issuers[0].issuer,
+        gw.identity.issuers[0].issuer
+    );
+}
