@@ -4,7 +4,9 @@
 # installed. Needs root (or sudo) for apt-get.
 #   apt:  PostgreSQL server + client, libclang (pg_query's bindgen), pgbouncer
 #         (benchmark), the JDBC driver and a JRE, OpenSSL, Node.js, pip
-#   pip:  psycopg 3, asyncpg          npm: oidc-provider, pg (tests/node)
+#         Chromium (browser tests of the approvals UI)
+#   pip:  psycopg 3, asyncpg
+#   npm:  oidc-provider, pg, playwright-core (tests/node)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,7 @@ command -v npm >/dev/null || want_apt+=(npm)
 command -v pip3 >/dev/null || python3 -m pip --version >/dev/null 2>&1 || want_apt+=(python3-pip)
 command -v runuser >/dev/null || want_apt+=(util-linux)
 command -v pgrep >/dev/null || want_apt+=(procps)
+[ -x /usr/bin/chromium ] || want_apt+=(chromium)
 
 if [ ${#want_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${want_apt[*]}"
@@ -38,7 +41,8 @@ if ! python3 -c 'import psycopg, asyncpg' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check 'psycopg[binary]>=3.1' 'asyncpg>=0.29' 2>&1 | grep -v -i "running pip as the 'root'" || true
 fi
 
-if [ ! -d tests/node/node_modules/oidc-provider ] || [ ! -d tests/node/node_modules/pg ]; then
+if [ ! -d tests/node/node_modules/oidc-provider ] || [ ! -d tests/node/node_modules/pg ] \
+   || [ ! -d tests/node/node_modules/playwright-core ]; then
   echo "install-deps: npm ci (tests/node)"
   (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -47,6 +47,40 @@ pub struct Config {
     /// Issuers whose access tokens approvers present.
     #[serde(default)]
     pub identity: Identity,
+    /// The web UI's OIDC login. Default: none (no web UI).
+    #[serde(default)]
+    pub web: Option<WebConfig>,
+}
+
+/// `[web]`: how approvers log in to the web UI (authorization code flow
+/// with PKCE; redirect URI `<public_url>/callback`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Issuer URL (discovery at `/.well-known/openid-configuration`).
+    pub issuer: String,
+    /// OIDC client id registered for the UI.
+    pub client_id: String,
+    /// Client secret, for confidential clients. Default: none (public
+    /// client with PKCE).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Claim holding the approver's groups. Default `groups`.
+    #[serde(default = "d_groups_claim")]
+    pub groups_claim: String,
+    /// How long a login lasts. Default [`DEFAULT_SESSION_TTL`].
+    #[serde(default = "d_session_ttl", with = "humantime_serde_compat")]
+    pub session_ttl: Duration,
+}
+
+/// Default `web.session_ttl`.
+pub const DEFAULT_SESSION_TTL: &str = "8h";
+
+fn d_groups_claim() -> String {
+    "groups".into()
+}
+fn d_session_ttl() -> Duration {
+    humantime::parse_duration(DEFAULT_SESSION_TTL).unwrap_or(Duration::from_secs(8 * 3600))
 }
 
 /// `[identity]`.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod rules;
 pub mod store;
+pub mod web;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub changes: broadcast::Sender<String>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// The web UI, when `[web]` is configured.
+    pub web: Option<Arc<web::Web>>,
 }
 
 /// Startup errors.
@@ -107,7 +110,12 @@ impl AppState {
                 .into(),
         })?;
         let store = Store::open(&config.store_url).await?;
+        let web = config
+            .web
+            .clone()
+            .map(|w| Arc::new(web::Web::new(w, &config.public_url())));
         Ok(Self {
+            web,
             verifier: Arc::new(Verifier::new(&config.identity.issuers)),
             config: Arc::new(config),
             store: Arc::new(store),
@@ -226,5 +234,6 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .merge(api::routes())
+        .merge(web::routes())
         .with_state(state)
 }

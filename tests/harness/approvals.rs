@@ -47,6 +47,23 @@ impl Approvals {
             String::from_utf8_lossy(&out.stderr)
         );
         let public_key = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        // The web UI's OIDC client, registered at the provider for this
+        // service's callback (dynamic registration).
+        let reg: serde_json::Value = reqwest::blocking::Client::new()
+            .post(format!("{}/reg", idp().issuer))
+            .json(&serde_json::json!({
+                "redirect_uris": [format!("http://127.0.0.1:{port}/callback")],
+                "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code"],
+                "response_types": ["code"],
+            }))
+            .send()
+            .and_then(|r| r.json())
+            .expect("client registration");
+        let client_id = reg["client_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("client registration: {reg}"))
+            .to_string();
         let config = format!(
             r#"listen = "127.0.0.1:{port}"
 store_url = "sqlite://approvals.db"
@@ -58,6 +75,10 @@ issuer = "{issuer}"
 audience = "{AUDIENCE}"
 groups_claim = "groups"
 leeway = "0s"
+
+[web]
+issuer = "{issuer}"
+client_id = "{client_id}"
 "#,
             issuer = idp().issuer
         );
@@ -120,6 +141,37 @@ leeway = "0s"
             .expect("list")
             .json()
             .unwrap_or_default()
+    }
+
+    /// An approver deciding in real Chromium: opens `link`, logs in as
+    /// `user`, clicks approve or reject; what the page showed (JSON).
+    pub fn decide_in_browser(
+        &self,
+        link: &str,
+        user: &str,
+        action: &str,
+        comment: &str,
+        screenshot: Option<&std::path::Path>,
+    ) -> serde_json::Value {
+        let mut c = Command::new("node");
+        c.current_dir(crate::root().join("tests/node")).args([
+            "approve_ui.mjs",
+            link,
+            user,
+            action,
+            comment,
+        ]);
+        if let Some(s) = screenshot {
+            c.arg(s);
+        }
+        let out = c.output().expect("node");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "browser run failed ({e}): {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
     }
 
     /// The service's log.

@@ -33,8 +33,21 @@ const provider = new Provider(issuer, {
     response_types: [],
   })),
   jwks: { keys: [jwk] },
+  // Approvers log in to the approvals web UI with the authorization code
+  // flow (PKCE): the provider's own login form takes any password for the
+  // users above; the web client registers itself (dynamic registration).
+  findAccount: async (ctx, id) => ({
+    accountId: id,
+    async claims() {
+      const u = users[id] || {};
+      return { sub: id, email: u.email, groups: u.groups || [] };
+    },
+  }),
+  claims: { openid: ['sub'], email: ['email'], groups: ['groups'] },
+  conformIdTokenClaims: false,
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: true },
+    registration: { enabled: true },
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,

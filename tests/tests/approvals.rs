@@ -161,6 +161,44 @@ fn approved_statement_runs_and_its_result_reaches_the_waiting_client() {
 }
 
 #[test]
+fn approver_decides_in_the_web_ui_in_real_chromium() {
+    let e = env();
+    let psql = spawn_psql(&e.gateway, "CREATE TABLE appr_browser (a int)");
+    let id = pending("appr_browser")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // The link psql printed is the page the approver opens.
+    let link = format!("{}/requests/{id}", e.approvals.url);
+    let shot = temp_dir("approvals-ui").join("request.png");
+    let page = e
+        .approvals
+        .decide_in_browser(&link, "dana", "approve", "ship it", Some(&shot));
+    assert!(
+        page["statement"]
+            .as_str()
+            .unwrap_or("")
+            .contains("CREATE TABLE appr_browser"),
+        "{page}"
+    );
+    assert_eq!(page["before"], "pending");
+    assert_eq!(page["after"], "approved", "{page}");
+    assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000));
+    let out = finish(psql);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(table_exists("appr_browser"));
+    assert!(
+        out.stderr.contains(&link),
+        "psql printed the link: {}",
+        out.stderr
+    );
+    assert!(page["history"]
+        .as_str()
+        .unwrap_or("")
+        .contains("appr_browser"));
+}
+
+#[test]
 fn rejected_statement_fails_with_the_approvers_comment() {
     let e = env();
     let psql = spawn_psql(&e.gateway, "CREATE TABLE appr_rejected (a int)");
