@@ -37,7 +37,7 @@ try {
   const notice = await page.textContent('.notice');
   const after = await page.textContent('h1 .badge');
   // The pending list, as the approver sees it now.
-  await page.goto(new URL('/requests?state=all', url).toString());
+  await page.goto(new URL('/requests?state=all&requester=riley&connection=app', url).toString());
   const history = await page.textContent('table');
   console.log(JSON.stringify({ statement, before, notice, after, history }));
 } finally {

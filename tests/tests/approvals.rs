@@ -363,3 +363,76 @@ fn approvals_service_down_refuses_and_the_session_goes_on() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("still usable"));
     assert!(!table_exists("appr_down"));
 }
+
+#[test]
+fn a_held_statement_inside_a_transaction_runs_in_it() {
+    let e = env();
+    let psql = psql_cmd(&e.gateway, RILEY, &idp().token("riley"), "app")
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "BEGIN",
+            "-c",
+            "CREATE TABLE appr_in_tx (a int)",
+            "-c",
+            "INSERT INTO appr_in_tx VALUES (1)",
+            "-c",
+            "COMMIT",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql");
+    let id = pending("appr_in_tx")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (status, _) = e.approvals.decide("dana", &id, "approve", "");
+    assert_eq!(status, 200);
+    let out = finish(psql);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(
+        postgres().psql_super("app", "SELECT count(*) FROM appr_in_tx"),
+        "1"
+    );
+}
+
+#[test]
+fn a_client_that_disconnects_while_held_withdraws_its_request() {
+    let e = env();
+    let mut psql = spawn_psql(&e.gateway, "CREATE TABLE appr_gone (a int)");
+    let id = pending("appr_gone")["id"].as_str().expect("id").to_string();
+    psql.kill().expect("kill psql");
+    let _ = psql.wait();
+    wait_for("the request withdrawn", Duration::from_secs(10), || {
+        state_of(&id) == "withdrawn"
+    });
+    assert!(!table_exists("appr_gone"));
+}
+
+#[test]
+fn concurrent_approvers_cannot_both_decide() {
+    let e = env();
+    let psql = spawn_psql(&e.gateway, "CREATE TABLE appr_race (a int)");
+    let id = pending("appr_race")["id"].as_str().expect("id").to_string();
+    let votes: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+        let a = s.spawn(|| e.approvals.decide("dana", &id, "approve", ""));
+        let b = s.spawn(|| e.approvals.decide("erin", &id, "reject", "no"));
+        vec![a.join().expect("dana"), b.join().expect("erin")]
+    });
+    let ok: Vec<_> = votes.iter().filter(|(s, _)| *s == 200).collect();
+    assert_eq!(ok.len(), 1, "exactly one vote decides: {votes:?}");
+    assert!(votes.iter().any(|(s, _)| *s == 409), "{votes:?}");
+    let out = finish(psql);
+    let decided = ok[0].1["decision"]["payload"]["approvers"].clone();
+    assert_eq!(decided.as_array().map(Vec::len), Some(1), "{decided}");
+    assert_eq!(out.ok, table_exists("appr_race"));
+    let metrics = reqwest::blocking::get(format!("{}/metrics", e.approvals.url))
+        .and_then(|r| r.text())
+        .expect("metrics");
+    assert!(
+        metrics.contains("portcullis_approvals_requests_total"),
+        "{metrics}"
+    );
+}
