@@ -1,0 +1,201 @@
+//! The approvers' web UI, server-rendered (templates and assets in
+//! `web/approvals/`): OIDC login (authorization code + PKCE), a pending
+//! list that refreshes itself, request detail with approve / reject, and
+//! history with filters. Sessions live in memory behind an HttpOnly,
+//! SameSite=Lax cookie (Secure when the public URL is https); every form
+//! carries the session's CSRF token.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine;
+use portcullis::approvals::protocol::State as ReqState;
+use portcullis::config::IssuerConfig;
+use portcullis::identity::Verifier;
+use serde::Deserialize;
+
+mod auth;
+mod pages;
+
+use crate::config::WebConfig;
+use crate::rules::Approver;
+use crate::AppState;
+
+const LAYOUT: &str = include_str!("../../../web/approvals/layout.html");
+const STYLE: &str = include_str!("../../../web/approvals/style.css");
+const COOKIE: &str = "pcg_session";
+/// A login must come back from the identity provider within this.
+const LOGIN_TTL: Duration = Duration::from_secs(600);
+
+struct PendingLogin {
+    verifier: String,
+    next: String,
+    at: Instant,
+}
+
+struct Session {
+    approver: Approver,
+    csrf: String,
+    until: Instant,
+}
+
+#[derive(Deserialize)]
+struct Endpoints {
+    authorization_endpoint: String,
+    token_endpoint: String,
+}
+
+/// Web UI state.
+pub struct Web {
+    cfg: WebConfig,
+    id_tokens: Verifier,
+    http: reqwest::Client,
+    endpoints: tokio::sync::OnceCell<Endpoints>,
+    logins: Mutex<HashMap<String, PendingLogin>>,
+    sessions: Mutex<HashMap<String, Session>>,
+    secure: bool,
+}
+
+impl Web {
+    /// The UI for `cfg`, with links and callbacks under `public_url`.
+    pub fn new(cfg: WebConfig, public_url: &str) -> Self {
+        let id_tokens = Verifier::new(&[IssuerConfig {
+            issuer: cfg.issuer.clone(),
+            audience: cfg.client_id.clone(),
+            groups_claim: cfg.groups_claim.clone(),
+            algorithms: portcullis::config::DEFAULT_ALGORITHMS
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            leeway: Duration::from_secs(30),
+            jwks_uri: None,
+        }]);
+        Self {
+            cfg,
+            id_tokens,
+            http: reqwest::Client::new(),
+            endpoints: tokio::sync::OnceCell::new(),
+            logins: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            secure: public_url.starts_with("https://"),
+        }
+    }
+
+    async fn endpoints(&self) -> Result<&Endpoints, String> {
+        self.endpoints
+            .get_or_try_init(|| async {
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    self.cfg.issuer.trim_end_matches('/')
+                );
+                let r = self.http.get(url).send().await.map_err(|e| e.to_string())?;
+                r.json::<Endpoints>().await.map_err(|e| e.to_string())
+            })
+            .await
+    }
+
+    fn session(&self, headers: &HeaderMap) -> Option<(String, Approver, String)> {
+        let id = cookie(headers)?;
+        let mut sessions = self.sessions.lock().ok()?;
+        sessions.retain(|_, s| s.until > Instant::now());
+        let s = sessions.get(&id)?;
+        Some((id, s.approver.clone(), s.csrf.clone()))
+    }
+}
+
+fn random_token() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 32];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(&format!("{COOKIE}="))
+                .map(str::to_string)
+        })
+}
+
+/// HTML-escapes text.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(title: &str, user: &str, body: &str, script: &str) -> Html<String> {
+    Html(
+        LAYOUT
+            .replace("{{title}}", &esc(title))
+            .replace("{{user}}", &esc(user))
+            .replace("{{script}}", script)
+            .replace("{{body}}", body),
+    )
+}
+
+fn ago(ms: i64) -> String {
+    let s = (ms / 1000).max(0);
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {}s", s / 60, s % 60),
+        _ => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn badge(state: ReqState) -> String {
+    format!("<span class=\"badge {0}\">{0}</span>", state.as_str())
+}
+
+/// The route group.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { Redirect::to("/requests?state=pending") }),
+        )
+        .route("/assets/style.css", get(style))
+        .route("/login", get(auth::login))
+        .route("/callback", get(auth::callback))
+        .route("/logout", axum::routing::post(auth::logout))
+        .route("/requests", get(pages::list))
+        .route("/requests/{id}", get(pages::detail).post(pages::decide))
+}
+
+async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+fn not_configured() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "the web UI is not configured ([web] in the config)",
+    )
+        .into_response()
+}
+
+/// Redirects to login, coming back to `next`.
+fn to_login(next: &str) -> Response {
+    let q = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(next);
+    Redirect::to(&format!("/login?next={q}")).into_response()
+}
