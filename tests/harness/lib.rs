@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod idp;
 pub mod oracle;
 pub mod postgres;
+pub mod raw;
 
 use std::io::Write as _;
 use std::net::TcpStream;

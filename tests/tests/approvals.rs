@@ -29,6 +29,8 @@ decision := hold(1, "60s") if input.statement.kind == "create_table"
 decision := hold(2, "60s") if input.statement.kind == "drop"
 
 decision := hold(1, "2s") if input.statement.kind == "truncate"
+
+decision := hold(1, "60s") if input.statement.kind == "delete"
 "#;
 
 struct Env {
@@ -434,5 +436,151 @@ fn concurrent_approvers_cannot_both_decide() {
     assert!(
         metrics.contains("portcullis_approvals_requests_total"),
         "{metrics}"
+    );
+}
+
+/// psycopg (extended protocol) running `sql` with `params` as riley.
+fn spawn_psycopg(gw: &Gateway, sql: &str, params: &[&str]) -> Child {
+    Command::new("python3")
+        .arg("clients/hold_ext.py")
+        .arg(sql)
+        .args(params)
+        .current_dir(portcullis_e2e::root().join("tests"))
+        .env("PCG_HOST", "127.0.0.1")
+        .env("PCG_PORT", gw.port.to_string())
+        .env("PCG_USER", RILEY)
+        .env("PCG_PASSWORD", idp().token("riley"))
+        .env("PCG_DB", "app")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3")
+}
+
+fn json_of(out: &Finished) -> serde_json::Value {
+    serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("{e}: {}{}", out.stdout, out.stderr))
+}
+
+#[test]
+fn extended_protocol_hold_shows_the_bound_parameters() {
+    let e = env();
+    postgres().psql_super(
+        "app",
+        "SET ROLE svc; CREATE TABLE appr_params (a int); INSERT INTO appr_params VALUES (41), (42)",
+    );
+    let py = spawn_psycopg(&e.gateway, "DELETE FROM appr_params WHERE a = %s", &["42"]);
+    let req = pending("appr_params");
+    assert_eq!(req["params"], serde_json::json!(["42"]), "{req}");
+    let id = req["id"].as_str().expect("id").to_string();
+    let (status, _) = e.approvals.decide("dana", &id, "approve", "");
+    assert_eq!(status, 200);
+    let out = json_of(&finish(py));
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(out["status"], "DELETE 1");
+    assert_eq!(out["usable"], "usable");
+    assert!(
+        out["notices"].to_string().contains("waiting for approval"),
+        "{out}"
+    );
+    assert_eq!(
+        postgres().psql_super("app", "SELECT string_agg(a::text, ',') FROM appr_params"),
+        "41"
+    );
+}
+
+#[test]
+fn extended_protocol_rejection_and_ddl() {
+    let e = env();
+    let py = spawn_psycopg(&e.gateway, "CREATE TABLE appr_ext_rejected (a int)", &[]);
+    let id = pending("appr_ext_rejected")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (status, _) = e.approvals.decide("erin", &id, "reject", "use a migration");
+    assert_eq!(status, 200);
+    let out = json_of(&finish(py));
+    assert_eq!(out["ok"], false);
+    assert_eq!(out["sqlstate"], "42501");
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("use a migration"),
+        "{out}"
+    );
+    assert_eq!(
+        out["usable"], "usable",
+        "the session goes on after a rejected batch"
+    );
+    assert!(!table_exists("appr_ext_rejected"));
+}
+
+fn cstr(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+/// Parse (named), Bind with one text parameter, Execute, Sync.
+fn bind_execute(statement: &str, param: &str) -> Vec<u8> {
+    use portcullis_e2e::raw::frame;
+    let mut bind = cstr("");
+    bind.extend(cstr(statement));
+    bind.extend([0, 0, 0, 1]);
+    bind.extend((param.len() as i32).to_be_bytes());
+    bind.extend(param.as_bytes());
+    bind.extend([0, 0]);
+    let mut out = frame(b'B', &bind);
+    let mut exec = cstr("");
+    exec.extend([0, 0, 0, 0]);
+    out.extend(frame(b'E', &exec));
+    out.extend(frame(b'S', &[]));
+    out
+}
+
+#[test]
+fn each_execution_of_a_prepared_statement_needs_its_own_approval() {
+    use std::io::Write;
+
+    use portcullis_e2e::raw::{frame, logged_in, read_all_until_ready};
+    let e = env();
+    postgres().psql_super(
+        "app",
+        "SET ROLE svc; CREATE TABLE appr_named (a int); INSERT INTO appr_named VALUES (5), (6)",
+    );
+    let mut s = logged_in(&e.gateway, RILEY, &idp().token("riley"));
+    let mut parse = cstr("s1");
+    parse.extend(cstr("DELETE FROM appr_named WHERE a = $1"));
+    parse.extend([0, 0]);
+    let mut batch = frame(b'P', &parse);
+    batch.extend(bind_execute("s1", "5"));
+    s.write_all(&batch).expect("batch");
+    let req = pending("appr_named");
+    assert_eq!(req["params"], serde_json::json!(["5"]));
+    let id = req["id"].as_str().expect("id").to_string();
+    assert_eq!(e.approvals.decide("dana", &id, "approve", "").0, 200);
+    let answer = read_all_until_ready(&mut s);
+    assert!(
+        answer
+            .iter()
+            .any(|(t, b)| *t == b'C' && b.starts_with(b"DELETE 1")),
+        "{answer:?}"
+    );
+    // The same prepared statement again: not approved.
+    s.write_all(&bind_execute("s1", "6")).expect("again");
+    let answer = read_all_until_ready(&mut s);
+    let error = answer
+        .iter()
+        .find(|(t, _)| *t == b'E')
+        .map(|(_, b)| String::from_utf8_lossy(b).to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains("needs approval for each execution"),
+        "{answer:?}"
+    );
+    assert_eq!(
+        postgres().psql_super("app", "SELECT string_agg(a::text, ',') FROM appr_named"),
+        "6"
     );
 }

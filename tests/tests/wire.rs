@@ -7,15 +7,10 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use portcullis_e2e::clients::psql;
+use portcullis_e2e::raw::{connect, frame, read_frame, read_until_ready};
 use portcullis_e2e::{gateway, idp, Gateway, GatewayOptions};
 
 const ALICE: &str = "alice@example.com";
-
-fn connect(gw: &Gateway) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s
-}
 
 /// Reads until the peer closes; returns everything received.
 fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
@@ -33,53 +28,9 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_string()
 }
 
-fn startup(user: &str, db: &str) -> Vec<u8> {
-    let mut body = vec![0, 3, 0, 0];
-    for (k, v) in [("user", user), ("database", db)] {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut out = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    out.extend(body);
-    out
-}
-
-fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
-/// Reads frames until ReadyForQuery; returns the tags seen.
-fn read_until_ready(s: &mut TcpStream) -> Vec<u8> {
-    let mut tags = Vec::new();
-    loop {
-        let (tag, body) = read_frame(s);
-        tags.push(tag);
-        if tag == b'Z' {
-            return tags;
-        }
-        assert_ne!(tag, b'E', "unexpected error: {}", text(&body));
-    }
-}
-
-/// An authenticated raw session.
+/// An authenticated raw session as alice.
 fn logged_in(gw: &Gateway) -> TcpStream {
-    let mut s = connect(gw);
-    s.write_all(&startup(ALICE, "app")).unwrap();
-    let mut r = [0u8; 9];
-    s.read_exact(&mut r).unwrap();
-    assert_eq!(r[0], b'R');
-    let mut pw = idp().token("alice").into_bytes();
-    pw.push(0);
-    s.write_all(&frame(b'p', &pw)).unwrap();
-    let tags = read_until_ready(&mut s);
-    assert!(tags.contains(&b'K'), "no BackendKeyData");
-    s
+    portcullis_e2e::raw::logged_in(gw, ALICE, &idp().token("alice"))
 }
 
 fn still_serves(gw: &Gateway) {
@@ -214,15 +165,6 @@ fn cancel_request_with_unknown_key_is_ignored() {
     s.write_all(&pkt).unwrap();
     assert!(read_to_close(&mut s).is_empty());
     still_serves(gw);
-}
-
-/// Reads one frame: (tag, body).
-fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut head = [0u8; 5];
-    s.read_exact(&mut head).unwrap();
-    let mut body = vec![0u8; u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize - 4];
-    s.read_exact(&mut body).unwrap();
-    (head[0], body)
 }
 
 #[test]

@@ -76,15 +76,39 @@ pub struct Holds {
     grant: Option<String>,
     /// The answer for the held message when it was not approved.
     refusal: Option<ErrorFields>,
+    /// An extended-protocol batch being collected up to its Sync.
+    collect: Option<Collect>,
+    /// The held batch's messages, replayed when the hold ends.
+    parked: Vec<Frame>,
+    /// Messages to replay now.
+    replay: std::collections::VecDeque<Frame>,
+    /// One Bind of an approved prepared statement may pass.
+    bind_grant: bool,
+}
+
+/// An extended-protocol batch that starts with a Parse needing approval,
+/// collected up to its Sync so the approver sees the bound parameters.
+pub struct Collect {
+    /// The statement.
+    pub stmt: Arc<Statement>,
+    /// Its name.
+    pub name: Vec<u8>,
+    /// The batch's messages, Parse first.
+    pub frames: Vec<Frame>,
+    /// Text form of the first Bind's parameters.
+    pub params: Option<Vec<Option<String>>>,
+    /// Binds of the statement in the batch.
+    pub binds: usize,
+    /// Another Parse came in the same batch.
+    pub other_parse: bool,
 }
 
 /// What approval does to a decided statement.
+#[derive(Debug)]
 pub enum Approval {
     /// Nothing to do: the stages decide (allow, deny, or an approval the
     /// gateway cannot hold, which the policy stage refuses).
     None,
-    /// Approved earlier: run it.
-    Granted(Arc<Statement>),
     /// Hold it.
     Hold(Box<Hold>),
 }
@@ -100,34 +124,95 @@ impl Holds {
         self.refusal.take()
     }
 
-    /// What to do with `stmt` (from a simple-protocol Query).
-    pub fn start(&mut self, stmt: &Arc<Statement>) -> Approval {
+    /// Whether `stmt` is to be held (an approve decision in mode hold with
+    /// approver groups, and a service configured).
+    pub fn holdable(&self, stmt: &Statement) -> bool {
         let d = &stmt.verdict.decision;
-        if d.action != Action::Approve {
-            return Approval::None;
-        }
-        let Some(ctx) = &self.context else {
-            return Approval::None;
-        };
-        let Some(spec) = d
-            .approval
-            .as_ref()
-            .filter(|s| s.mode == "hold" && !s.groups.is_empty())
-        else {
-            return Approval::None;
-        };
+        d.action == Action::Approve
+            && self.context.is_some()
+            && d.approval
+                .as_ref()
+                .is_some_and(|s| s.mode == "hold" && !s.groups.is_empty())
+    }
+
+    /// The approved run of `stmt`, when its text was just approved (the
+    /// grant is used up). `bind`: a Bind of it may follow (extended
+    /// protocol).
+    pub fn granted(&mut self, stmt: &Statement, bind: bool) -> Option<Arc<Statement>> {
         let hash = statement_hash(&stmt.text, &[]);
-        if self.grant.as_deref() == Some(hash.as_str()) {
-            self.grant = None;
-            return Approval::Granted(Arc::new(Statement {
-                text: stmt.text.clone(),
-                verdict: stmt.verdict.clone(),
-                effect: stmt.effect,
-                approved: true,
-                catalog: stmt.catalog,
-                settings: stmt.settings,
-            }));
+        if self.grant.as_deref() != Some(hash.as_str()) || !self.holdable(stmt) {
+            return None;
         }
+        self.grant = None;
+        self.bind_grant = bind;
+        Some(Arc::new(Statement {
+            text: stmt.text.clone(),
+            verdict: stmt.verdict.clone(),
+            effect: stmt.effect,
+            approved: true,
+            catalog: stmt.catalog,
+            settings: stmt.settings,
+        }))
+    }
+
+    /// Whether a Bind of an approved statement may pass (once).
+    pub fn take_bind_grant(&mut self) -> bool {
+        std::mem::take(&mut self.bind_grant)
+    }
+
+    /// Starts collecting an extended-protocol batch.
+    pub fn collect(&mut self, c: Collect) {
+        self.collect = Some(c);
+    }
+
+    /// The batch being collected.
+    pub fn collecting(&mut self) -> Option<&mut Collect> {
+        self.collect.as_mut()
+    }
+
+    /// Ends collecting.
+    pub fn take_collect(&mut self) -> Option<Collect> {
+        self.collect.take()
+    }
+
+    /// Keeps a held batch's messages until the hold ends.
+    pub fn park(&mut self, frames: Vec<Frame>) {
+        self.parked = frames;
+    }
+
+    /// Refuses a collected batch at once: its messages are replayed with
+    /// the refusal answering its Parse.
+    pub fn refuse_batch(&mut self, error: ErrorFields, frames: Vec<Frame>) {
+        self.refusal = Some(error);
+        self.replay = frames.into();
+    }
+
+    /// The next message to replay.
+    pub fn next_replay(&mut self) -> Option<Frame> {
+        self.replay.pop_front()
+    }
+
+    /// Puts a message back at the front of the replay.
+    pub fn unshift_replay(&mut self, f: Frame) {
+        self.replay.push_front(f);
+    }
+
+    /// Whether messages wait to be replayed.
+    pub fn has_replay(&self) -> bool {
+        !self.replay.is_empty()
+    }
+
+    /// What to do with `stmt`, run with `params` (empty for a simple
+    /// Query): hold it (or nothing, when it is not to be held).
+    pub fn start(&mut self, stmt: &Arc<Statement>, params: &[Option<String>]) -> Approval {
+        if !self.holdable(stmt) {
+            return Approval::None;
+        }
+        let d = &stmt.verdict.decision;
+        let (Some(ctx), Some(spec)) = (&self.context, d.approval.as_ref()) else {
+            return Approval::None;
+        };
+        let hash = statement_hash(&stmt.text, params);
         let id = uuid::Uuid::now_v7().to_string();
         let timeout = spec
             .timeout
@@ -160,7 +245,7 @@ impl Holds {
             connection: ctx.connection.clone(),
             database: ctx.database.clone(),
             statement: stmt.text.to_string(),
-            params: Vec::new(),
+            params: params.to_vec(),
             facts: serde_json::to_value(&stmt.verdict.statements).unwrap_or_default(),
             reasons: d.reasons.clone(),
             groups: spec.groups.clone(),
@@ -168,7 +253,7 @@ impl Holds {
             expires_in: timeout.as_secs().max(1),
             mode: spec.mode.clone(),
         };
-        self.holding = Some((id.clone(), hash.clone()));
+        self.holding = Some((id.clone(), statement_hash(&stmt.text, &[])));
         Approval::Hold(Box::new(Hold {
             id,
             request,
@@ -182,6 +267,7 @@ impl Holds {
         let Some((id, hash)) = self.holding.take() else {
             return;
         };
+        self.replay = std::mem::take(&mut self.parked).into();
         let refuse = |message: String| Some(ErrorFields::new(Severity::Error, "42501", message));
         self.refusal = match outcome {
             Some(HoldOutcome::Approved { approvers }) => {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::decide::{Decider, Verdict};
-use super::hold::{Approval, Hold, HoldContext, Holds};
+use super::hold::{Approval, Collect, Hold, HoldContext, Holds};
 use super::inflight::{Expect, InFlight};
 use super::registry::{Effect, Registry, Statement};
 use super::stage::{Counts, PolicyStage, RecordStage, Stage};
@@ -102,6 +102,8 @@ pub struct Pipeline {
     closing: bool,
     /// Approval holds.
     holds: Holds,
+    /// Replaying a held batch (no nested replay).
+    replaying: bool,
 }
 
 impl Pipeline {
@@ -143,6 +145,7 @@ impl Pipeline {
             inject: BytesMut::new(),
             closing: false,
             holds: Holds::default(),
+            replaying: false,
         }
     }
 
@@ -246,6 +249,23 @@ impl Pipeline {
         }))
     }
 
+    /// A Bind of a prepared statement that needs approval passes only as
+    /// the one approved execution of its batch.
+    fn approved_bind(&mut self, name: &[u8]) -> Result<(), Option<ErrorFields>> {
+        let needs = self
+            .registry
+            .statement(name)
+            .is_some_and(|s| s.verdict.decision.action == crate::policy::Action::Approve);
+        if !needs || self.holds.take_bind_grant() {
+            return Ok(());
+        }
+        Err(Some(ErrorFields::new(
+            Severity::Error,
+            "42501",
+            "portcullis: this prepared statement needs approval for each execution; send Parse, Bind, Execute and Sync together",
+        )))
+    }
+
     /// A Bind of a prepared statement decided with an older catalog: the
     /// server re-plans it with the catalog as it is now, so it is decided
     /// again (`Err(None)`: wait; `Err(Some)`: refuse the Bind).
@@ -284,10 +304,114 @@ impl Pipeline {
     /// Applies approval to a decided simple-protocol statement: the
     /// statement to admit, or the hold to start.
     fn approval(&mut self, stmt: Arc<Statement>) -> Result<Arc<Statement>, Box<Hold>> {
-        match self.holds.start(&stmt) {
+        if let Some(s) = self.holds.granted(&stmt, false) {
+            return Ok(s);
+        }
+        match self.holds.start(&stmt, &[]) {
             Approval::None => Ok(stmt),
-            Approval::Granted(s) => Ok(s),
             Approval::Hold(h) => Err(h),
+        }
+    }
+
+    /// Replays a held batch's messages (after its hold ended, or at once
+    /// when it was refused), then goes on with `frame`'s handling.
+    fn replay(&mut self, up: &mut BytesMut) -> Result<Option<Step>, SessionError> {
+        self.replaying = true;
+        let mut out = None;
+        while let Some(f) = self.holds.next_replay() {
+            match self.client(&f, up) {
+                Ok(Step::Wait) => {
+                    self.holds.unshift_replay(f);
+                    out = Some(Step::Wait);
+                    break;
+                }
+                Ok(Step::Terminate) => {
+                    out = Some(Step::Terminate);
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.replaying = false;
+                    return Err(e);
+                }
+            }
+        }
+        self.replaying = false;
+        Ok(out)
+    }
+
+    /// A message of an extended-protocol batch whose Parse needs approval:
+    /// kept until Sync; at Sync the hold starts with the bound parameters
+    /// (or the batch is refused when it is not one Bind and Execute of the
+    /// statement).
+    fn collecting(
+        &mut self,
+        msg: &FrontendMessage<'_>,
+        frame: &Frame,
+        up: &mut BytesMut,
+    ) -> Result<Option<Step>, SessionError> {
+        let Some(c) = self.holds.collecting() else {
+            return Ok(None);
+        };
+        match msg {
+            FrontendMessage::Sync => {}
+            FrontendMessage::Terminate => {
+                self.holds.take_collect();
+                frame.encode(up);
+                return Ok(Some(Step::Terminate));
+            }
+            FrontendMessage::Parse(_) => {
+                c.other_parse = true;
+                c.frames.push(frame.clone());
+                return Ok(Some(Step::Continue));
+            }
+            FrontendMessage::Bind(b) => {
+                if b.statement == c.name.as_slice() {
+                    c.binds += 1;
+                    if c.params.is_none() {
+                        c.params = Some(text_params(b));
+                    }
+                }
+                c.frames.push(frame.clone());
+                return Ok(Some(Step::Continue));
+            }
+            _ => {
+                c.frames.push(frame.clone());
+                return Ok(Some(Step::Continue));
+            }
+        }
+        let Some(c) = self.holds.take_collect() else {
+            return Ok(None);
+        };
+        if c.other_parse || c.binds != 1 {
+            self.holds.refuse_batch(
+                ErrorFields::new(
+                    Severity::Error,
+                    "42501",
+                    "portcullis: a statement that needs approval must come alone in its batch, with one Bind and Execute before Sync (the approver approves that one execution)",
+                ),
+                c.frames,
+            );
+            return self.client(frame, up).map(Some);
+        }
+        let params = c.params.unwrap_or_default();
+        match self.holds.start(&c.stmt, &params) {
+            Approval::Hold(h) => {
+                self.holds.park(c.frames);
+                Ok(Some(Step::Hold(h)))
+            }
+            Approval::None => {
+                // Not holdable after all: run the batch as the stages say.
+                self.holds.refuse_batch(
+                    ErrorFields::new(
+                        Severity::Error,
+                        "42501",
+                        "portcullis: approval could not be requested",
+                    ),
+                    c.frames,
+                );
+                self.client(frame, up).map(Some)
+            }
         }
     }
 
@@ -332,6 +456,14 @@ impl Pipeline {
     /// Handles one client message, appending what goes upstream to `up`.
     pub fn client(&mut self, frame: &Frame, up: &mut BytesMut) -> Result<Step, SessionError> {
         let msg = FrontendMessage::decode(frame)?;
+        if !self.replaying && self.holds.has_replay() {
+            if let Some(step) = self.replay(up)? {
+                return Ok(step);
+            }
+        }
+        if let Some(step) = self.collecting(&msg, frame, up)? {
+            return Ok(step);
+        }
         if self.discarding && !matches!(msg, FrontendMessage::Sync | FrontendMessage::Terminate) {
             return Ok(Step::Continue);
         }
@@ -357,9 +489,34 @@ impl Pipeline {
                 },
             },
             FrontendMessage::Parse(p) => {
-                let refusal = match self.decide(p.sql) {
+                let decided = match self.holds.take_refusal() {
+                    Some(e) => Err(Some(e)),
+                    None => self.decide(p.sql),
+                };
+                let refusal = match decided {
                     Err(None) => return Ok(Step::Wait),
                     Err(Some(e)) => Some(e),
+                    Ok(stmt) if self.holds.holdable(&stmt) => {
+                        match self.holds.granted(&stmt, true) {
+                            Some(approved) => self.admit(&approved).or_else(|| {
+                                frame.encode(up);
+                                let undo = self.registry.prepare(p.name, approved);
+                                self.inflight.push(Expect::Parse(undo), Effect::default());
+                                None
+                            }),
+                            None => {
+                                self.holds.collect(Collect {
+                                    stmt,
+                                    name: p.name.to_vec(),
+                                    frames: vec![frame.clone()],
+                                    params: None,
+                                    binds: 0,
+                                    other_parse: false,
+                                });
+                                return Ok(Step::Continue);
+                            }
+                        }
+                    }
                     Ok(_) if self.decider.untrusted_param_type(&p.param_types).is_some() => {
                         Some(ErrorFields::new(
                             Severity::Error,
@@ -398,7 +555,10 @@ impl Pipeline {
                     self.discarding = true;
                 }
             }
-            FrontendMessage::Bind(b) => match self.redecide(b.statement) {
+            FrontendMessage::Bind(b) => match self
+                .approved_bind(b.statement)
+                .and_then(|()| self.redecide(b.statement))
+            {
                 Err(None) => return Ok(Step::Wait),
                 Err(Some(error)) => {
                     // A Parse of a name the client never uses, whose text
@@ -676,4 +836,27 @@ impl Pipeline {
     pub fn in_flight(&self) -> usize {
         self.inflight.len()
     }
+}
+
+/// A Bind's parameters in text form for the approver (binary values as
+/// `\x` hex).
+fn text_params(b: &crate::pg::bind::Bind<'_>) -> Vec<Option<String>> {
+    b.params
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let binary = match b.param_formats.as_slice() {
+                [] => false,
+                [one] => *one == 1,
+                many => many.get(i) == Some(&1),
+            };
+            v.map(|bytes| {
+                if binary {
+                    format!("\\x{}", hex::encode(bytes))
+                } else {
+                    String::from_utf8_lossy(bytes).into_owned()
+                }
+            })
+        })
+        .collect()
 }

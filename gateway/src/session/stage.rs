@@ -58,7 +58,7 @@ impl Stage for PolicyStage {
                 } else if spec.is_some_and(|s| s.mode != "hold") {
                     "approval required in mode retry, which this gateway does not support yet (use mode hold)"
                 } else {
-                    "approval required: statements are held for approval only when sent as a simple query so far (not Parse/Bind/Execute)"
+                    "approval required: this statement could not be held for approval"
                 };
                 Err(ErrorFields::new(Severity::Error, "42501", why).with_detail(reasons))
             }
