@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/requests/{id}/wait", get(wait))
         .route("/api/v1/requests/{id}/withdraw", post(withdraw))
         .route("/api/v1/requests/{id}/decision", post(decide))
+        .route("/api/v1/grants/consume", post(consume))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -165,6 +166,36 @@ async fn withdraw(
         state.notify(&id);
     }
     Ok(Json(view(&state.store.get(&id).await?)))
+}
+
+/// A gateway asking whether a `retry` statement was approved.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsumeBody {
+    gateway: String,
+    requester_sub: String,
+    statement_sha256: String,
+}
+
+/// Uses up a matching approval (once): 200 with the request and its signed
+/// decision, 404 when there is none.
+async fn consume(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(b): Json<ConsumeBody>,
+) -> Result<Json<RequestView>, ApiError> {
+    gateway_only(&state, &headers)?;
+    match state
+        .store
+        .consume(&b.gateway, &b.requester_sub, &b.statement_sha256, now_ms())
+        .await?
+    {
+        Some(r) => {
+            tracing::info!(request = %r.id, requester = %b.requester_sub, "approval used");
+            Ok(Json(view(&r)))
+        }
+        None => Err(ApiError::NotFound),
+    }
 }
 
 #[derive(Deserialize)]

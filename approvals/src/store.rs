@@ -347,6 +347,48 @@ impl Store {
         Ok(true)
     }
 
+    /// Uses up the approval of a `retry` request by `requester_sub` for
+    /// this statement hash on this gateway, if one is approved, unused and
+    /// still valid.
+    pub async fn consume(
+        &self,
+        gateway: &str,
+        requester_sub: &str,
+        hash: &str,
+        now: i64,
+    ) -> Result<Option<Request>, StoreError> {
+        let _one_at_a_time = self.votes.lock().await;
+        let rows = sqlx::query(
+            "SELECT id FROM requests WHERE state = 'approved' AND mode = 'retry' AND consumed = 0 \
+             AND gateway = $1 AND requester_sub = $2 AND statement_sha256 = $3 ORDER BY decided_at",
+        )
+        .bind(gateway)
+        .bind(requester_sub)
+        .bind(hash)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            let req = self.get(&id).await?;
+            let valid = req
+                .decision
+                .as_ref()
+                .is_some_and(|d| d.payload.valid_until > now);
+            if !valid {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("UPDATE requests SET consumed = 1 WHERE id = $1 AND consumed = 0")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            insert_event(&mut tx, &id, requester_sub, "used", "", now).await?;
+            tx.commit().await?;
+            return Ok(Some(req));
+        }
+        Ok(None)
+    }
+
     /// Pending requests past their expiry.
     pub async fn due(&self, now: i64) -> Result<Vec<String>, StoreError> {
         let rows =

@@ -31,6 +31,9 @@ decision := hold(2, "60s") if input.statement.kind == "drop"
 decision := hold(1, "2s") if input.statement.kind == "truncate"
 
 decision := hold(1, "60s") if input.statement.kind == "delete"
+
+decision := {"action": "approve", "reasons": ["views need a DBA"],
+  "approval": {"groups": ["dba"], "quorum": 1, "mode": "retry", "timeout": "60s"}} if input.statement.kind == "create_view"
 "#;
 
 struct Env {
@@ -582,5 +585,46 @@ fn each_execution_of_a_prepared_statement_needs_its_own_approval() {
     assert_eq!(
         postgres().psql_super("app", "SELECT string_agg(a::text, ',') FROM appr_named"),
         "6"
+    );
+}
+
+#[test]
+fn retry_mode_answers_at_once_and_the_approved_rerun_passes_once() {
+    let e = env();
+    let tok = idp().token("riley");
+    let run = |sql: &str| {
+        psql_cmd(&e.gateway, RILEY, &tok, "app")
+            .args(["-c", sql])
+            .output()
+            .expect("psql")
+    };
+    let sql = "CREATE VIEW appr_retry_v AS SELECT 1 AS one";
+    let first = run(sql);
+    let stderr = String::from_utf8_lossy(&first.stderr).to_string();
+    assert!(!first.status.success());
+    assert!(
+        stderr.contains("approval required") && stderr.contains("/requests/"),
+        "{stderr}"
+    );
+    let id = pending("appr_retry_v")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert!(stderr.contains(&id), "the error carries the link: {stderr}");
+    assert_eq!(e.approvals.decide("dana", &id, "approve", "").0, 200);
+    let second = run(sql);
+    assert!(
+        second.status.success(),
+        "the approved re-run passes: {}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(table_exists("appr_retry_v"));
+    // Once per approval: a third run (another view, same text shape) asks again.
+    let third = run("CREATE VIEW appr_retry_v2 AS SELECT 1 AS one");
+    assert!(String::from_utf8_lossy(&third.stderr).contains("approval required"));
+    let again = run(sql);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("approval required"),
+        "the approval was used up"
     );
 }

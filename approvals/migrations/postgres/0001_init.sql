@@ -21,7 +21,9 @@ CREATE TABLE IF NOT EXISTS requests (
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     decided_at BIGINT,
-    decision_json TEXT
+    decision_json TEXT,
+    -- A `retry` approval is used once, by the requester re-running it.
+    consumed BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_state ON requests (state, expires_at);
 CREATE TABLE IF NOT EXISTS votes (

@@ -48,6 +48,11 @@ pub enum HoldOutcome {
     Expired,
     /// The request could not be made or the answer not trusted.
     Failed(String),
+    /// Mode retry: not approved yet; a request was made at this link.
+    Requested {
+        /// The approval page.
+        link: String,
+    },
 }
 
 /// A client of one approvals service.
@@ -166,6 +171,71 @@ impl ApprovalsClient {
                 continue;
             }
             return self.judge(&view, &id, &statement_sha256);
+        }
+    }
+
+    /// Mode retry: uses up an approval of this statement by this
+    /// requester if there is one (signature and validity checked), else
+    /// posts a request and answers with its link at once.
+    pub async fn retry(&self, req: NewRequest, statement_sha256: String) -> HoldOutcome {
+        let used = self
+            .http
+            .post(format!("{}/api/v1/grants/consume", self.url))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({
+                "gateway": self.gateway_id,
+                "requester_sub": req.requester.sub,
+                "statement_sha256": statement_sha256,
+            }))
+            .send()
+            .await;
+        match used {
+            Ok(r) if r.status().is_success() => {
+                let Ok(view) = r.json::<RequestView>().await else {
+                    return HoldOutcome::Failed(
+                        "malformed answer from the approvals service".into(),
+                    );
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                if view
+                    .decision
+                    .as_ref()
+                    .is_some_and(|d| d.payload.valid_until <= now)
+                {
+                    return HoldOutcome::Expired;
+                }
+                return self.judge(&view, &view.id.clone(), &statement_sha256);
+            }
+            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {}
+            Ok(r) => {
+                return HoldOutcome::Failed(format!(
+                    "the approvals service answered {}",
+                    r.status()
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "approvals service unreachable");
+                return HoldOutcome::Failed("the approvals service cannot be reached".into());
+            }
+        }
+        let link = self.link(&req.id);
+        let created = self
+            .http
+            .post(format!("{}/api/v1/requests", self.url))
+            .bearer_auth(&self.token)
+            .json(&req)
+            .send()
+            .await;
+        match created {
+            Ok(r) if r.status().is_success() => HoldOutcome::Requested { link },
+            Ok(r) => HoldOutcome::Failed(format!(
+                "the approvals service refused the request ({})",
+                r.status()
+            )),
+            Err(_) => HoldOutcome::Failed("the approvals service cannot be reached".into()),
         }
     }
 

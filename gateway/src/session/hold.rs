@@ -41,8 +41,11 @@ pub struct Hold {
     pub request: NewRequest,
     /// What the decision must be bound to.
     pub hash: String,
-    /// NoticeResponse with the approval link.
-    pub notice: Frame,
+    /// NoticeResponse with the approval link (mode hold; mode retry
+    /// answers at once).
+    pub notice: Option<Frame>,
+    /// Mode retry.
+    pub retry: bool,
 }
 
 /// A hold in progress in the session loop.
@@ -57,10 +60,16 @@ impl Hold {
     /// Starts waiting for the service.
     pub fn begin(self, client: &Arc<ApprovalsClient>) -> Held {
         let c = client.clone();
-        let (request, hash) = (self.request, self.hash);
+        let (request, hash, retry) = (self.request, self.hash, self.retry);
         Held {
             id: self.id,
-            outcome: Box::pin(async move { c.hold(request, hash).await }),
+            outcome: Box::pin(async move {
+                if retry {
+                    c.retry(request, hash).await
+                } else {
+                    c.hold(request, hash).await
+                }
+            }),
         }
     }
 }
@@ -130,9 +139,9 @@ impl Holds {
         let d = &stmt.verdict.decision;
         d.action == Action::Approve
             && self.context.is_some()
-            && d.approval
-                .as_ref()
-                .is_some_and(|s| s.mode == "hold" && !s.groups.is_empty())
+            && d.approval.as_ref().is_some_and(|s| {
+                matches!(s.mode.as_str(), "hold" | "retry") && !s.groups.is_empty()
+            })
     }
 
     /// The approved run of `stmt`, when its text was just approved (the
@@ -254,11 +263,13 @@ impl Holds {
             mode: spec.mode.clone(),
         };
         self.holding = Some((id.clone(), statement_hash(&stmt.text, &[])));
+        let retry = spec.mode == "retry";
         Approval::Hold(Box::new(Hold {
             id,
             request,
             hash,
-            notice,
+            notice: (!retry).then_some(notice),
+            retry,
         }))
     }
 
@@ -287,6 +298,9 @@ impl Holds {
             Some(HoldOutcome::Expired) => refuse(
                 "portcullis: statement not approved in time (the approval request expired)".into(),
             ),
+            Some(HoldOutcome::Requested { link }) => refuse(format!(
+                "portcullis: approval required: {link} (run the statement again once it is approved)"
+            )),
             Some(HoldOutcome::Failed(why)) => {
                 refuse(format!("portcullis: approval could not be obtained: {why}"))
             }

@@ -345,7 +345,9 @@ fn client_frames(
             Step::Hold(hold) => {
                 // The notice goes out now; the message waits for the
                 // service's answer.
-                hold.notice.encode(down);
+                if let Some(n) = &hold.notice {
+                    n.encode(down);
+                }
                 let Some(client) = approvals else {
                     pipeline
                         .hold_finished(Some(HoldOutcome::Failed("no approvals service".into())));

@@ -55,8 +55,8 @@ impl Stage for PolicyStage {
                     "approval required: approvals service not configured"
                 } else if spec.is_none_or(|s| s.groups.is_empty()) {
                     "approval required, but the policy names no approver groups (decision.approval.groups)"
-                } else if spec.is_some_and(|s| s.mode != "hold") {
-                    "approval required in mode retry, which this gateway does not support yet (use mode hold)"
+                } else if spec.is_some_and(|s| !matches!(s.mode.as_str(), "hold" | "retry")) {
+                    "approval required in an unknown mode (decision.approval.mode must be hold or retry)"
                 } else {
                     "approval required: this statement could not be held for approval"
                 };
