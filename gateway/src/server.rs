@@ -151,6 +151,7 @@ impl Gateway {
         }
         self.accepting.store(false, Ordering::Release);
         drop(self.listener);
+        self.shared.cancels.tell_all(session::Control::Draining);
         let grace = self.shared.config.shutdown_grace();
         let deadline = Instant::now() + grace;
         let active = || {

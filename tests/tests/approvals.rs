@@ -628,3 +628,34 @@ fn retry_mode_answers_at_once_and_the_approved_rerun_passes_once() {
         "the approval was used up"
     );
 }
+
+#[test]
+fn sigterm_withdraws_held_statements_before_the_grace_period_ends() {
+    let e = env();
+    let gw = Gateway::start(GatewayOptions {
+        policy_dir: policy_dir(),
+        extra: e.approvals.gateway_section("gw-term"),
+        ..Default::default()
+    });
+    let psql = spawn_psql(&gw, "CREATE TABLE appr_term (a int)");
+    let id = pending("appr_term")["id"].as_str().expect("id").to_string();
+    let pid = gw.pid().expect("gateway pid");
+    let started = std::time::Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success());
+    let out = finish(psql);
+    assert!(out.stderr.contains("shutting down"), "{}", out.stderr);
+    wait_for("the request withdrawn", Duration::from_secs(10), || {
+        state_of(&id) == "withdrawn"
+    });
+    // The harness's grace period is 5 s: the withdrawal does not wait for it.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!table_exists("appr_term"));
+}

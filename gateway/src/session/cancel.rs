@@ -48,14 +48,16 @@ impl CancelRegistry {
     /// Tells every session the gateway is shutting down; returns how many
     /// were told.
     pub fn shutdown_all(&self) -> usize {
+        self.tell_all(Control::Shutdown)
+    }
+
+    /// Sends `c` to every session; returns how many got it.
+    pub fn tell_all(&self, c: Control) -> usize {
         let senders: Vec<mpsc::Sender<Control>> = match self.map.lock() {
             Ok(m) => m.values().cloned().collect(),
             Err(p) => p.into_inner().values().cloned().collect(),
         };
-        senders
-            .iter()
-            .filter(|tx| tx.try_send(Control::Shutdown).is_ok())
-            .count()
+        senders.iter().filter(|tx| tx.try_send(c).is_ok()).count()
     }
 
     /// Delivers a cancel to the session holding `key`; false if none does.

@@ -72,6 +72,10 @@ pub enum Control {
     Cancel,
     /// The gateway is shutting down and the grace period is over.
     Shutdown,
+    /// The gateway started shutting down: statements held for approval
+    /// are withdrawn now (they could not finish within the grace period
+    /// anyway).
+    Draining,
 }
 
 /// Why a session ended abnormally. Each maps to one protocol response in

@@ -181,6 +181,17 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
                     });
                 }
                 Control::Shutdown => end = Some(End::Shutdown),
+                Control::Draining => {
+                    if let (Some(h), Some(a)) = (held.take(), &approvals) {
+                        a.withdraw(h.id);
+                        pipeline.hold_finished(Some(HoldOutcome::Failed(
+                            "the gateway is shutting down; run the statement again later".into(),
+                        )));
+                        if let Some(f) = waiting.take() {
+                            end = client_frames(Some(f), &mut cbuf, max, &mut pipeline, sink!()).err();
+                        }
+                    }
+                }
             },
         }
         if terminated && to_up.is_empty() && end.is_none() {
