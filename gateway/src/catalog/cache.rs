@@ -21,6 +21,9 @@ const RETRY: Duration = Duration::from_secs(1);
 pub struct CatalogCache {
     conn: Arc<ConnectionConfig>,
     current: RwLock<(u64, Arc<Catalog>)>,
+    /// The generation of `current`, readable without the lock (sessions
+    /// check it on every decision).
+    generation: AtomicU64,
     /// Refresh requests issued (tickets).
     requested: AtomicU64,
     /// Highest ticket issued before the start of the last successful load.
@@ -37,6 +40,7 @@ impl CatalogCache {
         Arc::new(Self {
             conn,
             current: RwLock::new((0, Catalog::unavailable())),
+            generation: AtomicU64::new(0),
             requested: AtomicU64::new(0),
             covered: AtomicU64::new(0),
             wake: Notify::new(),
@@ -53,6 +57,11 @@ impl CatalogCache {
         cache.store(cat);
         cache.covered.store(u64::MAX, Ordering::SeqCst);
         cache
+    }
+
+    /// The generation of the catalog in force (one atomic load).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The catalog in force and its generation (bumped on every change).
@@ -99,6 +108,7 @@ impl CatalogCache {
             *g = (g.0 + 1, cat);
         }
         let generation = g.0;
+        self.generation.store(generation, Ordering::Release);
         drop(g);
         self.loaded.send_replace(generation);
     }

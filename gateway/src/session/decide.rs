@@ -59,6 +59,8 @@ pub struct Decider {
     stale: bool,
     /// The reload ticket that clears `stale`.
     stale_ticket: Option<u64>,
+    /// The catalog of `catalog_generation`.
+    cat: Arc<Catalog>,
 }
 
 impl Decider {
@@ -98,6 +100,7 @@ impl Decider {
             catalog_generation: 0,
             stale: false,
             stale_ticket: None,
+            cat: Catalog::unavailable(),
         }
     }
 
@@ -109,9 +112,8 @@ impl Decider {
         }
     }
 
-    /// The catalog this decision uses; the caches are cleared when it
-    /// changed since they were filled.
-    fn catalog(&mut self, quiescent: bool) -> Arc<Catalog> {
+    /// Picks up a changed catalog (one atomic load when nothing changed).
+    fn refresh_catalog(&mut self, quiescent: bool) {
         if self.stale {
             if quiescent {
                 self.quiescent();
@@ -121,23 +123,29 @@ impl Decider {
                 self.stale_ticket = None;
             }
         }
-        let (generation, cat) = if self.stale {
-            (u64::MAX, Catalog::stale())
+        let generation = if self.stale {
+            u64::MAX
         } else {
-            self.catalog.current()
+            self.catalog.generation()
         };
         if generation != self.catalog_generation {
+            // The catalog may have moved on again since the load above:
+            // then the next decision picks it up too.
+            self.cat = if self.stale {
+                Catalog::stale()
+            } else {
+                self.catalog.current().1
+            };
             self.catalog_generation = generation;
             self.exact.iter_mut().flatten().for_each(HashMap::clear);
             self.templates.iter_mut().for_each(HashMap::clear);
             self.facts.clear();
         }
-        cat
     }
 
     /// The generation of the catalog decisions use now.
     pub fn catalog_generation(&mut self, quiescent: bool) -> u64 {
-        self.catalog(quiescent);
+        self.refresh_catalog(quiescent);
         self.catalog_generation
     }
 
@@ -145,7 +153,11 @@ impl Decider {
     /// code the gateway cannot show to be read-only (Bind runs them). With
     /// no catalog, any non-built-in type counts.
     pub fn untrusted_param_type(&mut self, types: &[u32]) -> Option<u32> {
-        let cat = self.catalog(false);
+        if types.iter().all(|t| *t == 0) {
+            return None;
+        }
+        self.refresh_catalog(false);
+        let cat = &self.cat;
         types.iter().copied().find(|t| match cat.mode {
             crate::catalog::Mode::Loaded => cat.untrusted_type_oids.contains(t),
             crate::catalog::Mode::Offline => false,
@@ -205,7 +217,7 @@ impl Decider {
         settings: ParseSettings,
         quiescent: bool,
     ) -> Arc<Verdict> {
-        let cat = self.catalog(quiescent);
+        self.refresh_catalog(quiescent);
         let bundle = self.bundle().clone();
         let mode = if self.shared.config.policy.decision_cache {
             bundle.cache_mode.0
@@ -235,6 +247,7 @@ impl Decider {
             return v;
         }
         let t0 = Instant::now();
+        let cat = self.cat.clone();
         let (statements, template_key) = self.facts.analyze_keyed(sql, settings, &cat);
         self.shared.metrics.parse_latency.observe(t0.elapsed());
 

@@ -133,11 +133,12 @@ impl Pipeline {
 
     /// A Bind of a prepared statement that needs approval passes only as
     /// the one approved execution of its batch.
-    pub(super) fn approved_bind(&mut self, name: &[u8]) -> Result<(), Option<ErrorFields>> {
-        let needs = self
-            .registry
-            .statement(name)
-            .is_some_and(|s| s.verdict.decision.action == crate::policy::Action::Approve);
+    pub(super) fn approved_bind(
+        &mut self,
+        stmt: Option<&Arc<Statement>>,
+    ) -> Result<(), Option<ErrorFields>> {
+        let needs =
+            stmt.is_some_and(|s| s.verdict.decision.action == crate::policy::Action::Approve);
         if !needs || self.holds.take_bind_grant() {
             return Ok(());
         }
@@ -151,8 +152,11 @@ impl Pipeline {
     /// A Bind of a prepared statement decided with an older catalog: the
     /// server re-plans it with the catalog as it is now, so it is decided
     /// again (`Err(None)`: wait; `Err(Some)`: refuse the Bind).
-    pub(super) fn redecide(&mut self, name: &[u8]) -> Result<(), Option<ErrorFields>> {
-        let Some(stmt) = self.registry.statement(name) else {
+    pub(super) fn redecide(
+        &mut self,
+        stmt: Option<&Arc<Statement>>,
+    ) -> Result<(), Option<ErrorFields>> {
+        let Some(stmt) = stmt else {
             return Ok(());
         };
         let quiescent = self.settled.tx == TxStatus::Idle && self.inflight.is_empty();
