@@ -131,12 +131,17 @@ impl Pipeline {
         }
     }
 
+    /// What a Bind of statement `name` must pass: approval (once per
+    /// approved execution) and a fresh decision after a catalog change.
+    pub(super) fn bind_checks(&mut self, name: &[u8]) -> Result<(), Option<ErrorFields>> {
+        let stmt = self.registry.statement(name);
+        self.approved_bind(stmt.as_ref())
+            .and_then(|()| self.redecide(stmt.as_ref()))
+    }
+
     /// A Bind of a prepared statement that needs approval passes only as
     /// the one approved execution of its batch.
-    pub(super) fn approved_bind(
-        &mut self,
-        stmt: Option<&Arc<Statement>>,
-    ) -> Result<(), Option<ErrorFields>> {
+    fn approved_bind(&mut self, stmt: Option<&Arc<Statement>>) -> Result<(), Option<ErrorFields>> {
         let needs =
             stmt.is_some_and(|s| s.verdict.decision.action == crate::policy::Action::Approve);
         if !needs || self.holds.take_bind_grant() {
@@ -152,10 +157,7 @@ impl Pipeline {
     /// A Bind of a prepared statement decided with an older catalog: the
     /// server re-plans it with the catalog as it is now, so it is decided
     /// again (`Err(None)`: wait; `Err(Some)`: refuse the Bind).
-    pub(super) fn redecide(
-        &mut self,
-        stmt: Option<&Arc<Statement>>,
-    ) -> Result<(), Option<ErrorFields>> {
+    fn redecide(&mut self, stmt: Option<&Arc<Statement>>) -> Result<(), Option<ErrorFields>> {
         let Some(stmt) = stmt else {
             return Ok(());
         };

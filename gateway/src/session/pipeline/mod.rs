@@ -397,11 +397,7 @@ impl Pipeline {
                     self.refuse_parse(p.name, error, up);
                 }
             }
-            FrontendMessage::Bind(b) => match {
-                let stmt = self.registry.statement(b.statement);
-                self.approved_bind(stmt.as_ref())
-                    .and_then(|()| self.redecide(stmt.as_ref()))
-            } {
+            FrontendMessage::Bind(b) => match self.bind_checks(b.statement) {
                 Err(None) => return Ok(Step::Wait),
                 Err(Some(error)) => {
                     // A Parse of a name the client never uses, whose text
