@@ -148,8 +148,11 @@ impl Holds {
     /// grant is used up). `bind`: a Bind of it may follow (extended
     /// protocol).
     pub fn granted(&mut self, stmt: &Statement, bind: bool) -> Option<Arc<Statement>> {
+        if self.grant.is_none() || !self.holdable(stmt) {
+            return None;
+        }
         let hash = statement_hash(&stmt.text, &[]);
-        if self.grant.as_deref() != Some(hash.as_str()) || !self.holdable(stmt) {
+        if self.grant.as_deref() != Some(hash.as_str()) {
             return None;
         }
         self.grant = None;
