@@ -102,6 +102,7 @@ async fn create(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(request = %r.id, requester = %r.requester.email, connection = %r.connection, "approval requested");
     state.notify(&r.id);
+    state.notifier.send("created", &r);
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"id": r.id, "state": r.state, "url": state.request_url(&r.id)})),

@@ -50,6 +50,26 @@ pub struct Config {
     /// The web UI's OIDC login. Default: none (no web UI).
     #[serde(default)]
     pub web: Option<WebConfig>,
+    /// Generic webhooks notified of requests. Default: none.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// `[[webhooks]]`: a receiver of JSON events, signed with HMAC-SHA256.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where events are POSTed.
+    pub url: String,
+    /// File holding the shared secret for the signature.
+    pub secret_file: PathBuf,
+    /// Events to send: `created`, `decided`. Default both.
+    #[serde(default = "d_events")]
+    pub events: Vec<String>,
+}
+
+fn d_events() -> Vec<String> {
+    vec!["created".into(), "decided".into()]
 }
 
 /// `[web]`: how approvers log in to the web UI (authorization code flow
@@ -164,7 +184,10 @@ impl Config {
             cfg.listen = v;
         }
         let base = path.parent().unwrap_or(Path::new("."));
-        for f in [&mut cfg.gateway_token_file, &mut cfg.signing_key_file] {
+        for f in [&mut cfg.gateway_token_file, &mut cfg.signing_key_file]
+            .into_iter()
+            .chain(cfg.webhooks.iter_mut().map(|w| &mut w.secret_file))
+        {
             if f.is_relative() {
                 *f = base.join(&*f);
             }

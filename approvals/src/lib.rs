@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod notify;
 pub mod rules;
 pub mod store;
 pub mod web;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The web UI, when `[web]` is configured.
     pub web: Option<Arc<web::Web>>,
+    /// Webhooks.
+    pub notifier: Arc<notify::Notifier>,
 }
 
 /// Startup errors.
@@ -77,6 +80,9 @@ pub enum StartError {
     /// The store did not open.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// A webhook secret could not be read.
+    #[error(transparent)]
+    Notify(#[from] notify::NotifyError),
 }
 
 impl AppState {
@@ -114,7 +120,12 @@ impl AppState {
             .web
             .clone()
             .map(|w| Arc::new(web::Web::new(w, &config.public_url())));
+        let notifier = Arc::new(notify::Notifier::new(
+            &config.webhooks,
+            config.public_url(),
+        )?);
         Ok(Self {
+            notifier,
             web,
             verifier: Arc::new(Verifier::new(&config.identity.issuers)),
             config: Arc::new(config),
@@ -176,6 +187,7 @@ impl AppState {
             counter.fetch_add(1, Ordering::Relaxed);
             tracing::info!(request = %id, approver = %who.id(), outcome = state.as_str(), "request decided");
             self.notify(id);
+            self.notifier.send("decided", &r);
         }
         Ok(r)
     }
@@ -202,6 +214,9 @@ impl AppState {
                         self.metrics.expired.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(request = %id, "request expired");
                         self.notify(&id);
+                        if let Ok(r) = self.store.get(&id).await {
+                            self.notifier.send("decided", &r);
+                        }
                     }
                     Ok(false) => {}
                     Err(e) => tracing::warn!(request = %id, error = %e, "cannot expire request"),

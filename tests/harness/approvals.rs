@@ -31,6 +31,12 @@ pub fn approvals_bin() -> PathBuf {
 impl Approvals {
     /// Starts a service on a random port.
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Starts a service with extra TOML appended to its config (e.g.
+    /// `[[webhooks]]`).
+    pub fn start_with(extra: &str) -> Self {
         let dir = temp_dir("approvals");
         let port = free_port();
         let token = format!("gw{:032x}", rand::random::<u128>());
@@ -79,6 +85,8 @@ leeway = "0s"
 [web]
 issuer = "{issuer}"
 client_id = "{client_id}"
+
+{extra}
 "#,
             issuer = idp().issuer
         );

@@ -659,3 +659,151 @@ fn sigterm_withdraws_held_statements_before_the_grace_period_ends() {
     );
     assert!(!table_exists("appr_term"));
 }
+
+/// Deliveries a receiver recorded: (head, body).
+type Deliveries = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// A webhook receiver: records each POST (headers and body); answers 500
+/// to the first delivery, 200 afterwards.
+fn receiver() -> (u16, Deliveries) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        for (n, conn) in l.incoming().enumerate() {
+            let Ok(mut c) = conn else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head, body) = loop {
+                let Ok(k) = c.read(&mut chunk) else {
+                    break (String::new(), String::new());
+                };
+                if k == 0 {
+                    break (String::new(), String::new());
+                }
+                buf.extend_from_slice(&chunk[..k]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(i) = text.find("\r\n\r\n") {
+                    let len = text[..i]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= i + 4 + len {
+                        break (
+                            text[..i].to_string(),
+                            String::from_utf8_lossy(&buf[i + 4..i + 4 + len]).to_string(),
+                        );
+                    }
+                }
+            };
+            let status = if n == 0 {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = c.write_all(
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+            if let Ok(mut g) = seen.lock() {
+                g.push((head, body));
+            }
+        }
+    });
+    (port, got)
+}
+
+#[test]
+fn webhooks_get_signed_events_retried_and_never_block() {
+    let (port, got) = receiver();
+    // A second receiver accepts connections and never answers.
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dir = temp_dir("webhook");
+    std::fs::write(dir.join("hook.secret"), "s3cret-hook-key").expect("secret");
+    let a = Approvals::start_with(&format!(
+        "[[webhooks]]\nurl = \"http://127.0.0.1:{port}/hook\"\nsecret_file = \"{}\"\n\n\
+         [[webhooks]]\nurl = \"http://127.0.0.1:{}/never\"\nsecret_file = \"{}\"\nevents = [\"created\"]\n",
+        dir.join("hook.secret").display(),
+        black_hole.local_addr().expect("addr").port(),
+        dir.join("hook.secret").display()
+    ));
+    let id = uuid_v7();
+    let started = std::time::Instant::now();
+    let created = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/requests", a.url))
+        .bearer_auth(&a.token)
+        .json(&serde_json::json!({
+            "id": id, "gateway": "gw", "requester": {"sub": "riley", "email": RILEY},
+            "connection": "app", "statement": "DROP TABLE hooks", "groups": ["dba"],
+            "quorum": 1, "expires_in": 60, "mode": "hold"
+        }))
+        .send()
+        .expect("create");
+    assert_eq!(created.status().as_u16(), 201);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a silent receiver does not block"
+    );
+    assert_eq!(a.decide("dana", &id, "approve", "ok").0, 200);
+    // created: refused once, delivered on retry; decided: delivered.
+    wait_for("webhook deliveries", Duration::from_secs(20), || {
+        got.lock().map(|g| g.len() >= 3).unwrap_or(false)
+    });
+    let got = got.lock().expect("lock").clone();
+    let events: Vec<String> = got
+        .iter()
+        .map(|(_, b)| {
+            serde_json::from_str::<serde_json::Value>(b).unwrap_or_default()["event"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        events.iter().filter(|e| *e == "created").count(),
+        2,
+        "retried: {events:?}"
+    );
+    assert!(events.contains(&"decided".to_string()), "{events:?}");
+    for (head, body) in &got {
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix(&format!("{name}:"))
+                        .map(|v| v.trim().to_string())
+                })
+                .unwrap_or_default()
+        };
+        let ts: i64 = header("x-portcullis-timestamp").parse().expect("timestamp");
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"s3cret-hook-key");
+        assert_eq!(
+            header("x-portcullis-signature"),
+            portcullis_approvals::notify::signature(&key, ts, body.as_bytes())
+        );
+        let v: serde_json::Value = serde_json::from_str(body).expect("json");
+        assert_eq!(v["id"], id.as_str());
+        assert!(v["url"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with(&format!("/requests/{id}")));
+    }
+}
+
+fn uuid_v7() -> String {
+    // A time-ordered UUID is what gateways send; any valid UUID works.
+    format!(
+        "{:08x}-{:04x}-7{:03x}-8{:03x}-{:012x}",
+        rand::random::<u32>(),
+        rand::random::<u16>(),
+        rand::random::<u16>() & 0xfff,
+        rand::random::<u16>() & 0xfff,
+        rand::random::<u64>() & 0xffff_ffff_ffff
+    )
+}
