@@ -5,7 +5,7 @@
 #   apt:  PostgreSQL server + client, libclang (pg_query's bindgen), pgbouncer
 #         (benchmark), the JDBC driver and a JRE, OpenSSL, Node.js, pip
 #         Chromium (browser tests of the approvals UI)
-#   pip:  psycopg 3, asyncpg
+#   pip:  psycopg 3, asyncpg, aiosmtpd (SMTP sink for the e-mail tests)
 #   npm:  oidc-provider, pg, playwright-core (tests/node)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,9 +36,9 @@ fi
 # The Debian postgresql package starts a cluster on 5432; the tests never use
 # it (each test binary starts its own), so it is left as the machine has it.
 
-if ! python3 -c 'import psycopg, asyncpg' >/dev/null 2>&1; then
-  echo "install-deps: pip install psycopg[binary] asyncpg"
-  python3 -m pip install -q --disable-pip-version-check 'psycopg[binary]>=3.1' 'asyncpg>=0.29' 2>&1 | grep -v -i "running pip as the 'root'" || true
+if ! python3 -c 'import psycopg, asyncpg, aiosmtpd' >/dev/null 2>&1; then
+  echo "install-deps: pip install psycopg[binary] asyncpg aiosmtpd"
+  python3 -m pip install -q --disable-pip-version-check 'psycopg[binary]>=3.1' 'asyncpg>=0.29' 'aiosmtpd>=1.4' 2>&1 | grep -v -i "running pip as the 'root'" || true
 fi
 
 if [ ! -d tests/node/node_modules/oidc-provider ] || [ ! -d tests/node/node_modules/pg ] \

@@ -103,6 +103,9 @@ async fn create(
     tracing::info!(request = %r.id, requester = %r.requester.email, connection = %r.connection, "approval requested");
     state.notify(&r.id);
     state.notifier.send("created", &r);
+    if let Some(m) = &state.mailer {
+        m.request_created(&r);
+    }
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"id": r.id, "state": r.state, "url": state.request_url(&r.id)})),

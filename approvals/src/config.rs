@@ -53,6 +53,43 @@ pub struct Config {
     /// Generic webhooks notified of requests. Default: none.
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+    /// E-mail to approvers over SMTP. Default: none.
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
+}
+
+/// `[email]`: new requests are mailed to the members of their approver
+/// groups, with the link.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// SMTP server host. Required.
+    pub host: String,
+    /// SMTP port. Default 587.
+    #[serde(default = "d_smtp_port")]
+    pub port: u16,
+    /// `starttls` (default), `tls` (implicit TLS) or `none` (plain, for a
+    /// local relay only).
+    #[serde(default = "d_security")]
+    pub security: String,
+    /// SMTP user. Default: none (no authentication).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the SMTP password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Sender address. Required.
+    pub from: String,
+    /// Addresses per approver group (members or aliases).
+    #[serde(default)]
+    pub groups: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+fn d_smtp_port() -> u16 {
+    587
+}
+fn d_security() -> String {
+    "starttls".into()
 }
 
 /// `[[webhooks]]`: a receiver of JSON events, signed with HMAC-SHA256.
@@ -187,6 +224,11 @@ impl Config {
         for f in [&mut cfg.gateway_token_file, &mut cfg.signing_key_file]
             .into_iter()
             .chain(cfg.webhooks.iter_mut().map(|w| &mut w.secret_file))
+            .chain(
+                cfg.email
+                    .iter_mut()
+                    .filter_map(|e| e.password_file.as_mut()),
+            )
         {
             if f.is_relative() {
                 *f = base.join(&*f);
@@ -204,6 +246,15 @@ impl Config {
                 key: "store_url",
                 why: "must start with sqlite:// or postgres://".into(),
             });
+        }
+        if let Some(e) = &cfg.email {
+            if !matches!(e.security.as_str(), "starttls" | "tls" | "none") {
+                return Err(ConfigError::Invalid {
+                    path: p,
+                    key: "email.security",
+                    why: format!("`{}`: must be starttls, tls or none", e.security),
+                });
+            }
         }
         Ok(cfg)
     }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod mail;
 pub mod notify;
 pub mod rules;
 pub mod store;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub web: Option<Arc<web::Web>>,
     /// Webhooks.
     pub notifier: Arc<notify::Notifier>,
+    /// E-mail to approvers, when `[email]` is configured.
+    pub mailer: Option<Arc<mail::Mailer>>,
 }
 
 /// Startup errors.
@@ -83,6 +86,9 @@ pub enum StartError {
     /// A webhook secret could not be read.
     #[error(transparent)]
     Notify(#[from] notify::NotifyError),
+    /// The mailer could not be set up.
+    #[error(transparent)]
+    Mail(#[from] mail::MailError),
 }
 
 impl AppState {
@@ -124,7 +130,12 @@ impl AppState {
             &config.webhooks,
             config.public_url(),
         )?);
+        let mailer = match config.email.clone() {
+            Some(e) => Some(Arc::new(mail::Mailer::new(e, config.public_url())?)),
+            None => None,
+        };
         Ok(Self {
+            mailer,
             notifier,
             web,
             verifier: Arc::new(Verifier::new(&config.identity.issuers)),

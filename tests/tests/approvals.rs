@@ -733,19 +733,8 @@ fn webhooks_get_signed_events_retried_and_never_block() {
         black_hole.local_addr().expect("addr").port(),
         dir.join("hook.secret").display()
     ));
-    let id = uuid_v7();
     let started = std::time::Instant::now();
-    let created = reqwest::blocking::Client::new()
-        .post(format!("{}/api/v1/requests", a.url))
-        .bearer_auth(&a.token)
-        .json(&serde_json::json!({
-            "id": id, "gateway": "gw", "requester": {"sub": "riley", "email": RILEY},
-            "connection": "app", "statement": "DROP TABLE hooks", "groups": ["dba"],
-            "quorum": 1, "expires_in": 60, "mode": "hold"
-        }))
-        .send()
-        .expect("create");
-    assert_eq!(created.status().as_u16(), 201);
+    let id = create_request(&a, "DROP TABLE hooks");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "a silent receiver does not block"
@@ -806,4 +795,82 @@ fn uuid_v7() -> String {
         rand::random::<u16>() & 0xfff,
         rand::random::<u64>() & 0xffff_ffff_ffff
     )
+}
+
+fn create_request(a: &Approvals, statement: &str) -> String {
+    let id = uuid_v7();
+    let created = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/requests", a.url))
+        .bearer_auth(&a.token)
+        .json(&serde_json::json!({
+            "id": id, "gateway": "gw", "requester": {"sub": "riley", "email": RILEY},
+            "connection": "app", "statement": statement, "groups": ["dba"],
+            "quorum": 1, "expires_in": 60, "mode": "hold", "reasons": ["schema changes need a DBA"]
+        }))
+        .send()
+        .expect("create");
+    assert_eq!(created.status().as_u16(), 201);
+    id
+}
+
+#[test]
+fn approvers_get_an_email_with_a_working_link() {
+    let port = portcullis_e2e::free_port();
+    let dir = temp_dir("smtp");
+    let _sink = portcullis_e2e::Guarded::spawn(
+        "python3",
+        &[
+            portcullis_e2e::root()
+                .join("tests/clients/smtp_sink.py")
+                .display()
+                .to_string(),
+            port.to_string(),
+            dir.join("mail").display().to_string(),
+        ],
+        "",
+        &dir.join("sink.log"),
+    );
+    portcullis_e2e::wait_port(port, "SMTP sink");
+    let a = Approvals::start_with(&format!(
+        "[email]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n\
+         from = \"Portcullis <approvals@example.com>\"\n\n[email.groups]\n\
+         dba = [\"dana@example.com\", \"dba-team@example.com\"]\n"
+    ));
+    let id = create_request(&a, "DROP TABLE mailed");
+    let mail = dir.join("mail/1.eml");
+    wait_for("the approval e-mail", Duration::from_secs(20), || {
+        mail.exists()
+    });
+    // The body is quoted-printable: join soft line breaks, decode `=`.
+    let text = std::fs::read_to_string(&mail)
+        .expect("mail")
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    assert!(
+        text.starts_with("RCPT dana@example.com,dba-team@example.com"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Subject: Approval needed: DROP TABLE mailed"),
+        "{text}"
+    );
+    assert!(text.contains("riley@example.com"), "{text}");
+    let link = format!("{}/requests/{id}", a.url);
+    assert!(text.contains(&link), "{text}");
+    // The link lands on the UI, which asks for a login first.
+    let r = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(&link)
+        .send()
+        .expect("link");
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let to = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(to.starts_with("/login?next="), "{to}");
 }
