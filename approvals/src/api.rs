@@ -106,6 +106,9 @@ async fn create(
     if let Some(m) = &state.mailer {
         m.request_created(&r);
     }
+    if let Some(s) = &state.slack {
+        s.request_created(&r);
+    }
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"id": r.id, "state": r.state, "url": state.request_url(&r.id)})),

@@ -56,6 +56,34 @@ pub struct Config {
     /// E-mail to approvers over SMTP. Default: none.
     #[serde(default)]
     pub email: Option<EmailConfig>,
+    /// Slack messages with Approve / Reject buttons. Default: none.
+    #[serde(default)]
+    pub slack: Option<SlackConfig>,
+}
+
+/// `[slack]`: an incoming webhook for new requests, and the interactive
+/// endpoint `/slack/interactive` for the buttons.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// Incoming webhook URL. Required.
+    pub webhook_url: String,
+    /// File holding the app's signing secret. Required.
+    pub signing_secret_file: PathBuf,
+    /// Slack user id → approver identity.
+    #[serde(default)]
+    pub users: std::collections::BTreeMap<String, SlackApprover>,
+}
+
+/// An approver a Slack user acts as.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackApprover {
+    /// Approver e-mail (their identity in decisions).
+    pub email: String,
+    /// Their approver groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// `[email]`: new requests are mailed to the members of their approver

@@ -9,6 +9,7 @@ pub mod error;
 pub mod mail;
 pub mod notify;
 pub mod rules;
+pub mod slack;
 pub mod store;
 pub mod web;
 
@@ -65,6 +66,8 @@ pub struct AppState {
     pub notifier: Arc<notify::Notifier>,
     /// E-mail to approvers, when `[email]` is configured.
     pub mailer: Option<Arc<mail::Mailer>>,
+    /// Slack, when `[slack]` is configured.
+    pub slack: Option<Arc<slack::Slack>>,
 }
 
 /// Startup errors.
@@ -89,6 +92,9 @@ pub enum StartError {
     /// The mailer could not be set up.
     #[error(transparent)]
     Mail(#[from] mail::MailError),
+    /// Slack could not be set up.
+    #[error(transparent)]
+    Slack(#[from] slack::SlackError),
 }
 
 impl AppState {
@@ -134,7 +140,12 @@ impl AppState {
             Some(e) => Some(Arc::new(mail::Mailer::new(e, config.public_url())?)),
             None => None,
         };
+        let slack = match config.slack.clone() {
+            Some(s) => Some(Arc::new(slack::Slack::new(s, config.public_url())?)),
+            None => None,
+        };
         Ok(Self {
+            slack,
             mailer,
             notifier,
             web,
@@ -261,5 +272,6 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(api::routes())
         .merge(web::routes())
+        .merge(slack::routes())
         .with_state(state)
 }

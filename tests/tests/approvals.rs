@@ -666,6 +666,11 @@ type Deliveries = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
 /// A webhook receiver: records each POST (headers and body); answers 500
 /// to the first delivery, 200 afterwards.
 fn receiver() -> (u16, Deliveries) {
+    receiver_failing(1)
+}
+
+/// A receiver that answers 500 to the first `fail` deliveries.
+fn receiver_failing(fail: usize) -> (u16, Deliveries) {
     use std::io::{Read, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = l.local_addr().expect("addr").port();
@@ -702,7 +707,7 @@ fn receiver() -> (u16, Deliveries) {
                     }
                 }
             };
-            let status = if n == 0 {
+            let status = if n < fail {
                 "500 Internal Server Error"
             } else {
                 "200 OK"
@@ -873,4 +878,110 @@ fn approvers_get_an_email_with_a_working_link() {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     assert!(to.starts_with("/login?next="), "{to}");
+}
+
+fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn slack_message_and_signed_button_clicks() {
+    let (port, got) = receiver_failing(0);
+    let dir = temp_dir("slack");
+    std::fs::write(dir.join("slack.secret"), "slack-signing-secret").expect("secret");
+    let a = Approvals::start_with(&format!(
+        "[slack]\nwebhook_url = \"http://127.0.0.1:{port}/hook\"\nsigning_secret_file = \"{}\"\n\n\
+         [slack.users.U_DANA]\nemail = \"dana@example.com\"\ngroups = [\"dba\"]\n\n\
+         [slack.users.U_BOB]\nemail = \"bob@example.com\"\ngroups = [\"analyst\"]\n",
+        dir.join("slack.secret").display()
+    ));
+    let id = create_request(&a, "DROP TABLE slacked");
+    wait_for("the Slack message", Duration::from_secs(20), || {
+        got.lock().map(|g| !g.is_empty()).unwrap_or(false)
+    });
+    let msg: serde_json::Value =
+        serde_json::from_str(&got.lock().expect("lock")[0].1).expect("json");
+    let blocks = msg["blocks"].to_string();
+    assert!(
+        blocks.contains("DROP TABLE slacked") && blocks.contains("Approve"),
+        "{blocks}"
+    );
+    assert!(blocks.contains(&format!("/requests/{id}")), "{blocks}");
+
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"slack-signing-secret");
+    let click = |user: &str, ts: i64, good_key: bool| {
+        let payload = serde_json::json!({
+            "type": "block_actions", "user": {"id": user},
+            "actions": [{"action_id": "approve", "value": id}],
+            "response_url": format!("http://127.0.0.1:{port}/response"),
+        });
+        let body = format!("payload={}", form_encode(&payload.to_string()));
+        let k = if good_key {
+            key.clone()
+        } else {
+            ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"wrong")
+        };
+        let sig = ring::hmac::sign(&k, format!("v0:{ts}:{body}").as_bytes());
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}/slack/interactive", a.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", ts.to_string())
+            .header(
+                "x-slack-signature",
+                format!("v0={}", hex_encode(sig.as_ref())),
+            )
+            .body(body)
+            .send()
+            .expect("interactive");
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs() as i64;
+    assert_eq!(click("U_DANA", now, false).0, 401, "bad signature");
+    assert_eq!(click("U_DANA", now - 600, true).0, 401, "stale timestamp");
+    let (status, text) = click("U_BOB", now, true);
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("not recorded") || text.contains("Not recorded"),
+        "{text}"
+    );
+    let (status, text) = click("U_NOBODY", now, true);
+    assert_eq!(status, 200);
+    assert!(text.contains("not mapped"), "{text}");
+    let (status, text) = click("U_DANA", now, true);
+    assert_eq!(status, 200);
+    assert!(text.contains("approved"), "{text}");
+    assert_eq!(
+        a.list("dana", "all")
+            .into_iter()
+            .find(|r| r["id"] == id.as_str())
+            .map(|r| r["state"].clone()),
+        Some(serde_json::json!("approved"))
+    );
+    // The message was updated through the response_url.
+    let updates: Vec<serde_json::Value> = got
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(h, _)| h.starts_with("POST /response"))
+        .filter_map(|(_, b)| serde_json::from_str(b).ok())
+        .collect();
+    assert!(
+        updates.iter().any(|u| u["replace_original"] == true
+            && u["text"].as_str().unwrap_or("").contains("approved")),
+        "{updates:?}"
+    );
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
