@@ -116,25 +116,8 @@ impl ApprovalsClient {
     pub async fn hold(&self, req: NewRequest, statement_sha256: String) -> HoldOutcome {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(req.expires_in + 5);
         let id = req.id.clone();
-        let created = self
-            .http
-            .post(format!("{}/api/v1/requests", self.url))
-            .bearer_auth(&self.token)
-            .json(&req)
-            .send()
-            .await;
-        match created {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => {
-                return HoldOutcome::Failed(format!(
-                    "the approvals service refused the request ({})",
-                    r.status()
-                ))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "approvals service unreachable");
-                return HoldOutcome::Failed("the approvals service cannot be reached".into());
-            }
+        if let Err(failed) = self.post(&req).await {
+            return failed;
         }
         loop {
             if tokio::time::Instant::now() >= deadline {
@@ -221,21 +204,35 @@ impl ApprovalsClient {
                 return HoldOutcome::Failed("the approvals service cannot be reached".into());
             }
         }
-        let link = self.link(&req.id);
+        match self.post(&req).await {
+            Ok(()) => HoldOutcome::Requested {
+                link: self.link(&req.id),
+            },
+            Err(failed) => failed,
+        }
+    }
+
+    /// Posts a new request; the failure to answer with when it fails.
+    async fn post(&self, req: &NewRequest) -> Result<(), HoldOutcome> {
         let created = self
             .http
             .post(format!("{}/api/v1/requests", self.url))
             .bearer_auth(&self.token)
-            .json(&req)
+            .json(req)
             .send()
             .await;
         match created {
-            Ok(r) if r.status().is_success() => HoldOutcome::Requested { link },
-            Ok(r) => HoldOutcome::Failed(format!(
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(HoldOutcome::Failed(format!(
                 "the approvals service refused the request ({})",
                 r.status()
-            )),
-            Err(_) => HoldOutcome::Failed("the approvals service cannot be reached".into()),
+            ))),
+            Err(e) => {
+                tracing::warn!(error = %e, "approvals service unreachable");
+                Err(HoldOutcome::Failed(
+                    "the approvals service cannot be reached".into(),
+                ))
+            }
         }
     }
 
