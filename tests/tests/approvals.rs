@@ -985,3 +985,40 @@ fn slack_message_and_signed_button_clicks() {
 fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[test]
+fn a_server_that_ends_the_session_while_held_reaches_the_client_at_once() {
+    let e = env();
+    // Its own application name, so only this session's backend is ended.
+    let psql = psql_cmd(&e.gateway, RILEY, &idp().token("riley"), "app")
+        .env("PGAPPNAME", "appr-killed")
+        .args(["-c", "CREATE TABLE appr_killed (a int)"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql");
+    let id = pending("appr_killed")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let started = std::time::Instant::now();
+    // An administrator ends the held session's upstream backend.
+    postgres().psql_super(
+        "app",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'appr-killed (portcullis:riley@example.com)'",
+    );
+    let out = finish(psql);
+    assert!(!out.ok);
+    assert!(
+        out.stderr
+            .contains("terminating connection due to administrator command"),
+        "the server's own error: {}",
+        out.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "no hang");
+    wait_for("the request withdrawn", Duration::from_secs(10), || {
+        state_of(&id) == "withdrawn"
+    });
+    assert!(!table_exists("appr_killed"));
+}
