@@ -111,16 +111,11 @@ impl Store {
     /// Opens (creating a SQLite file if needed) and applies the schema.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let (url, schema) = if let Some(file) = url.strip_prefix("sqlite://") {
-            (
-                format!("sqlite://{file}?mode=rwc"),
-                include_str!("../migrations/sqlite/0001_init.sql"),
-            )
-        } else {
-            (
-                url.to_string(),
-                include_str!("../migrations/postgres/0001_init.sql"),
-            )
+        // One schema for both backends (types and statements they share).
+        let schema = include_str!("../migrations/0001_init.sql");
+        let url = match url.strip_prefix("sqlite://") {
+            Some(file) => format!("sqlite://{file}?mode=rwc"),
+            None => url.to_string(),
         };
         let sqlite = url.starts_with("sqlite:");
         let pool = AnyPoolOptions::new()

@@ -37,6 +37,18 @@ impl Approvals {
     /// Starts a service with extra TOML appended to its config (e.g.
     /// `[[webhooks]]`).
     pub fn start_with(extra: &str) -> Self {
+        Self::start_with_store("sqlite://approvals.db", extra)
+    }
+
+    /// Starts a service on `store_url` with extra TOML.
+    /// Keys of `extra` before its first table go to the top level.
+    pub fn start_with_store(store_url: &str, extra: &str) -> Self {
+        let split = if extra.starts_with('[') {
+            0
+        } else {
+            extra.find("\n[").map_or(extra.len(), |i| i + 1)
+        };
+        let (top, extra) = extra.split_at(split);
         let dir = temp_dir("approvals");
         let port = free_port();
         let token = format!("gw{:032x}", rand::random::<u128>());
@@ -72,7 +84,8 @@ impl Approvals {
             .to_string();
         let config = format!(
             r#"listen = "127.0.0.1:{port}"
-store_url = "sqlite://approvals.db"
+store_url = "{store_url}"
+{top}
 gateway_token_file = "gateway.token"
 signing_key_file = "signing.key"
 

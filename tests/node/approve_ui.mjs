@@ -29,6 +29,8 @@ try {
   if (shot) {
     await page.screenshot({ path: shot, fullPage: true });
   }
+  // A form post without the page's CSRF token is refused.
+  const forged = (await page.request.post(page.url(), { form: { outcome: action, csrf: 'forged' } })).status();
   if (comment) {
     await page.fill('textarea[name=comment]', comment);
   }
@@ -39,7 +41,7 @@ try {
   // The pending list, as the approver sees it now.
   await page.goto(new URL('/requests?state=all&requester=riley&connection=app', url).toString());
   const history = await page.textContent('table');
-  console.log(JSON.stringify({ statement, before, notice, after, history }));
+  console.log(JSON.stringify({ statement, before, forged, notice, after, history }));
 } finally {
   await browser.close();
 }

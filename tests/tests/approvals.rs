@@ -187,6 +187,7 @@ fn approver_decides_in_the_web_ui_in_real_chromium() {
         "{page}"
     );
     assert_eq!(page["before"], "pending");
+    assert_eq!(page["forged"], 403, "a post without the CSRF token: {page}");
     assert_eq!(page["after"], "approved", "{page}");
     assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000));
     let out = finish(psql);
@@ -1021,4 +1022,82 @@ fn a_server_that_ends_the_session_while_held_reaches_the_client_at_once() {
         state_of(&id) == "withdrawn"
     });
     assert!(!table_exists("appr_killed"));
+}
+
+#[test]
+fn service_basics_health_tokens_expiry_cap_and_a_postgres_store() {
+    let pg = postgres();
+    pg.psql_super("postgres", "CREATE DATABASE approvals_store OWNER svc");
+    let a = Approvals::start_with_store(
+        &format!(
+            "postgres://svc:{}@127.0.0.1:{}/approvals_store",
+            pg.svc_password, pg.port
+        ),
+        "max_expiry = \"10m\"\n",
+    );
+    let http = reqwest::blocking::Client::new();
+    let health = http
+        .get(format!("{}/healthz", a.url))
+        .send()
+        .expect("healthz");
+    assert_eq!(health.status().as_u16(), 200);
+    // A wrong gateway token is refused.
+    let r = http
+        .get(format!("{}/api/v1/requests/x", a.url))
+        .bearer_auth("not-the-token-at-all")
+        .send()
+        .expect("read");
+    assert_eq!(r.status().as_u16(), 401);
+    // The expiry a gateway asks for is capped by max_expiry.
+    let id = uuid_v7();
+    let r = http
+        .post(format!("{}/api/v1/requests", a.url))
+        .bearer_auth(&a.token)
+        .json(&serde_json::json!({
+            "id": id, "gateway": "gw", "requester": {"sub": "riley", "email": RILEY},
+            "connection": "app", "statement": "DROP TABLE capped", "groups": ["dba"],
+            "quorum": 1, "expires_in": 86400 * 30, "mode": "hold"
+        }))
+        .send()
+        .expect("create");
+    assert_eq!(r.status().as_u16(), 201);
+    let req = a
+        .list("dana", "pending")
+        .into_iter()
+        .find(|r| r["id"] == id.as_str())
+        .expect("listed");
+    let life = req["expires_at"].as_i64().unwrap_or(0) - req["created_at"].as_i64().unwrap_or(0);
+    assert!(life <= 600_000, "capped at 10 minutes: {life} ms");
+    // The request and the vote live in PostgreSQL.
+    assert_eq!(a.decide("dana", &id, "approve", "").0, 200);
+    assert_eq!(
+        pg.psql_super(
+            "approvals_store",
+            &format!("SELECT state FROM requests WHERE id = '{id}'")
+        ),
+        "approved"
+    );
+}
+
+#[test]
+fn a_short_gateway_token_is_refused_at_start() {
+    let dir = temp_dir("approvals-short");
+    std::fs::write(dir.join("t"), "short").expect("token");
+    std::fs::write(dir.join("k"), "AAAA").expect("key");
+    std::fs::write(
+        dir.join("approvals.toml"),
+        "gateway_token_file = \"t\"\nsigning_key_file = \"k\"\n",
+    )
+    .expect("config");
+    let out = Command::new(portcullis_e2e::approvals::approvals_bin())
+        .args(["serve", "--config"])
+        .arg(dir.join("approvals.toml"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at least 16 characters"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

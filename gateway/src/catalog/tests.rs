@@ -300,3 +300,39 @@ fn review_cases_are_not_read_only() {
     );
     assert!(v.flags.contains(&"catalog_unavailable".to_string()));
 }
+
+#[tokio::test]
+async fn a_failed_catalog_read_is_retried() {
+    // A server that accepts and hangs up: every load fails; count the tries.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let tries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = tries.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    std::env::set_var("PORTCULLIS_TEST_CATALOG_PW", "x");
+    let conn: crate::config::ConnectionConfig = toml::from_str(&format!(
+        "name = \"x\"\nupstream = \"127.0.0.1:{port}\"\nuser = \"svc\"\npassword_env = \"PORTCULLIS_TEST_CATALOG_PW\""
+    ))
+    .expect("config");
+    let cache = super::CatalogCache::new(std::sync::Arc::new(conn));
+    cache.ready(std::time::Duration::from_secs(10)).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while tries.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not retried within 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        cache.current().1.mode,
+        Mode::Unavailable("catalog_unavailable")
+    );
+}

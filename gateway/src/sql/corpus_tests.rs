@@ -140,6 +140,7 @@ const CORPUS: &[Case] = &[
     c("execute q(1)", "execute", false, &[], &["execute_prepared"]),
     c("deallocate all", "deallocate", true, &[], &[]),
     c("discard all", "discard", false, &[], &["discard"]),
+    c("discard temp", "discard", false, &[], &["discard"]),
     c("discard plans", "discard", true, &[], &["!discard"]),
     c("declare c cursor for select * from users", "declare_cursor", true, &["public.users:read"], &[]),
     c("fetch 10 from c", "fetch", true, &[], &[]),
