@@ -4,7 +4,8 @@
 # installed. Needs root (or sudo) for apt-get.
 #   apt:  PostgreSQL server + client, libclang (pg_query's bindgen), pgbouncer
 #         (benchmark), the JDBC driver and a JRE, OpenSSL, Node.js, pip
-#         Chromium (browser tests of the approvals UI)
+#         Chromium (browser tests of the approvals UI), tmux (psql driven as
+#         a person would in the end-to-end tests)
 #   pip:  psycopg 3, asyncpg, aiosmtpd (SMTP sink for the e-mail tests)
 #   npm:  oidc-provider, pg, playwright-core (tests/node)
 set -euo pipefail
@@ -17,6 +18,7 @@ command -v psql >/dev/null || want_apt+=(postgresql-client)
 command -v pgbench >/dev/null || want_apt+=(postgresql-contrib)
 have_pkg libclang-dev || ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || want_apt+=(libclang-dev)
 command -v pgbouncer >/dev/null || want_apt+=(pgbouncer)
+command -v tmux >/dev/null || want_apt+=(tmux)
 [ -f /usr/share/java/postgresql.jar ] || want_apt+=(libpostgresql-jdbc-java)
 command -v java >/dev/null || want_apt+=(default-jre-headless)
 command -v openssl >/dev/null || want_apt+=(openssl)

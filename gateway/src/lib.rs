@@ -12,6 +12,7 @@ pub mod config;
 pub mod dev;
 pub mod http;
 pub mod identity;
+pub mod login;
 pub mod logwriter;
 pub mod metrics;
 pub mod pg;

@@ -1,11 +1,11 @@
-//! The `portcullis` command: serve, dev, token, policy test/eval, config
-//! check.
+//! The `portcullis` command: serve, dev, login, token, psql, policy
+//! test/eval, config check.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use portcullis::config::Config;
@@ -67,12 +67,30 @@ enum Cmd {
         /// Demo user's groups (comma-separated).
         #[arg(long, default_value = "dev", value_delimiter = ',')]
         groups: Vec<String>,
+        /// Approvals service listen address (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        approvals_listen: String,
+        /// Run without the approvals service (statements that need
+        /// approval are then refused).
+        #[arg(long)]
+        no_approvals: bool,
     },
-    /// Print a token. With --dev, mint one from the `portcullis dev` issuer.
+    /// Sign in at your identity provider (browser with PKCE, or --device)
+    /// and keep the tokens for `portcullis token` and `portcullis psql`.
+    Login(portcullis::login::cli::LoginArgs),
+    /// Print a valid access token of your login (refreshed when it is
+    /// about to expire), for `PGPASSWORD=$(portcullis token) psql ...`.
+    /// With --dev, mint one from the `portcullis dev` issuer instead.
     Token {
         /// Mint from the local development issuer.
         #[arg(long)]
         dev: bool,
+        /// Issuer of the login to use (default: the last login).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Refresh when fewer than this many seconds are left.
+        #[arg(long, default_value_t = 60)]
+        min_valid: i64,
         /// User name (email is derived as user@example.com unless it has @).
         #[arg(long, default_value = "alice")]
         user: String,
@@ -86,6 +104,9 @@ enum Cmd {
         #[arg(long, env = "PORTCULLIS_DEV_DIR")]
         state_dir: Option<PathBuf>,
     },
+    /// Run psql through the gateway of your login, with host, port, user,
+    /// connection and token filled in: `portcullis psql CONNECTION [-- ARGS]`.
+    Psql(portcullis::login::cli::PsqlArgs),
     /// Policy tools.
     Policy {
         #[command(subcommand)]
@@ -189,6 +210,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             state_dir,
             user,
             groups,
+            approvals_listen,
+            no_approvals,
         } => {
             let _log = init_tracing(false);
             let opts = dev::DevOptions {
@@ -198,19 +221,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 state_dir: state_dir.unwrap_or_else(default_state_dir),
                 user,
                 groups,
+                approvals_listen: (!no_approvals).then_some(approvals_listen),
             };
             runtime_with(env_workers())?.block_on(run_dev(opts, issuer_listen))?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Login(args) => {
+            runtime_with(1)?.block_on(portcullis::login::cli::login(args, default_state_dir()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Psql(args) => {
+            let mut cmd = runtime_with(1)?.block_on(portcullis::login::cli::psql_command(args))?;
+            let status = cmd
+                .status()
+                .context("cannot run psql (is it installed and on PATH?)")?;
+            Ok(ExitCode::from(
+                status.code().unwrap_or(1).clamp(0, 255) as u8
+            ))
+        }
         Cmd::Token {
             dev,
+            issuer,
+            min_valid,
             user,
             groups,
             ttl,
             state_dir,
         } => {
             if !dev {
-                bail!("only --dev tokens can be minted here; for a real IdP use its login flow and pass the access token as the password");
+                let home = portcullis::login::home();
+                let tok = runtime_with(1)?.block_on(portcullis::login::token(
+                    &home,
+                    issuer.as_deref(),
+                    min_valid,
+                ))?;
+                println!("{tok}");
+                return Ok(ExitCode::SUCCESS);
             }
             let dir = state_dir.unwrap_or_else(default_state_dir);
             let issuer = DevIssuer::load_or_create(&dir, None)?;
@@ -310,7 +356,7 @@ async fn run_dev(opts: dev::DevOptions, issuer_listen: String) -> anyhow::Result
         .await
         .with_context(|| format!("dev issuer: cannot listen on {issuer_listen}"))?;
     let issuer_url = format!("http://{}", issuer_l.local_addr()?);
-    let (cfg, issuer, cluster) = dev::prepare(&opts, &issuer_url)?;
+    let (mut cfg, issuer, cluster) = dev::prepare(&opts, &issuer_url)?;
     let router = issuer.router();
     tokio::spawn(async move {
         let _ = axum::serve(issuer_l, router).await;
@@ -318,8 +364,29 @@ async fn run_dev(opts: dev::DevOptions, issuer_listen: String) -> anyhow::Result
     if let Err(e) = dev::seed(&cfg.connections[0]).await {
         eprintln!("portcullis dev: could not create the demo table: {e}");
     }
+    let approvals = match (&opts.approvals_listen, dev::approvals::find_binary()) {
+        (None, _) => None,
+        (Some(_), None) => {
+            eprintln!("portcullis dev: portcullis-approvals was not found next to this binary or on PATH; running without approvals (statements that need one are refused)");
+            None
+        }
+        (Some(listen), Some(bin)) => {
+            let (child, section) =
+                dev::approvals::start(&bin, &opts.state_dir, listen, &issuer.issuer).await?;
+            cfg.approvals = section;
+            Some(child)
+        }
+    };
     let policy_dir = cfg.policy.dir.display().to_string();
     let gw = server::Gateway::start(cfg).await?;
+    let endpoints = portcullis::login::cli::DevEndpoints {
+        issuer: issuer.issuer.clone(),
+        gateway: gw.pg_addr.to_string(),
+    };
+    std::fs::write(
+        opts.state_dir.join(portcullis::login::cli::DEV_ENDPOINTS),
+        serde_json::to_string(&endpoints)?,
+    )?;
     let token = issuer.mint(&opts.user, &opts.groups, 43_200)?;
     let email = if opts.user.contains('@') {
         opts.user.clone()
@@ -345,12 +412,24 @@ async fn run_dev(opts: dev::DevOptions, issuer_listen: String) -> anyhow::Result
         "Upstream: {upstream}  Issuer: {}  Policy: {policy_dir} (hot reloaded)",
         issuer.issuer
     );
+    match &approvals {
+        Some(a) => println!(
+            "Approvals: {}/requests (sign in as dana or erin, group dba; log {})",
+            a.url,
+            a.log.display()
+        ),
+        None => println!("Approvals: off"),
+    }
     println!();
     println!("Connect as {email} (groups: {}):", opts.groups.join(","));
     println!();
     println!("  PGPASSWORD='{token}' psql \"host={host} port={port} dbname=dev user={email} sslmode=disable\"");
     println!();
     println!("Try:  select * from demo_users;   delete from demo_users;   (refused: DELETE without WHERE)");
+    if approvals.is_some() {
+        println!("      drop table demo_users;   (waits for a DBA: open the link psql prints and approve)");
+    }
+    println!("Sign in as someone else: portcullis login --dev && portcullis psql dev");
     println!("More tokens: portcullis token --dev --user bob --groups analyst");
     println!(
         "Ctrl-C stops the gateway{}.",
@@ -361,6 +440,7 @@ async fn run_dev(opts: dev::DevOptions, issuer_listen: String) -> anyhow::Result
         }
     );
     gw.run(server::shutdown_signal()).await;
+    drop(approvals);
     drop(cluster);
     Ok(())
 }

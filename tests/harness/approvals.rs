@@ -174,29 +174,40 @@ client_id = "{client_id}"
         comment: &str,
         screenshot: Option<&std::path::Path>,
     ) -> serde_json::Value {
-        let mut c = Command::new("node");
-        c.current_dir(crate::root().join("tests/node")).args([
-            "approve_ui.mjs",
-            link,
-            user,
-            action,
-            comment,
-        ]);
-        if let Some(s) = screenshot {
-            c.arg(s);
-        }
-        let out = c.output().expect("node");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "browser run failed ({e}): {stdout}{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
+        decide_in_browser(link, user, action, comment, screenshot, &[])
     }
 
     /// The service's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("approvals.log")).unwrap_or_default()
     }
+}
+
+/// An approver in real Chromium (tests/node/approve_ui.mjs): opens `link`,
+/// signs in as `user` (e2e provider form or dev issuer page), decides, and
+/// returns what the page showed. `env` sets REQUESTER / CONNECTION for the
+/// history view.
+pub fn decide_in_browser(
+    link: &str,
+    user: &str,
+    action: &str,
+    comment: &str,
+    screenshot: Option<&std::path::Path>,
+    env: &[(&str, &str)],
+) -> serde_json::Value {
+    let mut c = Command::new("node");
+    c.current_dir(crate::root().join("tests/node"))
+        .args(["approve_ui.mjs", link, user, action, comment])
+        .envs(env.iter().copied());
+    if let Some(s) = screenshot {
+        c.arg(s);
+    }
+    let out = c.output().expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "browser run failed ({e}): {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }

@@ -1,6 +1,8 @@
 // An approver in real Chromium (playwright-core, Debian /usr/bin/chromium):
-// opens the approval link, logs in at the OIDC provider's login form,
-// approves or rejects with a comment, and reports what the page shows.
+// opens the approval link, logs in at the OIDC provider's login form (the
+// e2e provider's form, or the `portcullis dev` issuer's page of demo
+// users), approves or rejects with a comment, and reports what the page
+// shows.
 //
 // usage: node approve_ui.mjs URL USER approve|reject COMMENT [SCREENSHOT.png]
 import { chromium } from 'playwright-core';
@@ -14,14 +16,20 @@ try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
   page.setDefaultTimeout(20000);
   await page.goto(url);
-  // The provider's login form, then its consent prompt.
-  await page.fill('input[name=login]', user);
-  await page.fill('input[name=password]', 'any');
-  await page.click('button[type=submit]');
-  await page.waitForLoadState();
-  const cont = page.locator('button:has-text("Continue")');
-  if (await cont.count()) {
-    await cont.click();
+  await page.waitForSelector('input[name=login], button.user');
+  if (await page.locator('button.user').count()) {
+    // The dev issuer: one button per demo user.
+    await page.click(`button.user[value=${user}]`);
+  } else {
+    // The provider's login form, then its consent prompt.
+    await page.fill('input[name=login]', user);
+    await page.fill('input[name=password]', 'any');
+    await page.click('button[type=submit]');
+    await page.waitForLoadState();
+    const cont = page.locator('button:has-text("Continue")');
+    if (await cont.count()) {
+      await cont.click();
+    }
   }
   await page.waitForSelector('pre.sql');
   const statement = await page.textContent('pre.sql');
@@ -39,7 +47,9 @@ try {
   const notice = await page.textContent('.notice');
   const after = await page.textContent('h1 .badge');
   // The pending list, as the approver sees it now.
-  await page.goto(new URL('/requests?state=all&requester=riley&connection=app', url).toString());
+  const requester = process.env.REQUESTER || 'riley';
+  const connection = process.env.CONNECTION || 'app';
+  await page.goto(new URL(`/requests?state=all&requester=${requester}&connection=${connection}`, url).toString());
   const history = await page.textContent('table');
   console.log(JSON.stringify({ statement, before, forged, notice, after, history }));
 } finally {

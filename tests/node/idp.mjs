@@ -25,13 +25,25 @@ const users = {
 };
 
 const provider = new Provider(issuer, {
-  clients: Object.keys(users).map((id) => ({
-    client_id: id,
-    client_secret: `${id}-secret`,
-    grant_types: ['client_credentials'],
-    redirect_uris: [],
-    response_types: [],
-  })),
+  clients: [
+    ...Object.keys(users).map((id) => ({
+      client_id: id,
+      client_secret: `${id}-secret`,
+      grant_types: ['client_credentials'],
+      redirect_uris: [],
+      response_types: [],
+    })),
+    // `portcullis login`: a public native client with a loopback redirect
+    // (any port, RFC 8252), refresh tokens and the device flow.
+    {
+      client_id: 'portcullis-cli',
+      application_type: 'native',
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/callback'],
+    },
+  ],
   jwks: { keys: [jwk] },
   // Approvers log in to the approvals web UI with the authorization code
   // flow (PKCE): the provider's own login form takes any password for the
@@ -47,6 +59,7 @@ const provider = new Provider(issuer, {
   conformIdTokenClaims: false,
   features: {
     devInteractions: { enabled: true },
+    deviceFlow: { enabled: true },
     registration: { enabled: true },
     clientCredentials: { enabled: true },
     resourceIndicators: {
@@ -63,10 +76,14 @@ const provider = new Provider(issuer, {
   },
   ttl: {
     ClientCredentials: (ctx, token, client) => (client.clientId === 'shortlived' ? 1 : 600),
+    // Short enough that `portcullis token` has to refresh in the tests.
+    AccessToken: 120,
   },
+  // Client credentials: the client is the user; sign-in flows: the account.
   extraTokenClaims: (ctx, token) => {
-    const u = users[token.clientId];
-    return u ? { email: u.email, groups: u.groups, preferred_username: token.clientId } : {};
+    const id = token.accountId || token.clientId;
+    const u = users[id];
+    return u ? { email: u.email, groups: u.groups, preferred_username: id } : {};
   },
 });
 

@@ -6,14 +6,16 @@
 use std::process::Command;
 use std::time::Duration;
 
+use portcullis_e2e::approvals::decide_in_browser;
+use portcullis_e2e::terminal::Terminal;
 use portcullis_e2e::{free_port, portcullis_bin, temp_dir, wait_for, Guarded};
 
-#[test]
-fn dev_prints_a_psql_command_that_works_as_pasted() {
-    let dir = temp_dir("dev");
+/// Starts `portcullis dev` on a free port with its state in `dir`; returns
+/// the printed psql line, the guard and the port.
+fn start_dev(dir: &std::path::Path) -> (String, Guarded, u16) {
     let log = dir.join("dev.log");
     let port = free_port();
-    let _dev = Guarded::spawn(
+    let dev = Guarded::spawn(
         &portcullis_bin().display().to_string(),
         &[
             "dev".into(),
@@ -28,7 +30,7 @@ fn dev_prints_a_psql_command_that_works_as_pasted() {
         &log,
     );
     let mut line = String::new();
-    wait_for("the psql command", Duration::from_secs(60), || {
+    wait_for("the psql command", Duration::from_secs(90), || {
         let out = std::fs::read_to_string(&log).unwrap_or_default();
         match out
             .lines()
@@ -41,6 +43,13 @@ fn dev_prints_a_psql_command_that_works_as_pasted() {
             None => false,
         }
     });
+    (line, dev, port)
+}
+
+#[test]
+fn dev_prints_a_psql_command_that_works_as_pasted() {
+    let dir = temp_dir("dev");
+    let (line, _dev, port) = start_dev(&dir);
     assert!(line.contains(&format!("port={port}")), "{line}");
     let pasted = format!("{line} -X -c 'select 1 as one' -c 'delete from demo_users' -c 'select count(*) from demo_users'");
     let out = Command::new("sh").arg("-c").arg(&pasted).output().unwrap();
@@ -98,5 +107,71 @@ fn dev_prints_a_psql_command_that_works_as_pasted() {
         String::from_utf8_lossy(&out.stderr).contains("read-only access"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The first URL on `screen` that contains `part`.
+fn url_on(screen: &str, part: &str) -> Option<String> {
+    screen
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+        .find(|w| w.starts_with("http://") && w.contains(part))
+        .map(|w| w.trim_end_matches(['.', ',', ')']).to_string())
+}
+
+/// The README's flow, as a person does it: paste the printed psql command
+/// into a terminal, type `drop table demo_users;`, see the approval link;
+/// a DBA opens it in Chromium, signs in at the dev issuer's page and
+/// approves; psql prints DROP TABLE and the session goes on.
+#[test]
+fn dev_drop_table_waits_for_a_dba_who_approves_in_the_browser() {
+    let dir = temp_dir("dev-approve");
+    let (line, _dev, _) = start_dev(&dir);
+    let log = std::fs::read_to_string(dir.join("dev.log")).unwrap_or_default();
+    assert!(
+        log.contains("Approvals: http://127.0.0.1:"),
+        "portcullis dev starts the approvals service: {log}"
+    );
+    let term = Terminal::start(&format!("{line} -X"));
+    term.wait_until("the psql prompt", Duration::from_secs(30), |s| {
+        s.contains("dev=>") || s.contains("dev=#")
+    });
+    term.type_line("drop table demo_users;");
+    let screen = term.wait_until("the approval link", Duration::from_secs(30), |s| {
+        url_on(s, "/requests/").is_some()
+    });
+    assert!(screen.contains("NOTICE:"), "{screen}");
+    let link = url_on(&screen, "/requests/").unwrap_or_default();
+    let shot = std::env::var_os("PORTCULLIS_SCREENSHOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.join("approval.png"));
+    let page = decide_in_browser(
+        &link,
+        "dana",
+        "approve",
+        "fine on a dev database",
+        Some(&shot),
+        &[("REQUESTER", "alice"), ("CONNECTION", "dev")],
+    );
+    assert!(
+        page["statement"]
+            .as_str()
+            .unwrap_or("")
+            .contains("drop table demo_users"),
+        "{page}"
+    );
+    assert_eq!(page["before"], "pending", "{page}");
+    assert_eq!(page["after"], "approved", "{page}");
+    assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000));
+    term.wait_until("DROP TABLE in psql", Duration::from_secs(30), |s| {
+        s.contains("DROP TABLE")
+    });
+    term.type_line("select to_regclass('demo_users') is null as gone;");
+    let screen = term.wait_until("the next result", Duration::from_secs(30), |s| {
+        s.contains("(1 row)")
+    });
+    assert!(screen.contains("gone"), "{screen}");
+    assert!(
+        screen.lines().any(|l| l.trim() == "t"),
+        "the table is gone and the session goes on: {screen}"
     );
 }

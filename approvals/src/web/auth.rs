@@ -9,7 +9,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::{cookie, not_configured, random_token, PendingLogin, Session, COOKIE, LOGIN_TTL};
 use crate::rules::Approver;
@@ -31,8 +30,8 @@ pub(super) async fn login(State(state): State<AppState>, Query(q): Query<LoginQu
         .and_then(|b| String::from_utf8(b).ok())
         .filter(|n| n.starts_with('/') && !n.starts_with("//"))
         .unwrap_or_else(|| "/requests?state=pending".into());
-    let ep = match web.endpoints().await {
-        Ok(e) => e,
+    let rp = match web.rp().await {
+        Ok(rp) => rp,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the identity provider's discovery document");
             return (
@@ -42,43 +41,28 @@ pub(super) async fn login(State(state): State<AppState>, Query(q): Query<LoginQu
                 .into_response();
         }
     };
-    let (login_state, verifier) = (random_token(), random_token());
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(Sha256::digest(verifier.as_bytes()));
+    let redirect = format!("{}/callback", state.config.public_url());
+    let scopes = ["openid".to_string(), "email".into(), "groups".into()];
+    let oidc = match rp.start(&redirect, &scopes, false) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a login");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "cannot start a login").into_response();
+        }
+    };
+    let url = oidc.url.clone();
     if let Ok(mut logins) = web.logins.lock() {
         logins.retain(|_, l| l.at.elapsed() < LOGIN_TTL);
         logins.insert(
-            login_state.clone(),
+            oidc.state.clone(),
             PendingLogin {
-                verifier,
+                oidc,
                 next,
                 at: Instant::now(),
             },
         );
     }
-    let url = reqwest::Url::parse_with_params(
-        &ep.authorization_endpoint,
-        &[
-            ("response_type", "code"),
-            ("client_id", web.cfg.client_id.as_str()),
-            (
-                "redirect_uri",
-                &format!("{}/callback", state.config.public_url()),
-            ),
-            ("scope", "openid email groups"),
-            ("state", &login_state),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ],
-    );
-    match url {
-        Ok(u) => Redirect::to(u.as_str()).into_response(),
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "bad authorization endpoint",
-        )
-            .into_response(),
-    }
+    Redirect::to(&url).into_response()
 }
 
 #[derive(Deserialize)]
@@ -89,11 +73,6 @@ pub(super) struct Callback {
     state: String,
     #[serde(default)]
     error: Option<String>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct TokenResponse {
-    id_token: String,
 }
 
 pub(super) async fn callback(
@@ -114,43 +93,24 @@ pub(super) async fn callback(
         )
             .into_response();
     };
-    let Ok(ep) = web.endpoints().await else {
+    let Ok(rp) = web.rp().await else {
         return (
             StatusCode::BAD_GATEWAY,
             "the identity provider cannot be reached",
         )
             .into_response();
     };
-    let redirect = format!("{}/callback", state.config.public_url());
-    let mut form = vec![
-        ("grant_type", "authorization_code"),
-        ("code", cb.code.as_str()),
-        ("redirect_uri", redirect.as_str()),
-        ("client_id", web.cfg.client_id.as_str()),
-        ("code_verifier", pending.verifier.as_str()),
-    ];
-    if let Some(secret) = web.cfg.client_secret.as_deref() {
-        form.push(("client_secret", secret));
-    }
-    let token = match web.http.post(&ep.token_endpoint).form(&form).send().await {
-        Ok(r) if r.status().is_success() => r.json::<TokenResponse>().await.ok(),
-        Ok(r) => {
-            tracing::warn!(status = %r.status(), "token exchange refused");
-            None
-        }
+    // Code exchange with the PKCE verifier; the ID token is verified
+    // against the provider's keys and this login's nonce.
+    let id_token = match rp.finish(&pending.oidc, &cb.code, &cb.state).await {
+        Ok(t) => t.id_token.unwrap_or_default(),
         Err(e) => {
-            tracing::warn!(error = %e, "token exchange failed");
-            None
+            tracing::warn!(error = %e, "login refused");
+            return (StatusCode::UNAUTHORIZED, format!("login failed: {e}")).into_response();
         }
     };
-    let Some(token) = token else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "login failed: the identity provider refused the code",
-        )
-            .into_response();
-    };
-    let id = match web.id_tokens.verify(&token.id_token).await {
+    // The groups claim is the configured one, read as the gateway reads it.
+    let id = match web.id_tokens.verify(&id_token).await {
         Ok(id) => id,
         Err(e) => return (StatusCode::UNAUTHORIZED, format!("login failed: {e}")).into_response(),
     };

@@ -16,8 +16,9 @@ use axum::Router;
 use base64::Engine;
 use portcullis::approvals::protocol::State as ReqState;
 use portcullis::config::IssuerConfig;
+use portcullis::http::escape_html as esc;
+use portcullis::identity::rp::{Rp, RpError};
 use portcullis::identity::Verifier;
-use serde::Deserialize;
 
 mod auth;
 mod pages;
@@ -33,7 +34,7 @@ const COOKIE: &str = "pcg_session";
 const LOGIN_TTL: Duration = Duration::from_secs(600);
 
 struct PendingLogin {
-    verifier: String,
+    oidc: portcullis::identity::rp::Pending,
     next: String,
     at: Instant,
 }
@@ -44,18 +45,11 @@ struct Session {
     until: Instant,
 }
 
-#[derive(Deserialize)]
-struct Endpoints {
-    authorization_endpoint: String,
-    token_endpoint: String,
-}
-
 /// Web UI state.
 pub struct Web {
     cfg: WebConfig,
     id_tokens: Verifier,
-    http: reqwest::Client,
-    endpoints: tokio::sync::OnceCell<Endpoints>,
+    rp: tokio::sync::OnceCell<Rp>,
     logins: Mutex<HashMap<String, PendingLogin>>,
     sessions: Mutex<HashMap<String, Session>>,
     secure: bool,
@@ -78,23 +72,23 @@ impl Web {
         Self {
             cfg,
             id_tokens,
-            http: reqwest::Client::new(),
-            endpoints: tokio::sync::OnceCell::new(),
+            rp: tokio::sync::OnceCell::new(),
             logins: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             secure: public_url.starts_with("https://"),
         }
     }
 
-    async fn endpoints(&self) -> Result<&Endpoints, String> {
-        self.endpoints
-            .get_or_try_init(|| async {
-                let url = format!(
-                    "{}/.well-known/openid-configuration",
-                    self.cfg.issuer.trim_end_matches('/')
-                );
-                let r = self.http.get(url).send().await.map_err(|e| e.to_string())?;
-                r.json::<Endpoints>().await.map_err(|e| e.to_string())
+    /// The identity provider, discovered on first use (and again after a
+    /// failure).
+    async fn rp(&self) -> Result<&Rp, RpError> {
+        self.rp
+            .get_or_try_init(|| {
+                Rp::discover(
+                    &self.cfg.issuer,
+                    &self.cfg.client_id,
+                    self.cfg.client_secret.as_deref(),
+                )
             })
             .await
     }
@@ -126,22 +120,6 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
                 .strip_prefix(&format!("{COOKIE}="))
                 .map(str::to_string)
         })
-}
-
-/// HTML-escapes text.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn page(title: &str, user: &str, body: &str, script: &str) -> Html<String> {

@@ -1,17 +1,20 @@
 //! The built-in development OIDC issuer used by `portcullis dev`: an ES256
 //! key kept in a state directory, discovery + JWKS on loopback, and token
-//! minting for demo users (`portcullis token --dev`).
+//! minting for demo users (`portcullis token --dev`), and a sign-in page
+//! with demo users for the authorization code flow (`dev_oauth`).
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 use sha2::Digest;
+
+use super::dev_oauth;
 
 /// Audience of dev tokens.
 pub const DEV_AUDIENCE: &str = "portcullis";
@@ -123,13 +126,35 @@ impl DevIssuer {
         }]})
     }
 
-    /// Mints a signed ES256 token for a demo user.
+    /// Mints a signed ES256 access token (audience [`DEV_AUDIENCE`]) for a
+    /// demo user.
     pub fn mint(
         &self,
         user: &str,
         groups: &[String],
         ttl_secs: u64,
     ) -> Result<String, DevIssuerError> {
+        self.sign(self.user_claims(user, groups, DEV_AUDIENCE, ttl_secs))
+    }
+
+    /// An ID token for `client_id` (with the login's nonce).
+    pub fn id_token(
+        &self,
+        user: &str,
+        groups: &[String],
+        client_id: &str,
+        nonce: Option<&str>,
+        ttl_secs: u64,
+    ) -> Result<String, DevIssuerError> {
+        let mut claims = self.user_claims(user, groups, client_id, ttl_secs);
+        if let Some(n) = nonce {
+            claims["nonce"] = json!(n);
+        }
+        claims["auth_time"] = claims["iat"].clone();
+        self.sign(claims)
+    }
+
+    fn user_claims(&self, user: &str, groups: &[String], aud: &str, ttl_secs: u64) -> Value {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -139,24 +164,36 @@ impl DevIssuer {
         } else {
             format!("{user}@example.com")
         };
-        let claims = json!({
-            "iss": self.issuer, "aud": DEV_AUDIENCE, "sub": user,
+        json!({
+            "iss": self.issuer, "aud": aud, "sub": user,
             "email": email, "preferred_username": user, "name": user,
             "groups": groups, "iat": now, "nbf": now, "exp": now + ttl_secs,
-        });
+        })
+    }
+
+    fn sign(&self, claims: Value) -> Result<String, DevIssuerError> {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         let key = jsonwebtoken::EncodingKey::from_ec_der(&self.pkcs8);
         jsonwebtoken::encode(&header, &claims, &key).map_err(|e| DevIssuerError::Key(e.to_string()))
     }
 
-    /// Discovery and JWKS routes.
+    /// Discovery, JWKS and sign-in routes (authorization code with PKCE
+    /// and refresh tokens; see [`super::dev_oauth`]).
     pub fn router(&self) -> Router {
+        let i = &self.issuer;
         let discovery = json!({
-            "issuer": self.issuer,
-            "jwks_uri": format!("{}/jwks", self.issuer),
+            "issuer": i,
+            "jwks_uri": format!("{i}/jwks"),
+            "authorization_endpoint": format!("{i}/authorize"),
+            "token_endpoint": format!("{i}/token"),
             "id_token_signing_alg_values_supported": ["ES256"],
-            "response_types_supported": ["id_token"],
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
+            "scopes_supported": ["openid", "email", "profile", "groups", "offline_access"],
+            "claims_supported": ["sub", "email", "name", "preferred_username", "groups"],
             "subject_types_supported": ["public"],
         });
         let jwks = self.jwks();
@@ -166,6 +203,12 @@ impl DevIssuer {
                 get(move || async move { Json(discovery) }),
             )
             .route("/jwks", get(move || async move { Json(jwks) }))
+            .route(
+                "/authorize",
+                get(dev_oauth::authorize_page).post(dev_oauth::authorize_pick),
+            )
+            .route("/token", post(dev_oauth::token))
+            .with_state(dev_oauth::SignIn::new(self.clone()))
     }
 }
 

@@ -2,7 +2,9 @@
 //! development issuer ([`dev`]).
 
 pub mod dev;
+pub mod dev_oauth;
 pub mod oidc;
+pub mod rp;
 
 use serde::Serialize;
 

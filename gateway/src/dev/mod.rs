@@ -3,6 +3,8 @@
 //! cluster created with initdb) and the gateway, plus a psql command to
 //! paste.
 
+pub mod approvals;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -11,9 +13,9 @@ use crate::config::{Config, ConnectionConfig, IssuerConfig};
 use crate::identity::dev::{DevIssuer, DEV_AUDIENCE};
 
 /// The shipped default policy, written out when no `policies/` is present.
-pub const DEFAULT_POLICY: &str = include_str!("../../policies/portcullis.rego");
+pub const DEFAULT_POLICY: &str = include_str!("../../../policies/portcullis.rego");
 /// The shipped policy data.
-pub const DEFAULT_POLICY_DATA: &str = include_str!("../../policies/data.json");
+pub const DEFAULT_POLICY_DATA: &str = include_str!("../../../policies/data.json");
 
 /// Errors of the dev setup.
 #[derive(Debug, thiserror::Error)]
@@ -234,6 +236,9 @@ pub struct DevOptions {
     pub user: String,
     /// Demo user's groups.
     pub groups: Vec<String>,
+    /// Approvals service listen address (port 0: a free port), or None to
+    /// run without one.
+    pub approvals_listen: Option<String>,
 }
 
 /// Environment variable the dev config reads the upstream password from.
