@@ -1,7 +1,8 @@
 // A person signing in to `portcullis login` in real Chromium
 // (playwright-core, Debian /usr/bin/chromium): opens the sign-in URL the
 // CLI printed, enters the device code when given, logs in at the
-// provider's form, consents, and stops at the page that says it is done.
+// provider's form (or picks the user on the `portcullis dev` issuer's
+// page), consents, and stops at the page that says it is done.
 //
 // usage: node login_ui.mjs URL USER [USER_CODE]
 // prints JSON {done, steps, text}
@@ -29,6 +30,10 @@ try {
       steps.push('code');
       await page.fill('input[name=user_code]:visible', userCode);
       await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+    } else if (await page.locator('button.user').count()) {
+      // The `portcullis dev` issuer: one button per demo user.
+      steps.push('pick');
+      await Promise.all([page.waitForNavigation(), page.click(`button.user[value=${user}]`)]);
     } else if (await page.locator('input[name=login]').count()) {
       steps.push('login');
       await page.fill('input[name=login]', user);

@@ -1101,3 +1101,100 @@ fn a_short_gateway_token_is_refused_at_start() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_retry_grant_lapses_after_grant_lifetime() {
+    let approvals = Approvals::start_with("grant_lifetime = \"1s\"\n");
+    let gw = Gateway::start(GatewayOptions {
+        policy_dir: policy_dir(),
+        extra: approvals.gateway_section("gw-grant"),
+        ..Default::default()
+    });
+    let tok = idp().token("riley");
+    let run = |sql: &str| {
+        psql_cmd(&gw, RILEY, &tok, "app")
+            .args(["-c", sql])
+            .output()
+            .expect("psql")
+    };
+    let sql = "CREATE VIEW appr_grant_lapsed AS SELECT 1 AS one";
+    let first = run(sql);
+    assert!(String::from_utf8_lossy(&first.stderr).contains("approval required"));
+    let mut id = String::new();
+    wait_for("the retry request", Duration::from_secs(20), || {
+        id = approvals
+            .list("dana", "pending")
+            .into_iter()
+            .find(|r| r["statement"].as_str() == Some(sql))
+            .and_then(|r| r["id"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        !id.is_empty()
+    });
+    assert_eq!(approvals.decide("dana", &id, "approve", "").0, 200);
+    // The signed decision says until when it may be used; wait past it.
+    let view: serde_json::Value = reqwest::blocking::Client::new()
+        .get(format!("{}/api/v1/requests/{id}", approvals.url))
+        .bearer_auth(&approvals.token)
+        .send()
+        .and_then(|r| r.json())
+        .expect("read request");
+    let until = view["decision"]["payload"]["valid_until"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no valid_until: {view}"));
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    };
+    assert!(
+        until - now_ms() <= 1_500,
+        "grant_lifetime 1s is stamped: {view}"
+    );
+    wait_for("the grant to lapse", Duration::from_secs(10), || {
+        now_ms() > until
+    });
+    let again = run(sql);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("approval required"),
+        "a lapsed grant does not pass: {err}"
+    );
+    assert!(!table_exists("appr_grant_lapsed"));
+}
+
+#[test]
+fn the_listen_address_can_come_from_the_environment() {
+    let a = &env().approvals;
+    let dir = temp_dir("approvals-env");
+    let config = std::fs::read_to_string(a.dir.join("approvals.toml")).expect("config");
+    // Same service settings, files resolved from the first service's dir.
+    let config = config
+        .replace(
+            "\"gateway.token\"",
+            &format!("\"{}\"", a.dir.join("gateway.token").display()),
+        )
+        .replace(
+            "\"signing.key\"",
+            &format!("\"{}\"", a.dir.join("signing.key").display()),
+        )
+        .replace("sqlite://approvals.db", "sqlite://env.db");
+    std::fs::write(dir.join("approvals.toml"), config).expect("write");
+    let port = portcullis_e2e::free_port();
+    let _svc = portcullis_e2e::Guarded::spawn(
+        "sh",
+        &[
+            "-c".into(),
+            format!(
+                "PORTCULLIS_APPROVALS_LISTEN=127.0.0.1:{port} exec '{}' serve --config '{}'",
+                portcullis_e2e::approvals::approvals_bin().display(),
+                dir.join("approvals.toml").display()
+            ),
+        ],
+        "",
+        &dir.join("log"),
+    );
+    portcullis_e2e::wait_port(port, "the approvals service on the env address");
+    let r = reqwest::blocking::get(format!("http://127.0.0.1:{port}/healthz")).expect("healthz");
+    assert!(r.status().is_success());
+}

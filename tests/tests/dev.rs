@@ -12,7 +12,7 @@ use portcullis_e2e::{free_port, portcullis_bin, temp_dir, wait_for, Guarded};
 
 /// Starts `portcullis dev` on a free port with its state in `dir`; returns
 /// the printed psql line, the guard and the port.
-fn start_dev(dir: &std::path::Path) -> (String, Guarded, u16) {
+fn start_dev(dir: &std::path::Path, extra: &[&str]) -> (String, Guarded, u16) {
     let log = dir.join("dev.log");
     let port = free_port();
     let dev = Guarded::spawn(
@@ -25,7 +25,10 @@ fn start_dev(dir: &std::path::Path) -> (String, Guarded, u16) {
             "127.0.0.1:0".into(),
             "--state-dir".into(),
             dir.join("state").display().to_string(),
-        ],
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>(),
         &format!("rm -rf '{}'", dir.display()),
         &log,
     );
@@ -49,9 +52,11 @@ fn start_dev(dir: &std::path::Path) -> (String, Guarded, u16) {
 #[test]
 fn dev_prints_a_psql_command_that_works_as_pasted() {
     let dir = temp_dir("dev");
-    let (line, _dev, port) = start_dev(&dir);
+    let (line, _dev, port) = start_dev(&dir, &["--no-approvals"]);
     assert!(line.contains(&format!("port={port}")), "{line}");
-    let pasted = format!("{line} -X -c 'select 1 as one' -c 'delete from demo_users' -c 'select count(*) from demo_users'");
+    let log = std::fs::read_to_string(dir.join("dev.log")).unwrap_or_default();
+    assert!(log.contains("Approvals: off"), "{log}");
+    let pasted = format!("{line} -X -c 'select 1 as one' -c 'delete from demo_users' -c 'drop table demo_users' -c 'select count(*) from demo_users'");
     let out = Command::new("sh").arg("-c").arg(&pasted).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -64,6 +69,10 @@ fn dev_prints_a_psql_command_that_works_as_pasted() {
             "ERROR:  portcullis: statement denied: DELETE without WHERE on public.demo_users"
         ),
         "{stderr}"
+    );
+    assert!(
+        stderr.contains("approval required: approvals service not configured"),
+        "--no-approvals: statements that need approval are refused: {stderr}"
     );
     assert!(
         stdout.contains(" 5"),
@@ -125,7 +134,7 @@ fn url_on(screen: &str, part: &str) -> Option<String> {
 #[test]
 fn dev_drop_table_waits_for_a_dba_who_approves_in_the_browser() {
     let dir = temp_dir("dev-approve");
-    let (line, _dev, _) = start_dev(&dir);
+    let (line, _dev, _) = start_dev(&dir, &[]);
     let log = std::fs::read_to_string(dir.join("dev.log")).unwrap_or_default();
     assert!(
         log.contains("Approvals: http://127.0.0.1:"),
@@ -173,5 +182,106 @@ fn dev_drop_table_waits_for_a_dba_who_approves_in_the_browser() {
     assert!(
         screen.lines().any(|l| l.trim() == "t"),
         "the table is gone and the session goes on: {screen}"
+    );
+
+    // The dev issuer hands codes only to loopback redirects, with PKCE.
+    let issuer = log
+        .split_whitespace()
+        .skip_while(|w| *w != "Issuer:")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let authorize = |redirect: &str, pkce: bool| {
+        let mut url = format!(
+            "{issuer}/authorize?response_type=code&client_id=x&state=s&redirect_uri={redirect}"
+        );
+        if pkce {
+            url.push_str("&code_challenge=abc&code_challenge_method=S256");
+        }
+        let r = reqwest::blocking::get(url).expect("authorize");
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    };
+    let (status, body) = authorize("http%3A%2F%2F127.0.0.1%3A9%2Fcb", true);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("value=\"dana\""), "{body}");
+    let (status, body) = authorize("http%3A%2F%2Fevil.example%2Fcb", true);
+    assert_eq!(status, 400);
+    assert!(body.contains("redirect_uri must be"), "{body}");
+    let (status, body) = authorize("http%3A%2F%2F127.0.0.1%3A9%2Fcb", false);
+    assert_eq!(status, 400);
+    assert!(body.contains("PKCE is required"), "{body}");
+
+    // `portcullis login --dev` (bob, in Chromium) then `portcullis psql dev`.
+    let home = dir.join("home");
+    let mut login = Command::new(portcullis_bin())
+        .env("PORTCULLIS_HOME", &home)
+        .args(["login", "--dev", "--no-browser", "--state-dir"])
+        .arg(dir.join("state"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("login");
+    let stderr = login.stderr.take().expect("stderr");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let url = loop {
+        match lines.next() {
+            Some(Ok(l)) if l.trim().starts_with("http") => break l.trim().to_string(),
+            Some(Ok(_)) => {}
+            _ => {
+                let _ = login.kill();
+                let _ = login.wait();
+                panic!("portcullis login --dev printed no URL");
+            }
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let out = Command::new("node")
+        .current_dir(portcullis_e2e::root().join("tests/node"))
+        .args(["login_ui.mjs", &url, "bob"])
+        .output()
+        .expect("node");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"done\":true"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(login.wait().expect("login").success());
+    let out = Command::new(portcullis_bin())
+        .env("PORTCULLIS_HOME", &home)
+        .args([
+            "psql",
+            "dev",
+            "--",
+            "-X",
+            "-At",
+            "-c",
+            "select count(*) from pg_class where relname = 'demo_users'",
+        ])
+        .output()
+        .expect("portcullis psql");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(portcullis_bin())
+        .env("PORTCULLIS_HOME", &home)
+        .args([
+            "psql",
+            "dev",
+            "--",
+            "-X",
+            "-At",
+            "-c",
+            "show application_name",
+        ])
+        .output()
+        .expect("portcullis psql");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("portcullis:bob@example.com"),
+        "signed in as bob: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use serde::Deserialize;
 
-use super::{cookie, not_configured, random_token, PendingLogin, Session, COOKIE, LOGIN_TTL};
+use super::{cookie, not_configured, PendingLogin, COOKIE, LOGIN_TTL};
 use crate::rules::Approver;
 use crate::AppState;
 
@@ -120,23 +120,9 @@ pub(super) async fn callback(
         groups: id.groups,
     };
     tracing::info!(approver = %approver.id(), "approver logged in");
-    let sid = random_token();
-    if let Ok(mut s) = web.sessions.lock() {
-        s.insert(
-            sid.clone(),
-            Session {
-                approver,
-                csrf: random_token(),
-                until: Instant::now() + web.cfg.session_ttl,
-            },
-        );
-    }
-    let secure = if web.secure { "; Secure" } else { "" };
+    let sid = web.open_session(approver);
     (
-        [(
-            header::SET_COOKIE,
-            format!("{COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax{secure}"),
-        )],
+        [(header::SET_COOKIE, web.session_cookie(&sid))],
         Redirect::to(&pending.next),
     )
         .into_response()

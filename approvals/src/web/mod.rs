@@ -93,6 +93,30 @@ impl Web {
             .await
     }
 
+    /// Starts a login session of `web.session_ttl` for `approver`; returns
+    /// its id.
+    fn open_session(&self, approver: Approver) -> String {
+        let sid = random_token();
+        if let Ok(mut s) = self.sessions.lock() {
+            s.insert(
+                sid.clone(),
+                Session {
+                    approver,
+                    csrf: random_token(),
+                    until: Instant::now() + self.cfg.session_ttl,
+                },
+            );
+        }
+        sid
+    }
+
+    /// The Set-Cookie value for session `sid`: HttpOnly, SameSite=Lax, and
+    /// Secure when the UI is served over https.
+    fn session_cookie(&self, sid: &str) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!("{COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax{secure}")
+    }
+
     fn session(&self, headers: &HeaderMap) -> Option<(String, Approver, String)> {
         let id = cookie(headers)?;
         let mut sessions = self.sessions.lock().ok()?;
@@ -176,4 +200,64 @@ fn not_configured() -> Response {
 fn to_login(next: &str) -> Response {
     let q = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(next);
     Redirect::to(&format!("/login?next={q}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn web(public_url: &str, ttl: Duration) -> Web {
+        Web::new(
+            WebConfig {
+                issuer: "http://127.0.0.1:1".into(),
+                client_id: "ui".into(),
+                client_secret: None,
+                groups_claim: "groups".into(),
+                session_ttl: ttl,
+            },
+            public_url,
+        )
+    }
+
+    fn with_cookie(sid: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            format!("other=1; {COOKIE}={sid}").parse().expect("header"),
+        );
+        h
+    }
+
+    fn approver() -> Approver {
+        Approver {
+            sub: "dana".into(),
+            email: "dana@example.com".into(),
+            groups: vec!["dba".into()],
+        }
+    }
+
+    #[test]
+    fn the_cookie_is_secure_only_under_https() {
+        let plain = web("http://127.0.0.1:8081", Duration::from_secs(60));
+        let c = plain.session_cookie("abc");
+        assert_eq!(c, "pcg_session=abc; Path=/; HttpOnly; SameSite=Lax");
+        let tls = web("https://approvals.example.com", Duration::from_secs(60));
+        assert!(tls.session_cookie("abc").ends_with("; Secure"));
+    }
+
+    #[test]
+    fn a_session_ends_after_session_ttl() {
+        let long = web("http://x", Duration::from_secs(3600));
+        let sid = long.open_session(approver());
+        let (_, who, csrf) = long.session(&with_cookie(&sid)).expect("session");
+        assert_eq!(who.sub, "dana");
+        assert!(!csrf.is_empty());
+        assert!(long.session(&with_cookie("forged")).is_none());
+        let short = web("http://x", Duration::ZERO);
+        let sid = short.open_session(approver());
+        assert!(
+            short.session(&with_cookie(&sid)).is_none(),
+            "a session past its ttl is gone"
+        );
+    }
 }
