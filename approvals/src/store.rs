@@ -89,7 +89,10 @@ pub struct Event {
     pub comment: String,
 }
 
-/// The store.
+/// The store. Votes, closes and grant uses run in a transaction that
+/// first takes the request's row lock, so service instances sharing one
+/// PostgreSQL store decide each request once; within one process a lock
+/// also keeps SQLite from contending with itself.
 pub struct Store {
     pool: AnyPool,
     votes: Mutex<()>,
@@ -182,12 +185,7 @@ impl Store {
 
     /// One request.
     pub async fn get(&self, id: &str) -> Result<Request, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM requests WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        request(&row)
+        fetch_request(&self.pool, id).await
     }
 
     /// Requests in `state` (all when `None`), newest first, at most `limit`.
@@ -233,20 +231,6 @@ impl Store {
             .collect())
     }
 
-    async fn votes(&self, id: &str) -> Result<Vec<Vote>, StoreError> {
-        let rows = sqlx::query("SELECT approver, vote FROM votes WHERE request_id = $1")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Vote {
-                approver: r.try_get("approver").unwrap_or_default(),
-                approve: r.try_get::<String, _>("vote").ok().as_deref() == Some("approve"),
-            })
-            .collect())
-    }
-
     /// Records a vote; `sign` makes the signed decision when it decides.
     /// Returns the request after the vote and what the vote did.
     pub async fn vote(
@@ -258,8 +242,12 @@ impl Store {
         sign: impl FnOnce(&Request, State, Vec<String>) -> SignedDecision,
     ) -> Result<(Request, Effect), StoreError> {
         let _one_at_a_time = self.votes.lock().await;
-        let req = self.get(id).await?;
-        let votes = self.votes(id).await?;
+        let mut tx = self.pool.begin().await?;
+        // The request's row lock serialises votes across service
+        // instances sharing one PostgreSQL store (SQLite: the write lock).
+        lock_request(&mut tx, id).await?;
+        let req = fetch_request(&mut *tx, id).await?;
+        let votes = fetch_votes(&mut *tx, id).await?;
         let now = now_ms();
         let effect = rules::vote(
             &Ballot {
@@ -278,7 +266,6 @@ impl Store {
             return Ok((req, effect));
         }
         let who = approver.id();
-        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO votes (request_id, approver, vote, comment, at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -329,13 +316,14 @@ impl Store {
         sign: impl FnOnce(&Request, State, Vec<String>) -> SignedDecision,
     ) -> Result<bool, StoreError> {
         let _one_at_a_time = self.votes.lock().await;
-        let req = self.get(id).await?;
+        let mut tx = self.pool.begin().await?;
+        lock_request(&mut tx, id).await?;
+        let req = fetch_request(&mut *tx, id).await?;
         if req.state != State::Pending {
             return Ok(false);
         }
         let now = now_ms();
         let signed = sign(&req, state, Vec::new());
-        let mut tx = self.pool.begin().await?;
         close(&mut tx, id, state, "", &signed, now).await?;
         insert_event(&mut tx, id, actor, state.as_str(), "", now).await?;
         tx.commit().await?;
@@ -373,10 +361,16 @@ impl Store {
                 continue;
             }
             let mut tx = self.pool.begin().await?;
-            sqlx::query("UPDATE requests SET consumed = 1 WHERE id = $1 AND consumed = 0")
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
+            let claimed =
+                sqlx::query("UPDATE requests SET consumed = 1 WHERE id = $1 AND consumed = 0")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            if claimed != 1 {
+                // Another instance used it meanwhile.
+                continue;
+            }
             insert_event(&mut tx, &id, requester_sub, "used", "", now).await?;
             tx.commit().await?;
             return Ok(Some(req));
@@ -406,6 +400,52 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Takes the request's row lock for the rest of the transaction (a no-op
+/// write); NotFound when there is no such request.
+async fn lock_request(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+) -> Result<(), StoreError> {
+    let n = sqlx::query("UPDATE requests SET quorum = quorum WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+async fn fetch_request<'e, E>(ex: E, id: &str) -> Result<Request, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM requests WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(ex)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    request(&row)
+}
+
+async fn fetch_votes<'e, E>(ex: E, id: &str) -> Result<Vec<Vote>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query("SELECT approver, vote FROM votes WHERE request_id = $1")
+        .bind(id)
+        .fetch_all(ex)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Vote {
+            approver: r.try_get("approver").unwrap_or_default(),
+            approve: r.try_get::<String, _>("vote").ok().as_deref() == Some("approve"),
+        })
+        .collect())
 }
 
 async fn close(

@@ -177,6 +177,63 @@ client_id = "{client_id}"
         decide_in_browser(link, user, action, comment, screenshot, &[])
     }
 
+    /// A second instance of this service: same config, key, token and
+    /// store (a SQLite store is shared by path), on another port; `env`
+    /// is put in front of the command (e.g. `PORTCULLIS_APPROVALS_LISTEN=`
+    /// to pick the port from the environment instead of the config).
+    pub fn another_instance(&self, env_listen: bool) -> Self {
+        let dir = temp_dir("approvals-twin");
+        let port = free_port();
+        let abs = |f: &str| format!("\"{}\"", self.dir.join(f).display());
+        let config = std::fs::read_to_string(self.dir.join("approvals.toml"))
+            .expect("config")
+            .replace("\"gateway.token\"", &abs("gateway.token"))
+            .replace("\"signing.key\"", &abs("signing.key"))
+            .replace(
+                "sqlite://approvals.db",
+                &format!("sqlite://{}", self.dir.join("approvals.db").display()),
+            );
+        let config = if env_listen {
+            config
+        } else {
+            let start = config.find("listen = ").expect("listen");
+            let end = start + config[start..].find('\n').expect("eol");
+            format!(
+                "{}listen = \"127.0.0.1:{port}\"{}",
+                &config[..start],
+                &config[end..]
+            )
+        };
+        std::fs::write(dir.join("approvals.toml"), config).expect("config");
+        let guard = Guarded::spawn(
+            "sh",
+            &[
+                "-c".into(),
+                format!(
+                    "{} exec '{}' serve --config '{}'",
+                    if env_listen {
+                        format!("PORTCULLIS_APPROVALS_LISTEN=127.0.0.1:{port}")
+                    } else {
+                        String::new()
+                    },
+                    approvals_bin().display(),
+                    dir.join("approvals.toml").display()
+                ),
+            ],
+            "",
+            &dir.join("approvals.log"),
+        );
+        wait_port(port, "the second approvals instance");
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            token_file: self.token_file.clone(),
+            token: self.token.clone(),
+            public_key: self.public_key.clone(),
+            dir,
+            _guard: guard,
+        }
+    }
+
     /// The service's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("approvals.log")).unwrap_or_default()

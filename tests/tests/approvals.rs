@@ -1165,36 +1165,46 @@ fn a_retry_grant_lapses_after_grant_lifetime() {
 
 #[test]
 fn the_listen_address_can_come_from_the_environment() {
-    let a = &env().approvals;
-    let dir = temp_dir("approvals-env");
-    let config = std::fs::read_to_string(a.dir.join("approvals.toml")).expect("config");
-    // Same service settings, files resolved from the first service's dir.
-    let config = config
-        .replace(
-            "\"gateway.token\"",
-            &format!("\"{}\"", a.dir.join("gateway.token").display()),
-        )
-        .replace(
-            "\"signing.key\"",
-            &format!("\"{}\"", a.dir.join("signing.key").display()),
-        )
-        .replace("sqlite://approvals.db", "sqlite://env.db");
-    std::fs::write(dir.join("approvals.toml"), config).expect("write");
-    let port = portcullis_e2e::free_port();
-    let _svc = portcullis_e2e::Guarded::spawn(
-        "sh",
-        &[
-            "-c".into(),
-            format!(
-                "PORTCULLIS_APPROVALS_LISTEN=127.0.0.1:{port} exec '{}' serve --config '{}'",
-                portcullis_e2e::approvals::approvals_bin().display(),
-                dir.join("approvals.toml").display()
-            ),
-        ],
-        "",
-        &dir.join("log"),
-    );
-    portcullis_e2e::wait_port(port, "the approvals service on the env address");
-    let r = reqwest::blocking::get(format!("http://127.0.0.1:{port}/healthz")).expect("healthz");
+    let twin = env().approvals.another_instance(true);
+    let r = reqwest::blocking::get(format!("{}/healthz", twin.url)).expect("healthz");
     assert!(r.status().is_success());
+}
+
+#[test]
+fn two_service_instances_on_one_postgres_store_decide_each_request_once() {
+    let pg = postgres();
+    pg.psql_super("postgres", "CREATE DATABASE approvals_shared OWNER svc");
+    let a = Approvals::start_with_store(
+        &format!(
+            "postgres://svc:{}@127.0.0.1:{}/approvals_shared",
+            pg.svc_password, pg.port
+        ),
+        "",
+    );
+    let b = a.another_instance(false);
+    for i in 0..12 {
+        let id = create_request(&a, &format!("DROP TABLE shared_{i}"));
+        let votes: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+            let x = s.spawn(|| a.decide("dana", &id, "approve", ""));
+            let y = s.spawn(|| b.decide("erin", &id, "reject", "no"));
+            vec![x.join().expect("dana"), y.join().expect("erin")]
+        });
+        let ok = votes.iter().filter(|(s, _)| *s == 200).count();
+        assert_eq!(ok, 1, "request {i}: exactly one vote decides: {votes:?}");
+        let closed = pg.psql_super(
+            "approvals_shared",
+            &format!(
+                "SELECT count(*) FROM events WHERE request_id = '{id}' AND action IN ('approved', 'rejected')"
+            ),
+        );
+        assert_eq!(closed, "1", "request {i} is decided once");
+        let recorded_votes = pg.psql_super(
+            "approvals_shared",
+            &format!("SELECT count(*) FROM votes WHERE request_id = '{id}'"),
+        );
+        assert_eq!(
+            recorded_votes, "1",
+            "request {i}: the losing vote is not recorded"
+        );
+    }
 }
