@@ -170,7 +170,9 @@ async fn withdraw(
         .await?
     {
         tracing::info!(request = %id, "approval request withdrawn");
-        state.notify(&id);
+        let r = state.store.get(&id).await?;
+        state.closed(&r);
+        return Ok(Json(view(&r)));
     }
     Ok(Json(view(&state.store.get(&id).await?)))
 }

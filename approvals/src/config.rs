@@ -66,13 +66,33 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
-    /// Incoming webhook URL. Required.
-    pub webhook_url: String,
+    /// Incoming webhook URL. Either this or `bot_token_file` + `channel`.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// File holding a bot token (`xoxb-...`, scope `chat:write`): messages
+    /// are posted with `chat.postMessage` and updated with `chat.update`
+    /// when the request is decided anywhere (web UI, API, Slack, expiry).
+    /// Default: none.
+    #[serde(default)]
+    pub bot_token_file: Option<PathBuf>,
+    /// Channel id for the bot's messages. Required with `bot_token_file`.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Slack Web API base URL. Default [`DEFAULT_SLACK_API_URL`].
+    #[serde(default = "d_slack_api_url")]
+    pub api_url: String,
     /// File holding the app's signing secret. Required.
     pub signing_secret_file: PathBuf,
     /// Slack user id → approver identity.
     #[serde(default)]
     pub users: std::collections::BTreeMap<String, SlackApprover>,
+}
+
+/// Default `slack.api_url`.
+pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api";
+
+fn d_slack_api_url() -> String {
+    DEFAULT_SLACK_API_URL.into()
 }
 
 /// An approver a Slack user acts as.
@@ -257,6 +277,9 @@ impl Config {
                     .iter_mut()
                     .filter_map(|e| e.password_file.as_mut()),
             )
+            .chain(cfg.slack.iter_mut().flat_map(|s| {
+                std::iter::once(&mut s.signing_secret_file).chain(s.bot_token_file.as_mut())
+            }))
         {
             if f.is_relative() {
                 *f = base.join(&*f);
@@ -274,6 +297,24 @@ impl Config {
                 key: "store_url",
                 why: "must start with sqlite:// or postgres://".into(),
             });
+        }
+        if let Some(sl) = &cfg.slack {
+            let bot = sl.bot_token_file.is_some() || sl.channel.is_some();
+            let why = match (&sl.webhook_url, bot) {
+                (Some(_), true) => Some("give webhook_url or bot_token_file + channel, not both"),
+                (None, false) => Some("needs webhook_url, or bot_token_file and channel"),
+                (None, true) if sl.bot_token_file.is_none() || sl.channel.is_none() => {
+                    Some("bot_token_file and channel go together")
+                }
+                _ => None,
+            };
+            if let Some(why) = why {
+                return Err(ConfigError::Invalid {
+                    path: p,
+                    key: "slack",
+                    why: why.into(),
+                });
+            }
         }
         if let Some(e) = &cfg.email {
             if !matches!(e.security.as_str(), "starttls" | "tls" | "none") {
@@ -294,5 +335,46 @@ impl Config {
             .unwrap_or_else(|| format!("http://{}", self.listen))
             .trim_end_matches('/')
             .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(extra: &str) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("pc-appr-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("approvals.toml");
+        std::fs::write(
+            &path,
+            format!("gateway_token_file = \"t\"\nsigning_key_file = \"k\"\n{extra}"),
+        )
+        .expect("write");
+        let r = Config::load(&path);
+        std::fs::remove_dir_all(dir).ok();
+        r
+    }
+
+    #[test]
+    fn slack_needs_exactly_one_way_to_post() {
+        let ok = load("[slack]\nwebhook_url = \"http://x\"\nsigning_secret_file = \"s\"\n")
+            .expect("webhook");
+        let sl = ok.slack.expect("slack");
+        assert!(
+            sl.signing_secret_file.is_absolute(),
+            "resolved next to the config"
+        );
+        assert_eq!(sl.api_url, DEFAULT_SLACK_API_URL);
+        load("[slack]\nbot_token_file = \"b\"\nchannel = \"C1\"\nsigning_secret_file = \"s\"\n")
+            .expect("bot");
+        for bad in [
+            "[slack]\nsigning_secret_file = \"s\"\n",
+            "[slack]\nwebhook_url = \"http://x\"\nbot_token_file = \"b\"\nchannel = \"C\"\nsigning_secret_file = \"s\"\n",
+            "[slack]\nbot_token_file = \"b\"\nsigning_secret_file = \"s\"\n",
+        ] {
+            let e = load(bad).expect_err(bad).to_string();
+            assert!(e.contains("`slack`"), "{e}");
+        }
     }
 }

@@ -189,6 +189,16 @@ impl AppState {
         }
     }
 
+    /// Announces that `r` left `pending` (decided, expired or withdrawn):
+    /// waiting gateways, webhooks, and the Slack message.
+    pub fn closed(&self, r: &Request) {
+        self.notify(&r.id);
+        self.notifier.send("decided", r);
+        if let Some(s) = &self.slack {
+            s.request_closed(r);
+        }
+    }
+
     /// Records a vote and announces a decision.
     pub async fn vote(
         &self,
@@ -208,8 +218,7 @@ impl AppState {
             };
             counter.fetch_add(1, Ordering::Relaxed);
             tracing::info!(request = %id, approver = %who.id(), outcome = state.as_str(), "request decided");
-            self.notify(id);
-            self.notifier.send("decided", &r);
+            self.closed(&r);
         }
         Ok(r)
     }
@@ -235,9 +244,8 @@ impl AppState {
                     Ok(true) => {
                         self.metrics.expired.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(request = %id, "request expired");
-                        self.notify(&id);
                         if let Ok(r) = self.store.get(&id).await {
-                            self.notifier.send("decided", &r);
+                            self.closed(&r);
                         }
                     }
                     Ok(false) => {}

@@ -1,12 +1,16 @@
-//! Slack: a new request is posted to an incoming webhook as a Block Kit
-//! message (requester, statement excerpt, reasons, Approve / Reject
-//! buttons and a link to the web UI). Button clicks arrive at
+//! Slack: a new request is posted as a Block Kit message (requester,
+//! statement excerpt, reasons, Approve / Reject buttons and a link to the
+//! web UI), through an incoming webhook or, with a bot token, through
+//! `chat.postMessage` — then the message is updated with `chat.update`
+//! when the request is decided, wherever that happens. Button clicks arrive at
 //! `POST /slack/interactive`, which checks Slack's request signature (v0,
 //! HMAC-SHA256 over `v0:<timestamp>:<body>`, timestamp within 5 minutes),
 //! maps the Slack user to an approver from the config, records the vote
 //! under the same rules as the web UI, and updates the message through the
 //! interaction's `response_url`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -32,24 +36,35 @@ pub struct Slack {
     key: hmac::Key,
     http: reqwest::Client,
     public_url: String,
+    /// Bot token, when messages go through the Web API.
+    bot: Option<String>,
+    /// Request id → (channel, ts) of the bot's message, to update it.
+    posted: Arc<Mutex<HashMap<String, (String, String)>>>,
 }
 
 /// Why Slack could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("slack.signing_secret_file {0}: {1}")]
-pub struct SlackError(String, String);
+#[error("slack.{0} {1}: {2}")]
+pub struct SlackError(&'static str, String, String);
+
+fn read_secret(key: &'static str, path: &std::path::Path) -> Result<String, SlackError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| SlackError(key, path.display().to_string(), e.kind().to_string()))
+}
 
 impl Slack {
     /// The integration for `cfg`.
     pub fn new(cfg: SlackConfig, public_url: String) -> Result<Self, SlackError> {
-        let secret = std::fs::read_to_string(&cfg.signing_secret_file).map_err(|e| {
-            SlackError(
-                cfg.signing_secret_file.display().to_string(),
-                e.kind().to_string(),
-            )
-        })?;
+        let secret = read_secret("signing_secret_file", &cfg.signing_secret_file)?;
+        let bot = match &cfg.bot_token_file {
+            Some(f) => Some(read_secret("bot_token_file", f)?),
+            None => None,
+        };
         Ok(Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, secret.trim().as_bytes()),
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
+            bot,
+            posted: Arc::default(),
             cfg,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -79,19 +94,78 @@ impl Slack {
                 ]}
             ]
         });
-        let (http, url, id) = (
-            self.http.clone(),
-            self.cfg.webhook_url.clone(),
-            r.id.clone(),
-        );
-        tokio::spawn(async move {
-            match http.post(&url).json(&msg).send().await {
-                Ok(r) if r.status().is_success() => {}
-                Ok(r) => {
-                    tracing::warn!(request = %id, status = %r.status(), "slack webhook refused")
-                }
-                Err(e) => tracing::warn!(request = %id, error = %e, "slack webhook failed"),
+        let id = r.id.clone();
+        let http = self.http.clone();
+        match (&self.bot, &self.cfg.channel, &self.cfg.webhook_url) {
+            (Some(token), Some(channel), _) => {
+                let mut msg = msg;
+                msg["channel"] = channel.clone().into();
+                let (token, posted) = (token.clone(), self.posted.clone());
+                let url = format!("{}/chat.postMessage", self.cfg.api_url);
+                tokio::spawn(async move {
+                    if let Some(v) = api_call(&http, &url, &token, &msg, &id).await {
+                        let (ch, ts) = (v["channel"].as_str(), v["ts"].as_str());
+                        if let (Some(ch), Some(ts), Ok(mut p)) = (ch, ts, posted.lock()) {
+                            p.insert(id, (ch.to_string(), ts.to_string()));
+                        }
+                    }
+                });
             }
+            (_, _, Some(url)) => {
+                let url = url.clone();
+                tokio::spawn(async move {
+                    match http.post(&url).json(&msg).send().await {
+                        Ok(r) if r.status().is_success() => {}
+                        Ok(r) => {
+                            tracing::warn!(request = %id, status = %r.status(), "slack webhook refused")
+                        }
+                        Err(e) => tracing::warn!(request = %id, error = %e, "slack webhook failed"),
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Replaces the bot's message about `r` with its outcome (bot token
+    /// only: incoming-webhook messages cannot be edited; a click's
+    /// `response_url` updates those).
+    pub fn request_closed(&self, r: &Request) {
+        let (Some(token), Some((channel, ts))) = (
+            self.bot.clone(),
+            self.posted.lock().ok().and_then(|mut p| p.remove(&r.id)),
+        ) else {
+            return;
+        };
+        let who = r
+            .decision
+            .as_ref()
+            .map(|d| d.payload.approvers.join(", "))
+            .filter(|a| !a.is_empty())
+            .map(|a| format!(" by {a}"))
+            .unwrap_or_default();
+        let comment = if r.comment.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", r.comment)
+        };
+        let text = format!(
+            "Request {} on {} was *{}*{who}{comment}",
+            short(&r.id),
+            r.connection,
+            r.state.as_str()
+        );
+        let excerpt: String = r.statement.chars().take(300).collect();
+        let msg = serde_json::json!({
+            "channel": channel, "ts": ts, "text": text,
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": format!(
+                "{text}\n```{}```\n<{}/requests/{}|Open>",
+                excerpt.replace("```", "'''"), self.public_url, r.id)}}],
+        });
+        let (http, id) = (self.http.clone(), r.id.clone());
+        let url = format!("{}/chat.update", self.cfg.api_url);
+        tokio::spawn(async move {
+            api_call(&http, &url, &token, &msg, &id).await;
         });
     }
 
@@ -113,6 +187,33 @@ impl Slack {
         let mut msg = format!("v0:{ts}:").into_bytes();
         msg.extend_from_slice(body);
         hmac::verify(&self.key, &msg, &sig).is_ok()
+    }
+}
+
+/// One Slack Web API call; the answer when Slack says `ok`.
+async fn api_call(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &serde_json::Value,
+    id: &str,
+) -> Option<serde_json::Value> {
+    match http.post(url).bearer_auth(token).json(body).send().await {
+        Ok(r) => match r.json::<serde_json::Value>().await {
+            Ok(v) if v["ok"] == true => Some(v),
+            Ok(v) => {
+                tracing::warn!(request = %id, error = %v["error"], "slack API call refused");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(request = %id, error = %e, "slack API answer unreadable");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(request = %id, error = %e, "slack API call failed");
+            None
+        }
     }
 }
 

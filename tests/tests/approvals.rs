@@ -672,6 +672,12 @@ fn receiver() -> (u16, Deliveries) {
 
 /// A receiver that answers 500 to the first `fail` deliveries.
 fn receiver_failing(fail: usize) -> (u16, Deliveries) {
+    receiver_with(fail, "")
+}
+
+/// A local HTTP receiver that fails the first `fail` requests with 500 and
+/// answers the rest 200 with `body` (JSON when not empty).
+fn receiver_with(fail: usize, answer: &'static str) -> (u16, Deliveries) {
     use std::io::{Read, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = l.local_addr().expect("addr").port();
@@ -714,8 +720,11 @@ fn receiver_failing(fail: usize) -> (u16, Deliveries) {
                 "200 OK"
             };
             let _ = c.write_all(
-                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .as_bytes(),
+                format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                )
+                .as_bytes(),
             );
             if let Ok(mut g) = seen.lock() {
                 g.push((head, body));
@@ -1207,4 +1216,59 @@ fn two_service_instances_on_one_postgres_store_decide_each_request_once() {
             "request {i}: the losing vote is not recorded"
         );
     }
+}
+
+#[test]
+fn slack_bot_message_is_updated_when_decided_in_the_web_ui_or_api() {
+    let (port, got) = receiver_with(
+        0,
+        r#"{"ok":true,"channel":"C0APPROVALS","ts":"1790000000.000100"}"#,
+    );
+    let dir = temp_dir("slack-bot");
+    std::fs::write(dir.join("slack.secret"), "slack-signing-secret").expect("secret");
+    std::fs::write(dir.join("bot.token"), "xoxb-test-token\n").expect("token");
+    let a = Approvals::start_with(&format!(
+        "[slack]\nbot_token_file = \"{}\"\nchannel = \"C0APPROVALS\"\napi_url = \"http://127.0.0.1:{port}/api\"\nsigning_secret_file = \"{}\"\n",
+        dir.join("bot.token").display(),
+        dir.join("slack.secret").display()
+    ));
+    let id = create_request(&a, "DROP TABLE slack_bot");
+    let posted = |path: &str| -> Vec<(String, serde_json::Value)> {
+        got.lock()
+            .expect("lock")
+            .iter()
+            .filter(|(h, _)| h.starts_with(&format!("POST /api/{path}")))
+            .map(|(h, b)| (h.clone(), serde_json::from_str(b).unwrap_or_default()))
+            .collect()
+    };
+    wait_for("chat.postMessage", Duration::from_secs(20), || {
+        !posted("chat.postMessage").is_empty()
+    });
+    let (head, msg) = posted("chat.postMessage").remove(0);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("authorization: bearer xoxb-test-token"),
+        "{head}"
+    );
+    assert_eq!(msg["channel"], "C0APPROVALS");
+    assert!(msg["blocks"].to_string().contains("DROP TABLE slack_bot"));
+    // Decided outside Slack (the approvers' API, as the web UI does).
+    assert_eq!(a.decide("dana", &id, "reject", "not today").0, 200);
+    wait_for("chat.update", Duration::from_secs(20), || {
+        !posted("chat.update").is_empty()
+    });
+    let (_, update) = posted("chat.update").remove(0);
+    assert_eq!(update["channel"], "C0APPROVALS");
+    assert_eq!(update["ts"], "1790000000.000100");
+    let text = update["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("rejected")
+            && text.contains("dana@example.com")
+            && text.contains("not today"),
+        "{update}"
+    );
+    assert!(
+        !update["blocks"].to_string().contains("\"action_id\""),
+        "the buttons are gone: {update}"
+    );
 }
