@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 use crate::rules::Approver;
 use crate::store::{now_ms, Request};
+use crate::tls::Peer;
 use crate::AppState;
 
 /// Longest a gateway's wait call is held open.
@@ -41,7 +42,18 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Checks the gateway token in constant time (over SHA-256 digests, so
 /// lengths leak nothing either).
-fn gateway_only(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// With `tls.client_ca_file`, the connection must also have presented a
+/// verified client certificate (mTLS).
+fn gateway_only(state: &AppState, headers: &HeaderMap, peer: &Peer) -> Result<(), ApiError> {
+    if state
+        .config
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca_file.is_some())
+        && !peer.client_cert
+    {
+        return Err(ApiError::Unauthorized);
+    }
     let given = bearer(headers).ok_or(ApiError::Unauthorized)?;
     let a = Sha256::digest(given.trim().as_bytes());
     let b = Sha256::digest(state.gateway_token.as_bytes());
@@ -79,9 +91,10 @@ fn view(r: &Request) -> RequestView {
 async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     Json(req): Json<NewRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    gateway_only(&state, &headers)?;
+    gateway_only(&state, &headers, &peer)?;
     if uuid::Uuid::parse_str(&req.id).is_err() {
         return Err(ApiError::BadRequest("id must be a UUID".into()));
     }
@@ -118,9 +131,10 @@ async fn create(
 async fn read(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     Path(id): Path<String>,
 ) -> Result<Json<RequestView>, ApiError> {
-    gateway_only(&state, &headers)?;
+    gateway_only(&state, &headers, &peer)?;
     Ok(Json(view(&state.store.get(&id).await?)))
 }
 
@@ -135,10 +149,11 @@ struct WaitQuery {
 async fn wait(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     Path(id): Path<String>,
     Query(q): Query<WaitQuery>,
 ) -> Result<Json<RequestView>, ApiError> {
-    gateway_only(&state, &headers)?;
+    gateway_only(&state, &headers, &peer)?;
     let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(25_000)).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + timeout;
     let mut changes = state.changes.subscribe();
@@ -160,9 +175,10 @@ async fn wait(
 async fn withdraw(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     Path(id): Path<String>,
 ) -> Result<Json<RequestView>, ApiError> {
-    gateway_only(&state, &headers)?;
+    gateway_only(&state, &headers, &peer)?;
     let signer = state.signer();
     if state
         .store
@@ -191,9 +207,10 @@ struct ConsumeBody {
 async fn consume(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     Json(b): Json<ConsumeBody>,
 ) -> Result<Json<RequestView>, ApiError> {
-    gateway_only(&state, &headers)?;
+    gateway_only(&state, &headers, &peer)?;
     match state
         .store
         .consume(&b.gateway, &b.requester_sub, &b.statement_sha256, now_ms())

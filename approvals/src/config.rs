@@ -59,6 +59,27 @@ pub struct Config {
     /// Slack messages with Approve / Reject buttons. Default: none.
     #[serde(default)]
     pub slack: Option<SlackConfig>,
+    /// Serve HTTPS (and optionally require gateways' client certificates).
+    /// Default: none (plain HTTP, e.g. behind a TLS-terminating proxy).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM). Required.
+    pub cert_file: PathBuf,
+    /// Its private key (PEM). Required.
+    pub key_file: PathBuf,
+    /// CA (PEM) that signs gateways' client certificates. When set, the
+    /// gateway API (`/api/v1/requests` create/read/wait/withdraw and
+    /// `/api/v1/grants/consume`) needs a verified client certificate as
+    /// well as the bearer token; approvers' browsers need none. Default:
+    /// none.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// `[slack]`: an incoming webhook for new requests, and the interactive
@@ -277,6 +298,11 @@ impl Config {
                     .iter_mut()
                     .filter_map(|e| e.password_file.as_mut()),
             )
+            .chain(cfg.tls.iter_mut().flat_map(|t| {
+                [&mut t.cert_file, &mut t.key_file]
+                    .into_iter()
+                    .chain(t.client_ca_file.as_mut())
+            }))
             .chain(cfg.slack.iter_mut().flat_map(|s| {
                 std::iter::once(&mut s.signing_secret_file).chain(s.bot_token_file.as_mut())
             }))
@@ -330,9 +356,10 @@ impl Config {
 
     /// The URL approvers open.
     pub fn public_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         self.public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .unwrap_or_else(|| format!("{scheme}://{}", self.listen))
             .trim_end_matches('/')
             .to_string()
     }

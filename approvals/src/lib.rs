@@ -11,6 +11,7 @@ pub mod notify;
 pub mod rules;
 pub mod slack;
 pub mod store;
+pub mod tls;
 pub mod web;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -83,16 +83,41 @@ fn rand_seed() -> anyhow::Result<[u8; 32]> {
 async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let config = portcullis_approvals::config::Config::load(path)?;
     let listen = config.listen.clone();
+    let config_tls = config.tls.clone();
     let state = portcullis_approvals::AppState::new(config).await?;
+    let tls = match &config_tls {
+        Some(t) => Some(
+            portcullis::session::stream::acceptor_with_clients(
+                &t.cert_file,
+                &t.key_file,
+                t.client_ca_file.as_deref(),
+            )
+            .context("tls")?,
+        ),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(listen = %listener.local_addr()?, "approvals service listening");
+    tracing::info!(listen = %listener.local_addr()?, tls = tls.is_some(), "approvals service listening");
     tokio::spawn(state.clone().expire_loop());
-    axum::serve(listener, portcullis_approvals::app(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let app = portcullis_approvals::app(state)
+        .into_make_service_with_connect_info::<portcullis_approvals::tls::Peer>();
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match tls {
+        Some(acceptor) => {
+            let listener = portcullis_approvals::tls::TlsListener::new(listener, acceptor)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await?
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await?
+        }
+    }
     Ok(())
 }

@@ -349,6 +349,17 @@ pub struct ApprovalsConfig {
     /// one service need different ids. Default [`DEFAULT_GATEWAY_ID`].
     #[serde(default = "d_gateway_id")]
     pub gateway_id: String,
+    /// CA (PEM) to trust for an `https://` service with a private CA.
+    /// Default: none (the Mozilla roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for services that require mTLS
+    /// (`tls.client_ca_file` there). Default: none.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// Its private key (PEM). Required with `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
 }
 
 impl ApprovalsConfig {
@@ -368,6 +379,9 @@ impl Default for ApprovalsConfig {
             public_key: None,
             public_url: None,
             gateway_id: d_gateway_id(),
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 }
@@ -556,7 +570,15 @@ impl Config {
             }
         };
         fix(&mut self.policy.dir);
-        if let Some(p) = self.approvals.token_file.as_mut() {
+        for p in [
+            &mut self.approvals.token_file,
+            &mut self.approvals.ca_file,
+            &mut self.approvals.client_cert_file,
+            &mut self.approvals.client_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
             fix(p);
         }
         if let Some(p) = self.gateway.tls_cert.as_mut() {
@@ -592,6 +614,14 @@ impl Config {
             })
         };
         let a = &self.approvals;
+        if a.client_cert_file.is_some() != a.client_key_file.is_some() {
+            return bad(
+                "approvals",
+                None,
+                "client_cert_file",
+                "client_cert_file and client_key_file go together".into(),
+            );
+        }
         if a.url.is_some() {
             if a.token_file.is_none() {
                 return bad(

@@ -1272,3 +1272,204 @@ fn slack_bot_message_is_updated_when_decided_in_the_web_ui_or_api() {
         "the buttons are gone: {update}"
     );
 }
+
+/// A CA, a server certificate for 127.0.0.1 and two client certificates
+/// (one from the CA, one self-signed) in `dir`.
+fn mtls_material(dir: &std::path::Path) {
+    use portcullis_e2e::openssl;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
+    for (name, ext) in [("server", "server.ext"), ("client", "client.ext")] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+                "-out",
+                &format!("{name}.crt"),
+            ],
+        );
+    }
+    portcullis_e2e::self_signed(dir, "rogue", "/CN=rogue");
+}
+
+#[test]
+fn gateways_can_be_required_to_present_a_client_certificate() {
+    let dir = temp_dir("mtls");
+    mtls_material(&dir);
+    let p = |f: &str| dir.join(f).display().to_string();
+    let a = Approvals::start_with(&format!(
+        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\n",
+        p("server.crt"),
+        p("server.key"),
+        p("ca.crt")
+    ));
+    let https = a.url.replace("http://", "https://");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("ca.crt")).expect("ca"))
+        .expect("ca pem");
+    let client = |identity: Option<(&str, &str)>| {
+        let mut b = reqwest::blocking::Client::builder().add_root_certificate(ca.clone());
+        if let Some((crt, key)) = identity {
+            let mut pem = std::fs::read(dir.join(crt)).expect("crt");
+            pem.extend(std::fs::read(dir.join(key)).expect("key"));
+            b = b.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
+        }
+        b.build().expect("client")
+    };
+    let read = |c: &reqwest::blocking::Client| {
+        c.get(format!("{https}/api/v1/requests/01a2-none"))
+            .bearer_auth(&a.token)
+            .send()
+            .map(|r| r.status().as_u16())
+    };
+    // The right token is not enough without the certificate ...
+    assert_eq!(read(&client(None)).ok(), Some(401));
+    // ... a certificate from another CA fails the handshake ...
+    assert!(read(&client(Some(("rogue.crt", "rogue.key")))).is_err());
+    // ... and with it the API answers (no such request).
+    assert_eq!(
+        read(&client(Some(("client.crt", "client.key")))).ok(),
+        Some(404)
+    );
+    // Approvers' browsers need no certificate.
+    assert_eq!(
+        client(None)
+            .get(format!("{https}/healthz"))
+            .send()
+            .map(|r| r.status().as_u16())
+            .ok(),
+        Some(200)
+    );
+
+    let section = |with_cert: bool, id: &str| {
+        let mut s = a.gateway_section(id).replace(&a.url, &https);
+        s.push_str(&format!("ca_file = \"{}\"\n", p("ca.crt")));
+        if with_cert {
+            s.push_str(&format!(
+                "client_cert_file = \"{}\"\nclient_key_file = \"{}\"\n",
+                p("client.crt"),
+                p("client.key")
+            ));
+        }
+        s
+    };
+    let gw = Gateway::start(GatewayOptions {
+        policy_dir: policy_dir(),
+        extra: section(true, "gw-mtls"),
+        ..Default::default()
+    });
+    let psql = psql_cmd(&gw, RILEY, &idp().token("riley"), "app")
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "CREATE TABLE appr_mtls (a int)",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql");
+    let approver = client(None);
+    let mut id = String::new();
+    wait_for("the mTLS request", Duration::from_secs(20), || {
+        let list: serde_json::Value = approver
+            .get(format!("{https}/api/v1/requests?state=pending"))
+            .bearer_auth(idp().token("dana"))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_default();
+        id = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| {
+                r["statement"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("appr_mtls"))
+            })
+            .and_then(|r| r["id"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        !id.is_empty()
+    });
+    let r = approver
+        .post(format!("{https}/api/v1/requests/{id}/decision"))
+        .bearer_auth(idp().token("dana"))
+        .json(&serde_json::json!({"outcome": "approve", "comment": ""}))
+        .send()
+        .expect("decide");
+    assert_eq!(r.status().as_u16(), 200);
+    let out = finish(psql);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(table_exists("appr_mtls"));
+
+    // A gateway without its certificate is refused: fail closed, clearly.
+    let bare = Gateway::start(GatewayOptions {
+        policy_dir: policy_dir(),
+        extra: section(false, "gw-bare"),
+        ..Default::default()
+    });
+    let out = psql_cmd(&bare, RILEY, &idp().token("riley"), "app")
+        .args([
+            "-c",
+            "CREATE TABLE appr_mtls_bare (a int)",
+            "-c",
+            "select 1 as still_here",
+        ])
+        .output()
+        .expect("psql");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("approval could not be obtained"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("still_here"));
+    assert!(!table_exists("appr_mtls_bare"));
+}

@@ -27,6 +27,9 @@ pub enum ApprovalsError {
     /// HTTP client setup failed.
     #[error("approvals client: {0}")]
     Http(String),
+    /// A CA or client certificate file is unusable.
+    #[error("approvals TLS file {0}: {1}")]
+    File(String, String),
 }
 
 /// How a hold ended.
@@ -83,9 +86,27 @@ impl ApprovalsClient {
             .clone()
             .ok_or(ApprovalsError::Missing("public_key"))?;
         let token = read_token(token_file)?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(POLL + Duration::from_secs(10))
+            .timeout(POLL + Duration::from_secs(10));
+        let read = |p: &std::path::Path| {
+            std::fs::read(p)
+                .map_err(|e| ApprovalsError::File(p.display().to_string(), e.to_string()))
+        };
+        if let Some(ca) = &cfg.ca_file {
+            let cert = reqwest::Certificate::from_pem(&read(ca)?)
+                .map_err(|e| ApprovalsError::File(ca.display().to_string(), e.to_string()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        if let (Some(cert), Some(key)) = (&cfg.client_cert_file, &cfg.client_key_file) {
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            let id = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| ApprovalsError::File(cert.display().to_string(), e.to_string()))?;
+            builder = builder.identity(id);
+        }
+        let http = builder
             .build()
             .map_err(|e| ApprovalsError::Http(e.to_string()))?;
         let url = url.trim_end_matches('/').to_string();
