@@ -103,7 +103,7 @@ pub enum TlsMode {
 }
 
 /// Durations written as `250ms`, `30s`, `5m`, `1h 30m`.
-mod duration {
+pub(crate) mod duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
@@ -200,6 +200,9 @@ pub struct Config {
     /// Approvals service (optional until it is deployed).
     #[serde(default)]
     pub approvals: ApprovalsConfig,
+    /// The audit record (stored at `store.url`).
+    #[serde(default)]
+    pub audit: crate::audit::config::AuditConfig,
     /// Databases clients may reach.
     #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
@@ -570,6 +573,24 @@ impl Config {
             }
         };
         fix(&mut self.policy.dir);
+        for p in [&mut self.audit.signing_key_file]
+            .into_iter()
+            .chain(self.audit.encryption_key_file.as_mut())
+            .chain(self.audit.decryption_key_files.iter_mut())
+            .chain(
+                self.audit
+                    .sinks
+                    .iter_mut()
+                    .flat_map(|s| s.secret_file.as_mut().into_iter().chain(s.path.as_mut())),
+            )
+        {
+            fix(p);
+        }
+        if let Some(file) = self.store.url.strip_prefix("sqlite://") {
+            if !file.starts_with('/') && !file.starts_with(':') {
+                self.store.url = format!("sqlite://{}", base.join(file).display());
+            }
+        }
         for p in [
             &mut self.approvals.token_file,
             &mut self.approvals.ca_file,

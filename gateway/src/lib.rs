@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod approvals;
+pub mod audit;
 pub mod catalog;
 pub mod config;
 pub mod dev;

@@ -107,6 +107,19 @@ enum Cmd {
     /// Run psql through the gateway of your login, with host, port, user,
     /// connection and token filled in: `portcullis psql CONNECTION [-- ARGS]`.
     Psql(portcullis::login::cli::PsqlArgs),
+    /// The audit record: verify, export, sessions, replay.
+    Audit {
+        /// Gateway config (names the store and keys).
+        #[arg(
+            long,
+            short,
+            default_value = "portcullis.toml",
+            env = "PORTCULLIS_CONFIG"
+        )]
+        config: PathBuf,
+        #[command(subcommand)]
+        cmd: portcullis::audit::cli::AuditCmd,
+    },
     /// Policy tools.
     Policy {
         #[command(subcommand)]
@@ -225,6 +238,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             runtime_with(env_workers())?.block_on(run_dev(opts, issuer_listen))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Audit { config, cmd } => {
+            let cfg = Config::load(&config)?;
+            let code = runtime_with(1)?.block_on(portcullis::audit::cli::run(&cfg, cmd))?;
+            Ok(ExitCode::from(code))
         }
         Cmd::Login(args) => {
             runtime_with(1)?.block_on(portcullis::login::cli::login(args, default_state_dir()))?;

@@ -28,6 +28,9 @@ pub enum ServerError {
     /// The approvals client could not be set up.
     #[error("approvals: {0}")]
     Approvals(#[from] crate::approvals::ApprovalsError),
+    /// The audit store or writer could not start.
+    #[error("audit: {0}")]
+    Audit(#[from] crate::audit::AuditError),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {why}")]
     Bind {
@@ -63,6 +66,7 @@ impl Gateway {
     /// server and policy watcher.
     pub async fn start(config: Config) -> Result<Self, ServerError> {
         let metrics = Arc::new(Metrics::default());
+        let audit = crate::audit::start(&config.store.url, &config.audit).await?;
         let policy = PolicyStore::open(
             &config.policy.dir,
             &config.policy.query,
@@ -90,6 +94,7 @@ impl Gateway {
             let l = bind(&config.gateway.admin_listen).await?;
             let addr = l.local_addr().ok();
             let app = admin::app(AdminState {
+                audit: audit.as_ref().map(|a| a.stats.clone()),
                 metrics: metrics.clone(),
                 policy: policy.clone(),
                 accepting: accepting.clone(),
@@ -109,6 +114,7 @@ impl Gateway {
         let approvals =
             crate::approvals::ApprovalsClient::from_config(&config.approvals)?.map(Arc::new);
         let shared = Arc::new(Shared {
+            audit,
             approvals,
             connections,
             catalogs,
@@ -182,6 +188,10 @@ impl Gateway {
             }
         } else {
             tracing::info!("all sessions finished");
+        }
+        if let Some(a) = &self.shared.audit {
+            a.flush().await;
+            tracing::info!("audit records written");
         }
     }
 }

@@ -285,6 +285,10 @@ pub fn prepare(
     cfg.gateway.admin_listen = opts.admin_listen.clone();
     cfg.gateway.allow_plaintext_loopback = true;
     cfg.policy.dir = policy_dir;
+    // The audit record lives in the state directory.
+    cfg.store.url = format!("sqlite://{}", opts.state_dir.join("audit.db").display());
+    cfg.audit.signing_key_file = opts.state_dir.join("audit-signing.key");
+    cfg.audit.instance = "dev".into();
     cfg.policy.reload_interval = std::time::Duration::from_secs(1);
     cfg.identity.issuers.push(IssuerConfig {
         issuer: issuer.issuer.clone(),

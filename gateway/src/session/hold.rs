@@ -93,6 +93,9 @@ pub struct Holds {
     replay: std::collections::VecDeque<Frame>,
     /// One Bind of an approved prepared statement may pass.
     bind_grant: bool,
+    /// The last approval (request id, approvers), for the record of the
+    /// run it allows.
+    approval: Option<(String, Vec<String>)>,
 }
 
 /// An extended-protocol batch that starts with a Parse needing approval,
@@ -165,6 +168,12 @@ impl Holds {
             catalog: stmt.catalog,
             settings: stmt.settings,
         }))
+    }
+
+    /// The approval (request id, approvers) of the statement just granted,
+    /// for its record.
+    pub fn take_approval(&mut self) -> Option<(String, Vec<String>)> {
+        self.approval.take()
     }
 
     /// Whether a Bind of an approved statement may pass (once).
@@ -287,6 +296,7 @@ impl Holds {
             Some(HoldOutcome::Approved { approvers }) => {
                 tracing::info!(request = %id, approvers = ?approvers, "statement approved");
                 self.grant = Some(hash);
+                self.approval = Some((id, approvers));
                 None
             }
             Some(HoldOutcome::Rejected { approvers, comment }) => {

@@ -33,8 +33,9 @@ pub enum Expect {
     Bind(Undo),
     /// [ParameterDescription] RowDescription | NoData.
     Describe,
-    /// Rows, then CommandComplete | EmptyQueryResponse | PortalSuspended.
-    Execute(Option<Arc<Statement>>),
+    /// Rows, then CommandComplete | EmptyQueryResponse | PortalSuspended;
+    /// with the portal's bound parameters (text form) when recording.
+    Execute(Option<Arc<Statement>>, Option<Arc<[Option<String>]>>),
     /// CloseComplete (with how to undo the registry change).
     Close(Undo),
     /// ReadyForQuery.
@@ -60,7 +61,7 @@ impl Expect {
             Self::Parse(_)
                 | Self::Bind(_)
                 | Self::Describe
-                | Self::Execute(_)
+                | Self::Execute(..)
                 | Self::Close(_)
                 | Self::Refused { simple: false, .. }
         )
@@ -223,7 +224,7 @@ mod tests {
             Expect::Bind(Undo::Portal(Box::default(), None)),
             Effect::default(),
         );
-        q.push(Expect::Execute(None), begin);
+        q.push(Expect::Execute(None, None), begin);
         assert_eq!(q.predicted_tx(), Some(true));
         assert!(!q.tx_unsettled(), "no Sync forwarded yet");
         q.push(Expect::Sync, Effect::default());

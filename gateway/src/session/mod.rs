@@ -37,6 +37,8 @@ pub struct Shared {
     pub connections: Vec<Arc<crate::config::ConnectionConfig>>,
     /// The approvals service, when configured.
     pub approvals: Option<Arc<crate::approvals::ApprovalsClient>>,
+    /// The audit writer, when recording is on.
+    pub audit: Option<crate::audit::Auditor>,
     /// Each connection's catalog, by connection name.
     pub catalogs: std::collections::HashMap<String, Arc<crate::catalog::CatalogCache>>,
     /// Token validation.

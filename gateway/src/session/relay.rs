@@ -67,6 +67,7 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
     let mut waiting: Option<Frame> = None;
     let mut terminated = false;
     let mut held: Option<Held> = None;
+    let mut durable: Option<Durable> = None;
     let approvals = shared.approvals.clone();
     macro_rules! sink {
         () => {
@@ -111,7 +112,10 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
                 }
                 Err(e) => end = Some(End::Error("database", CodecError::from(e).into())),
             },
-            r = cwr.write(&to_client), if !to_client.is_empty() => match r {
+            _ = wait_durable(&mut durable), if durable.is_some() => {
+                durable = None;
+            },
+            r = cwr.write(&to_client), if !to_client.is_empty() && durable.is_none() => match r {
                 Ok(n) => {
                     to_client.advance(n);
                     if to_client.is_empty() {
@@ -128,6 +132,21 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
                 Ok(0) => end = Some(End::Server),
                 Ok(_) => {
                     end = server_frames(&mut ubuf, &mut pipeline, &mut to_client).err();
+                    // Strict audit: what the client gets now (its
+                    // ReadyForQuery too) waits until the records are
+                    // committed.
+                    let acks = pipeline.take_acks();
+                    if !acks.is_empty() {
+                        let before = durable.take();
+                        durable = Some(Box::pin(async move {
+                            if let Some(b) = before {
+                                b.await;
+                            }
+                            for a in acks {
+                                let _ = a.await;
+                            }
+                        }));
+                    }
                     if let Some(own) = pipeline.take_injected() {
                         to_up.extend_from_slice(&own);
                     }
@@ -202,6 +221,12 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
         tracing::info!(session = %session_id, request = %h.id, "withdrawing the approval request of a session that ended");
         a.withdraw(h.id);
     }
+    pipeline.record_end(&match &end {
+        Some(End::Client) | None => "client closed the session".to_string(),
+        Some(End::Server) => "the server closed the session".to_string(),
+        Some(End::Shutdown) => "gateway shutdown".to_string(),
+        Some(End::Error(side, err)) => format!("{side} error: {err}"),
+    });
     match end {
         Some(End::Server) => {
             // Exactly what the server sent (its FATAL, if any), then close.
@@ -260,6 +285,15 @@ pub async fn run(ready: Ready, shared: Arc<Shared>) {
         rows = c.rows,
         "session ended"
     );
+}
+
+/// Records the client's next output waits for (strict audit).
+type Durable = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+async fn wait_durable(d: &mut Option<Durable>) {
+    if let Some(f) = d.as_mut() {
+        f.await;
+    }
 }
 
 /// Feeds every complete backend frame in `buf` to the pipeline; frames

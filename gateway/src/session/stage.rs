@@ -2,10 +2,15 @@
 //! it before it is forwarded and sees the backend messages attributed to
 //! it. The pipeline today runs [`PolicyStage`] (acts on the decision:
 //! deny, approval not yet available, fields not yet honoured) and
-//! [`RecordStage`] (counts; the audit sink plugs in here). Approvals (hold)
-//! and masking add stages; they do not change the session loop.
+//! [`RecordStage`] (counts, and the audit [`Recorder`] when recording is
+//! on). Approvals (hold) and masking add stages; they do not change the
+//! session loop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::registry::Statement;
+use crate::audit::recorder::Recorder;
 use crate::pg::backend::BackendMessage;
 use crate::pg::{ErrorFields, Severity};
 use crate::policy::Action;
@@ -81,15 +86,45 @@ pub struct Counts {
     pub errors: u64,
 }
 
-/// The record hook: counts what the audit sink will store.
+/// Named portals whose parameters are remembered for recording, at most.
+const MAX_PORTALS: usize = 1024;
+
+/// The record hook: counts, and records through the audit recorder.
 #[derive(Default)]
 pub struct RecordStage {
     /// Counters so far.
     pub counts: Counts,
+    /// The audit recorder, when recording is on.
+    pub recorder: Option<Recorder>,
+    /// Bound parameters (text form) of each portal, for its Executes.
+    portal_params: HashMap<Box<[u8]>, Arc<[Option<String>]>>,
+}
+
+impl RecordStage {
+    /// Whether statements are being recorded.
+    pub fn recording(&self) -> bool {
+        self.recorder.is_some()
+    }
+
+    /// A Bind of `portal` with these parameters was forwarded.
+    pub fn bound(&mut self, portal: &[u8], params: Vec<Option<String>>) {
+        if self.portal_params.len() >= MAX_PORTALS {
+            self.portal_params.clear();
+        }
+        self.portal_params.insert(portal.into(), params.into());
+    }
+
+    /// The parameters `portal` was bound with.
+    pub fn params_of(&self, portal: &[u8]) -> Option<Arc<[Option<String>]>> {
+        self.portal_params.get(portal).cloned()
+    }
 }
 
 impl Stage for RecordStage {
     fn admit(&mut self, _stmt: &Statement) -> Result<(), ErrorFields> {
+        if let Some(why) = self.recorder.as_ref().and_then(|r| r.refusal()) {
+            return Err(ErrorFields::new(Severity::Error, "42501", why));
+        }
         self.counts.admitted += 1;
         Ok(())
     }
@@ -106,7 +141,10 @@ impl Stage for RecordStage {
         }
     }
 
-    fn refused(&mut self, _stmt: &Statement, _error: &ErrorFields) {
+    fn refused(&mut self, stmt: &Statement, error: &ErrorFields) {
         self.counts.refused += 1;
+        if let Some(r) = self.recorder.as_mut() {
+            r.refused(Some(stmt), "", error);
+        }
     }
 }

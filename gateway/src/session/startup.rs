@@ -357,6 +357,24 @@ async fn authenticate(
             database: conn.database().to_string(),
         });
     }
+    if let Some(auditor) = &shared.audit {
+        pipeline.set_recorder(crate::audit::recorder::Recorder::new(
+            auditor.clone(),
+            crate::audit::recorder::SessionInfo {
+                session_id: session_id.clone(),
+                user: identity.display().to_string(),
+                groups: identity.groups.clone(),
+                client_addr: peer.to_string(),
+                application: params
+                    .iter()
+                    .find(|(k, _)| k == "application_name")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+                connection: conn.name.clone(),
+                issuer: identity.issuer.clone(),
+            },
+        ));
+    }
     let mut out = BytesMut::new();
     AuthRequest::Ok.to_frame().encode(&mut out);
     for (name, value) in &login {

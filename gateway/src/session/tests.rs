@@ -34,6 +34,7 @@ fn shared() -> Arc<Shared> {
         connections: Vec::new(),
         catalogs: Default::default(),
         approvals: None,
+        audit: None,
         verifier: Verifier::new(&[]),
         policy: PolicyStore::open(&dir, "data.portcullis.decision", true).unwrap(),
         metrics: Arc::new(Metrics::default()),

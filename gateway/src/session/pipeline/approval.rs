@@ -192,7 +192,7 @@ impl Pipeline {
 
 /// A Bind's parameters in text form for the approver (binary values as
 /// `\x` hex).
-fn text_params(b: &crate::pg::bind::Bind<'_>) -> Vec<Option<String>> {
+pub(super) fn text_params(b: &crate::pg::bind::Bind<'_>) -> Vec<Option<String>> {
     b.params
         .iter()
         .enumerate()

@@ -25,6 +25,7 @@ use super::registry::{Effect, Registry, Statement};
 use super::stage::{Counts, PolicyStage, RecordStage, Stage};
 use super::SessionError;
 use crate::approvals::HoldOutcome;
+use crate::audit::recorder::{Front, Recorder};
 use crate::pg::backend::{error_summary, BackendMessage};
 use crate::pg::encoding::TextDecoder;
 use crate::pg::frontend::FrontendMessage;
@@ -167,6 +168,29 @@ impl Pipeline {
         self.record.counts
     }
 
+    /// Records this session (start record now).
+    pub fn set_recorder(&mut self, mut recorder: Recorder) {
+        recorder.session_start();
+        self.record.recorder = Some(recorder);
+    }
+
+    /// The session ended: its end record.
+    pub fn record_end(&mut self, how: &str) {
+        if let Some(r) = self.record.recorder.as_mut() {
+            r.session_end(how);
+        }
+    }
+
+    /// Records the I/O loop must see committed before the client gets
+    /// ReadyForQuery (strict durability).
+    pub fn take_acks(&mut self) -> Vec<crate::audit::Ack> {
+        self.record
+            .recorder
+            .as_mut()
+            .map(|r| r.take_acks())
+            .unwrap_or_default()
+    }
+
     /// The server ended the session (FATAL relayed).
     pub fn closing(&self) -> bool {
         self.closing
@@ -253,7 +277,11 @@ impl Pipeline {
 
     /// Runs the stages' admission; the refusal error if one refuses.
     fn admit(&mut self, stmt: &Statement) -> Option<ErrorFields> {
-        let refusal = self.stages.iter_mut().find_map(|s| s.admit(stmt).err());
+        let refusal = self
+            .stages
+            .iter_mut()
+            .find_map(|s| s.admit(stmt).err())
+            .or_else(|| self.record.admit(stmt).err());
         match refusal {
             Some(e) => {
                 for s in self.stages.iter_mut() {
@@ -263,9 +291,23 @@ impl Pipeline {
                 Some(e)
             }
             None => {
-                let _ = self.record.admit(stmt);
+                if stmt.approved {
+                    if let (Some(rec), Some((id, by))) =
+                        (self.record.recorder.as_mut(), self.holds.take_approval())
+                    {
+                        rec.approved(id, by);
+                    }
+                }
                 None
             }
+        }
+    }
+
+    /// Records a refusal of a statement that was not admitted through the
+    /// stages (approval rejected or expired, undecidable text).
+    fn record_refusal(&mut self, text: &[u8], e: &ErrorFields) {
+        if let Some(rec) = self.record.recorder.as_mut() {
+            rec.refused(None, &String::from_utf8_lossy(text), e);
         }
     }
 
@@ -324,14 +366,18 @@ impl Pipeline {
             return Ok(Step::Continue);
         }
         match msg {
-            FrontendMessage::Query(_) if self.holds.has_refusal() => {
+            FrontendMessage::Query(sql) if self.holds.has_refusal() => {
                 if let Some(e) = self.holds.take_refusal() {
+                    self.record_refusal(sql, &e);
                     self.refuse_simple(e, up);
                 }
             }
             FrontendMessage::Query(sql) => match self.decide(sql) {
                 Err(None) => return Ok(Step::Wait),
-                Err(Some(e)) => self.refuse_simple(e, up),
+                Err(Some(e)) => {
+                    self.record_refusal(sql, &e);
+                    self.refuse_simple(e, up)
+                }
                 Ok(stmt) => match self.approval(stmt) {
                     Err(hold) => return Ok(Step::Hold(hold)),
                     Ok(stmt) => match self.admit(&stmt) {
@@ -349,6 +395,9 @@ impl Pipeline {
                     Some(e) => Err(Some(e)),
                     None => self.decide(p.sql),
                 };
+                if let Err(Some(e)) = &decided {
+                    self.record_refusal(p.sql, e);
+                }
                 let refusal = match decided {
                     Err(None) => return Ok(Step::Wait),
                     Err(Some(e)) => Some(e),
@@ -406,6 +455,10 @@ impl Pipeline {
                     self.refuse_parse(STAND_IN.as_bytes(), error, up);
                 }
                 Ok(()) => {
+                    if self.record.recording() {
+                        let params = approval::text_params(&b);
+                        self.record.bound(b.portal, params);
+                    }
                     let undo = self.registry.bind(b.portal, b.statement);
                     frame.encode(up);
                     self.inflight.push(Expect::Bind(undo), Effect::default());
@@ -419,7 +472,8 @@ impl Pipeline {
                 let stmt = self.registry.portal(portal);
                 let effect = stmt.as_ref().map_or(Effect::UNKNOWN, |s| s.effect);
                 frame.encode(up);
-                self.inflight.push(Expect::Execute(stmt), effect);
+                let params = self.record.params_of(portal);
+                self.inflight.push(Expect::Execute(stmt, params), effect);
             }
             FrontendMessage::Close { kind, name } => {
                 let undo = self.registry.close(kind, name);
@@ -492,10 +546,24 @@ impl Pipeline {
         let front = self.inflight.front().map(|e| &e.expect);
         let stmt = match front {
             Some(Expect::Query(s)) => Some(s.as_ref()),
-            Some(Expect::Execute(s)) => s.as_deref(),
+            Some(Expect::Execute(s, _)) => s.as_deref(),
             _ => None,
         };
         self.record.result(stmt, &msg);
+        if let Some(rec) = self.record.recorder.as_mut() {
+            match front {
+                Some(Expect::Describe) => {
+                    if let BackendMessage::RowDescription(body) = msg {
+                        rec.described(body);
+                    }
+                }
+                Some(Expect::Query(s)) => rec.observe(Front::Query(s), &msg),
+                Some(Expect::Execute(s, p)) => {
+                    rec.observe(Front::Execute(s.as_deref(), p.as_deref()), &msg)
+                }
+                _ => {}
+            }
+        }
         for s in self.stages.iter_mut() {
             s.result(stmt, &msg);
         }
@@ -597,7 +665,7 @@ impl Pipeline {
             }
             BackendMessage::CopyInResponse => self.inflight.copy_in_started(),
             BackendMessage::CommandComplete(_) => {
-                if matches!(front, Some(Expect::Execute(_))) {
+                if matches!(front, Some(Expect::Execute(..))) {
                     self.inflight.pop();
                 }
             }

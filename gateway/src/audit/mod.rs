@@ -1,0 +1,62 @@
+//! The audit record: every session and statement, with identity,
+//! decision, approvers, parameters and (masked) result rows, written off
+//! the hot path ([`writer`]), hash-chained per gateway instance with
+//! signed checkpoints ([`verify`]), optionally sealed at rest ([`crypt`]),
+//! pruned to a checkpoint after `retention`, streamed to SIEM sinks
+//! ([`sink`]) and read back as exports and transcripts ([`export`]).
+//! SQLite or PostgreSQL ([`store`]).
+
+pub mod cli;
+pub mod config;
+pub mod crypt;
+pub mod export;
+pub mod record;
+pub mod recorder;
+pub mod sink;
+pub mod store;
+pub mod verify;
+pub mod writer;
+
+pub use record::Record;
+pub use writer::{Ack, Auditor};
+
+/// Errors of the audit layer.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// Starting the writer.
+    #[error(transparent)]
+    Start(#[from] writer::StartError),
+    /// Reading out.
+    #[error(transparent)]
+    Export(#[from] export::ExportError),
+    /// Keys.
+    #[error(transparent)]
+    Crypt(#[from] crypt::CryptError),
+}
+
+/// Opens the store at `url` and starts the writer, when recording is on.
+pub async fn start(url: &str, cfg: &config::AuditConfig) -> Result<Option<Auditor>, AuditError> {
+    if !cfg.enabled {
+        tracing::warn!("audit recording is off (audit.enabled = false)");
+        return Ok(None);
+    }
+    let store = store::Store::open(url).await?;
+    let auditor = writer::start(cfg, store).await?;
+    tracing::info!(instance = %cfg.instance, durability = ?cfg.durability, "audit recording on");
+    Ok(Some(auditor))
+}
+
+/// The keys to read records with: the current key and the older ones.
+pub fn read_keys(cfg: &config::AuditConfig) -> Result<crypt::Keys, AuditError> {
+    let mut keys = crypt::Keys::default();
+    if let Some(f) = &cfg.encryption_key_file {
+        keys.current = Some(crypt::Key::from_file(f)?);
+    }
+    for f in &cfg.decryption_key_files {
+        keys.old.push(crypt::Key::from_file(f)?);
+    }
+    Ok(keys)
+}

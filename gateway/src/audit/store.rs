@@ -1,0 +1,422 @@
+//! The audit store: SQLite (embedded default) or PostgreSQL (several
+//! gateways share it), through sqlx; the schema of each backend is in
+//! `migrations/<backend>/` and applied at open. Reads stream rows, so an
+//! export of millions of records runs in constant memory.
+
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use super::record::Stored;
+
+const SQLITE_SCHEMA: &str = include_str!("../../../migrations/sqlite/0001_audit.sql");
+const POSTGRES_SCHEMA: &str = include_str!("../../../migrations/postgres/0001_audit.sql");
+
+const COLUMNS: &str = "instance, seq, id, at_us, kind, session_id, user_name, groups_json, \
+    client_addr, application, connection, action, approval_id, command_tag, rows_affected, \
+    duration_us, error_code, key_id, body, prev_hash, hash";
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("audit store: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The URL is not one the store takes.
+    #[error("audit.store_url must start with sqlite:// or postgres://")]
+    Url,
+}
+
+/// A signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Instance.
+    pub instance: String,
+    /// Last record covered.
+    pub seq: i64,
+    /// Its hash.
+    pub hash: String,
+    /// When it was signed (µs).
+    pub at_us: i64,
+    /// Ed25519 signature (base64) over [`Checkpoint::message`].
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// The signed message.
+    pub fn message(instance: &str, seq: i64, hash: &str, at_us: i64) -> Vec<u8> {
+        format!("portcullis-audit-checkpoint\n{instance}\n{seq}\n{hash}\n{at_us}").into_bytes()
+    }
+}
+
+/// Which records to read.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// From this time (µs), inclusive.
+    pub since_us: Option<i64>,
+    /// Before this time (µs).
+    pub until_us: Option<i64>,
+    /// This user.
+    pub user: Option<String>,
+    /// This connection.
+    pub connection: Option<String>,
+    /// This session.
+    pub session: Option<String>,
+    /// This instance.
+    pub instance: Option<String>,
+}
+
+impl Filter {
+    fn sql(&self) -> (String, Vec<String>, Vec<i64>) {
+        let mut conds = Vec::new();
+        let (mut texts, mut ints) = (Vec::new(), Vec::new());
+        // Placeholders are numbered in the order binds are added: texts
+        // first, then integers (see `bind`).
+        let text_conds = [
+            ("user_name", &self.user),
+            ("connection", &self.connection),
+            ("session_id", &self.session),
+            ("instance", &self.instance),
+        ];
+        for (col, v) in text_conds {
+            if let Some(v) = v {
+                texts.push(v.clone());
+                conds.push(format!("{col} = ${}", texts.len()));
+            }
+        }
+        for (op, v) in [(">=", self.since_us), ("<", self.until_us)] {
+            if let Some(v) = v {
+                ints.push(v);
+                conds.push(format!("at_us {op} ${}", texts.len() + ints.len()));
+            }
+        }
+        let w = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        (w, texts, ints)
+    }
+}
+
+/// A session as listed by `portcullis audit sessions`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SessionSummary {
+    /// Session id.
+    pub session_id: String,
+    /// User.
+    pub user: String,
+    /// Connection.
+    pub connection: String,
+    /// Client address.
+    pub client_addr: String,
+    /// First record (µs).
+    pub first_us: i64,
+    /// Last record (µs).
+    pub last_us: i64,
+    /// Statements recorded.
+    pub statements: i64,
+    /// Of which denied.
+    pub denied: i64,
+}
+
+/// The store.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+fn stored(r: &AnyRow) -> Result<Stored, sqlx::Error> {
+    Ok(Stored {
+        instance: r.try_get("instance")?,
+        seq: r.try_get("seq")?,
+        id: r.try_get("id")?,
+        at_us: r.try_get("at_us")?,
+        kind: r.try_get("kind")?,
+        session_id: r.try_get("session_id")?,
+        user: r.try_get("user_name")?,
+        groups_json: r.try_get("groups_json")?,
+        client_addr: r.try_get("client_addr")?,
+        application: r.try_get("application")?,
+        connection: r.try_get("connection")?,
+        action: r.try_get("action")?,
+        approval_id: r.try_get("approval_id")?,
+        command_tag: r.try_get("command_tag")?,
+        rows_affected: r.try_get("rows_affected")?,
+        duration_us: r.try_get("duration_us")?,
+        error_code: r.try_get("error_code")?,
+        key_id: r.try_get("key_id")?,
+        body: r.try_get("body")?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
+impl Store {
+    /// Opens the store (creating a SQLite file) and applies the schema.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (url, schema, sqlite) = if let Some(file) = url.strip_prefix("sqlite://") {
+            (format!("sqlite://{file}?mode=rwc"), SQLITE_SCHEMA, true)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (url.to_string(), POSTGRES_SCHEMA, false)
+        } else {
+            return Err(StoreError::Url);
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 1 } else { 4 })
+            .connect(&url)
+            .await?;
+        if sqlite {
+            // WAL: readers (export, the viewer) do not block the writer;
+            // FULL: a commit is on disk when it returns.
+            for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL"] {
+                sqlx::query(pragma).execute(&pool).await?;
+            }
+        }
+        for stmt in schema.split(';') {
+            let stmt: String = stmt
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if !stmt.trim().is_empty() {
+                sqlx::query(&stmt).execute(&pool).await?;
+            }
+        }
+        Ok(Self { pool })
+    }
+
+    /// The last record of `instance`: (seq, hash).
+    pub async fn head(&self, instance: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT seq, hash FROM audit_records WHERE instance = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(instance)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some((r.try_get("seq")?, r.try_get("hash")?)),
+            None => None,
+        })
+    }
+
+    /// Records `instance`'s public key at its first start; returns the key
+    /// on record (which may differ: the caller decides).
+    pub async fn announce(&self, instance: &str, public_key: &str) -> Result<String, StoreError> {
+        let known = sqlx::query("SELECT public_key FROM audit_instances WHERE instance = $1")
+            .bind(instance)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(r) = known {
+            return Ok(r.try_get("public_key")?);
+        }
+        sqlx::query(
+            "INSERT INTO audit_instances (instance, public_key, created_us) VALUES ($1, $2, $3)",
+        )
+        .bind(instance)
+        .bind(public_key)
+        .bind(super::record::now_us())
+        .execute(&self.pool)
+        .await?;
+        Ok(public_key.to_string())
+    }
+
+    /// Public keys on record, by instance.
+    pub async fn instances(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT instance, public_key FROM audit_instances ORDER BY instance")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("instance")?, r.try_get("public_key")?)))
+            .collect()
+    }
+
+    /// Inserts a batch in one transaction (one commit for the group).
+    pub async fn insert(&self, batch: &[Stored]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for s in batch {
+            sqlx::query(&format!(
+                "INSERT INTO audit_records ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                 $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+            ))
+            .bind(&s.instance)
+            .bind(s.seq)
+            .bind(&s.id)
+            .bind(s.at_us)
+            .bind(&s.kind)
+            .bind(&s.session_id)
+            .bind(&s.user)
+            .bind(&s.groups_json)
+            .bind(&s.client_addr)
+            .bind(&s.application)
+            .bind(&s.connection)
+            .bind(&s.action)
+            .bind(&s.approval_id)
+            .bind(&s.command_tag)
+            .bind(s.rows_affected)
+            .bind(s.duration_us)
+            .bind(&s.error_code)
+            .bind(&s.key_id)
+            .bind(&s.body)
+            .bind(&s.prev_hash)
+            .bind(&s.hash)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a signed checkpoint.
+    pub async fn checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (instance, seq, hash, at_us, signature) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&c.instance)
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(c.at_us)
+        .bind(&c.signature)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Checkpoints of `instance`, oldest first.
+    pub async fn checkpoints(&self, instance: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance, seq, hash, at_us, signature FROM audit_checkpoints WHERE instance = $1 ORDER BY seq",
+        )
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Checkpoint {
+                    instance: r.try_get("instance")?,
+                    seq: r.try_get("seq")?,
+                    hash: r.try_get("hash")?,
+                    at_us: r.try_get("at_us")?,
+                    signature: r.try_get("signature")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records matching `f`, in chain order (instance, seq), streamed.
+    pub fn stream<'a>(&'a self, f: &Filter) -> BoxStream<'a, Result<Stored, StoreError>> {
+        let (w, texts, ints) = f.sql();
+        let sql = format!("SELECT {COLUMNS} FROM audit_records{w} ORDER BY instance, seq");
+        async_stream_rows(&self.pool, sql, texts, ints)
+    }
+
+    /// Sessions matching `f`, newest first, at most `limit`.
+    pub async fn sessions(
+        &self,
+        f: &Filter,
+        limit: i64,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        let (w, texts, ints) = f.sql();
+        let sql = format!(
+            "SELECT session_id, MAX(user_name) AS user_name, MAX(connection) AS connection, \
+             MAX(client_addr) AS client_addr, MIN(at_us) AS first_us, MAX(at_us) AS last_us, \
+             SUM(CASE WHEN kind = 'statement' THEN 1 ELSE 0 END) AS statements, \
+             SUM(CASE WHEN action = 'deny' THEN 1 ELSE 0 END) AS denied \
+             FROM audit_records{w} GROUP BY session_id ORDER BY MIN(at_us) DESC LIMIT {limit}"
+        );
+        let mut q = sqlx::query(&sql);
+        for t in &texts {
+            q = q.bind(t);
+        }
+        for i in &ints {
+            q = q.bind(*i);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SessionSummary {
+                    session_id: r.try_get("session_id")?,
+                    user: r.try_get("user_name")?,
+                    connection: r.try_get("connection")?,
+                    client_addr: r.try_get("client_addr")?,
+                    first_us: r.try_get("first_us")?,
+                    last_us: r.try_get("last_us")?,
+                    statements: r.try_get("statements")?,
+                    denied: r.try_get("denied")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes the records of `instance` up to the last checkpoint signed
+    /// before `before_us` — a prefix of the chain, all older than that
+    /// time — so what remains verifies from that checkpoint. Returns how
+    /// many were deleted.
+    pub async fn prune(&self, instance: &str, before_us: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "SELECT MAX(seq) AS s FROM audit_checkpoints WHERE instance = $1 AND at_us < $2",
+        )
+        .bind(instance)
+        .bind(before_us)
+        .fetch_one(&self.pool)
+        .await?;
+        let Some(upto) = r.try_get::<Option<i64>, _>("s")? else {
+            return Ok(0);
+        };
+        let r = sqlx::query("DELETE FROM audit_records WHERE instance = $1 AND seq <= $2")
+            .bind(instance)
+            .bind(upto)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// The first record of `instance` still stored (after pruning).
+    pub async fn first_seq(&self, instance: &str) -> Result<Option<i64>, StoreError> {
+        let r = sqlx::query("SELECT MIN(seq) AS s FROM audit_records WHERE instance = $1")
+            .bind(instance)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get::<Option<i64>, _>("s")?)
+    }
+}
+
+fn async_stream_rows<'a>(
+    pool: &'a AnyPool,
+    sql: String,
+    texts: Vec<String>,
+    ints: Vec<i64>,
+) -> BoxStream<'a, Result<Stored, StoreError>> {
+    // The query borrows its SQL and binds: keep them alive in the stream.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Stored, StoreError>>(256);
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        let mut q = sqlx::query(&sql);
+        for t in &texts {
+            q = q.bind(t);
+        }
+        for i in &ints {
+            q = q.bind(*i);
+        }
+        let mut rows = q.fetch(&pool);
+        while let Some(r) = rows.next().await {
+            let item = r
+                .map_err(StoreError::from)
+                .and_then(|row| Ok(stored(&row)?));
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    tokio_stream_from(rx).boxed()
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -1,0 +1,198 @@
+//! `portcullis audit verify`: walks each instance's chain in order and
+//! checks every link (sequence, previous hash, own hash) and every signed
+//! checkpoint; names the first record that breaks it and how (edited,
+//! deleted, reordered, inserted).
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use futures_util::StreamExt;
+use ring::signature::{UnparsedPublicKey, ED25519};
+
+use super::record::{Stored, GENESIS};
+use super::store::{Checkpoint, Filter, Store, StoreError};
+
+/// What verification found for one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Instance.
+    pub instance: String,
+    /// Records checked.
+    pub records: u64,
+    /// Checkpoints whose signature verified.
+    pub checkpoints: u64,
+    /// Records after the last checkpoint (covered by the chain only).
+    pub unsigned_tail: u64,
+    /// The first problem, if any.
+    pub broken: Option<Broken>,
+}
+
+/// The first problem in a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    /// Sequence number where it shows.
+    pub seq: i64,
+    /// Record id there (empty when the record is missing).
+    pub id: String,
+    /// What is wrong.
+    pub what: String,
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.id.is_empty() {
+            write!(f, "record {}: {}", self.seq, self.what)
+        } else {
+            write!(f, "record {} ({}): {}", self.seq, self.id, self.what)
+        }
+    }
+}
+
+fn check_signature(cp: &Checkpoint, public_b64: &str) -> bool {
+    let (Ok(pk), Ok(sig)) = (
+        base64::engine::general_purpose::STANDARD.decode(public_b64.trim()),
+        base64::engine::general_purpose::STANDARD.decode(&cp.signature),
+    ) else {
+        return false;
+    };
+    UnparsedPublicKey::new(&ED25519, pk)
+        .verify(
+            &Checkpoint::message(&cp.instance, cp.seq, &cp.hash, cp.at_us),
+            &sig,
+        )
+        .is_ok()
+}
+
+/// Verifies every instance in the store. `trusted`: public keys given on
+/// the command line (instance → key); otherwise the keys on record are
+/// used (and the report says so).
+pub async fn verify(
+    store: &Store,
+    trusted: &HashMap<String, String>,
+) -> Result<Vec<Report>, StoreError> {
+    let mut out = Vec::new();
+    for (instance, stored_key) in store.instances().await? {
+        let key = trusted.get(&instance).cloned().unwrap_or(stored_key);
+        out.push(verify_instance(store, &instance, &key).await?);
+    }
+    Ok(out)
+}
+
+async fn verify_instance(store: &Store, instance: &str, key: &str) -> Result<Report, StoreError> {
+    let cps = store.checkpoints(instance).await?;
+    let mut report = Report {
+        instance: instance.to_string(),
+        records: 0,
+        checkpoints: 0,
+        unsigned_tail: 0,
+        broken: None,
+    };
+    let mut by_seq: HashMap<i64, &Checkpoint> = HashMap::new();
+    for cp in &cps {
+        if !check_signature(cp, key) {
+            report.broken = Some(Broken {
+                seq: cp.seq,
+                id: String::new(),
+                what: "checkpoint signature does not verify with the instance's public key".into(),
+            });
+            return Ok(report);
+        }
+        report.checkpoints += 1;
+        by_seq.insert(cp.seq, cp);
+    }
+    let filter = Filter {
+        instance: Some(instance.to_string()),
+        ..Default::default()
+    };
+    let mut rows = store.stream(&filter);
+    // (seq, hash) of the previous record; None before the first one.
+    let mut prev: Option<(i64, String)> = None;
+    let mut last_cp_seq = 0;
+    let fail = |r: &Stored, what: &str| Broken {
+        seq: r.seq,
+        id: r.id.clone(),
+        what: what.to_string(),
+    };
+    while let Some(r) = rows.next().await {
+        let r = r?;
+        report.records += 1;
+        let problem = match &prev {
+            None => {
+                // The chain starts at 1, or right after a pruned prefix
+                // whose end a signed checkpoint vouches for.
+                if r.seq == 1 {
+                    (r.prev_hash != GENESIS).then(|| {
+                        fail(
+                            &r,
+                            "first record does not start the chain (inserted before it, or edited)",
+                        )
+                    })
+                } else {
+                    match by_seq.get(&(r.seq - 1)) {
+                        Some(cp) if cp.hash == r.prev_hash => None,
+                        _ => Some(Broken {
+                            seq: r.seq - 1,
+                            id: String::new(),
+                            what: "records before this one are missing and no signed checkpoint covers their removal (deleted)".into(),
+                        }),
+                    }
+                }
+            }
+            Some((pseq, phash)) => {
+                if r.seq != pseq + 1 {
+                    Some(Broken {
+                        seq: pseq + 1,
+                        id: String::new(),
+                        what: format!(
+                            "missing (deleted): the chain jumps from {pseq} to {}",
+                            r.seq
+                        ),
+                    })
+                } else if &r.prev_hash != phash {
+                    Some(fail(&r, "does not follow the previous record (inserted, reordered, or the previous one was edited)"))
+                } else {
+                    None
+                }
+            }
+        };
+        let problem = problem.or_else(|| {
+            (r.expected_hash() != r.hash)
+                .then(|| fail(&r, "content does not match its hash (edited)"))
+        });
+        let problem = problem.or_else(|| {
+            by_seq.get(&r.seq).and_then(|cp| {
+                (cp.hash != r.hash).then(|| {
+                    fail(
+                        &r,
+                        "differs from the signed checkpoint (the chain up to here was rewritten)",
+                    )
+                })
+            })
+        });
+        if let Some(b) = problem {
+            report.broken = Some(b);
+            return Ok(report);
+        }
+        if by_seq.contains_key(&r.seq) {
+            last_cp_seq = r.seq;
+        }
+        prev = Some((r.seq, r.hash));
+    }
+    // Checkpoints past the last record: records at the end were deleted.
+    if let Some(cp) = cps.last() {
+        let last = prev.as_ref().map_or(0, |p| p.0);
+        if cp.seq > last {
+            report.broken = Some(Broken {
+                seq: last + 1,
+                id: String::new(),
+                what: format!(
+                    "missing (deleted): a signed checkpoint covers records up to {}, the chain ends at {last}",
+                    cp.seq
+                ),
+            });
+            return Ok(report);
+        }
+    }
+    report.unsigned_tail = prev.map_or(0, |p| (p.0 - last_cp_seq).max(0) as u64);
+    Ok(report)
+}

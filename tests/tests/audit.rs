@@ -1,0 +1,409 @@
+//! The audit record, end to end: psql and psycopg sessions through the
+//! gateway produce records (statements, bound parameters, decisions, rows
+//! up to the caps, errors, session start and end) in SQLite and in
+//! PostgreSQL; `portcullis audit verify` passes on an untouched log and
+//! names the record after an edit, a deletion, a reorder and an inserted
+//! forgery done directly in the store; strict durability survives kill -9;
+//! export streams in bounded memory; replay prints a transcript.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use portcullis_e2e::clients::psql_cmd;
+use portcullis_e2e::{
+    idp, portcullis_bin, postgres, root, temp_dir, wait_for, Gateway, GatewayOptions,
+};
+
+const ALICE: &str = "alice@example.com";
+
+fn audit_cli(gw: &Gateway, args: &[&str]) -> std::process::Output {
+    Command::new(portcullis_bin())
+        .args(["audit", "--config"])
+        .arg(gw.dir.join("portcullis.toml"))
+        .args(args)
+        .output()
+        .expect("portcullis audit")
+}
+
+fn export(gw: &Gateway) -> Vec<serde_json::Value> {
+    let out = audit_cli(gw, &["export", "--format", "jsonl"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// Waits until the store has a record matching `pred`; returns all.
+fn records_until(
+    gw: &Gateway,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let mut all = Vec::new();
+    wait_for(what, Duration::from_secs(20), || {
+        all = export(gw);
+        all.iter().any(&pred)
+    });
+    all
+}
+
+fn psql(gw: &Gateway, sql: &[&str]) -> std::process::Output {
+    let mut c = psql_cmd(gw, ALICE, &idp().token("alice"), "app");
+    for s in sql {
+        c.args(["-c", s]);
+    }
+    c.output().expect("psql")
+}
+
+fn statement<'a>(all: &'a [serde_json::Value], text: &str) -> &'a serde_json::Value {
+    all.iter()
+        .find(|r| {
+            r["kind"] == "statement" && r["statement"].as_str().is_some_and(|s| s.contains(text))
+        })
+        .unwrap_or_else(|| panic!("no record of {text}: {all:#?}"))
+}
+
+fn check_sessions_and_statements(gw: &Gateway, tag: &str) {
+    let table = format!("audit_{tag}");
+    // The shipped policy sends DDL for approval: the table is made directly.
+    postgres().psql_super(
+        "app",
+        &format!(
+            "create table {table} (id int, secret text); grant all on {table} to svc; \
+             insert into {table} select g, 's' || g from generate_series(1, 49) g"
+        ),
+    );
+    let out = psql(
+        gw,
+        &[
+            &format!("insert into {table} values (50, 's50')"),
+            &format!("select id, secret from {table} order by id"),
+            &format!("delete from {table}"),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("DELETE without WHERE"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // psycopg: a prepared statement with bound parameters.
+    let script = format!(
+        "import psycopg, os\n\
+         c = psycopg.connect(host='127.0.0.1', port={port}, dbname='app', user='{ALICE}', password=os.environ['TOKEN'], sslmode='disable')\n\
+         print(c.execute('select id from {table} where id = %s and secret = %s', (7, 's7'), prepare=True).fetchall())\n\
+         c.close()\n",
+        port = gw.port
+    );
+    let py = Command::new("python3")
+        .args(["-c", &script])
+        .env("TOKEN", idp().token("alice"))
+        .output()
+        .expect("python3");
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+
+    let all = records_until(gw, "the psycopg session's end", |r| {
+        r["kind"] == "session_end"
+            && r["application"]
+                .as_str()
+                .is_some_and(|a| !a.contains("psql"))
+    });
+    let select = statement(&all, &format!("select id, secret from {table}"));
+    assert_eq!(select["user"], ALICE);
+    assert_eq!(select["action"], "allow");
+    assert_eq!(select["connection"], "app");
+    assert_eq!(select["command_tag"], "SELECT 50");
+    assert_eq!(select["rows_affected"], 50);
+    assert_eq!(select["columns"], serde_json::json!(["id", "secret"]));
+    // max_rows = 10 in these gateways' config.
+    assert_eq!(
+        select["rows"].as_array().map(Vec::len),
+        Some(10),
+        "{select}"
+    );
+    assert_eq!(select["rows"][0], serde_json::json!(["1", "s1"]));
+    assert_eq!(select["rows_truncated"], true);
+    assert!(select["policy_hash"]
+        .as_str()
+        .is_some_and(|h| !h.is_empty()));
+    let denied = statement(&all, &format!("delete from {table}"));
+    assert_eq!(denied["action"], "deny");
+    assert_eq!(denied["error_code"], "42501");
+    assert!(denied["reasons"][0]
+        .as_str()
+        .unwrap_or("")
+        .contains("DELETE without WHERE"));
+    let prepared = statement(&all, "where id = $1 and secret = $2");
+    // psycopg sends the int in binary: recorded as hex, the text as text.
+    assert_eq!(
+        prepared["params"],
+        serde_json::json!(["\\x0007", "s7"]),
+        "{prepared}"
+    );
+    assert_eq!(prepared["rows"], serde_json::json!([["7"]]));
+    assert_eq!(
+        prepared["columns"],
+        serde_json::json!(["id"]),
+        "from the Describe"
+    );
+    let starts = all.iter().filter(|r| r["kind"] == "session_start").count();
+    let ends = all.iter().filter(|r| r["kind"] == "session_end").count();
+    assert!(starts >= 2 && ends >= 2, "{starts} starts, {ends} ends");
+    assert!(all
+        .iter()
+        .all(|r| r["hash"].as_str().is_some_and(|h| h.len() == 64)));
+
+    let out = audit_cli(gw, &["verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+
+    // Sessions and a transcript.
+    let out = audit_cli(gw, &["sessions", "--user", ALICE]);
+    let sessions = String::from_utf8_lossy(&out.stdout).to_string();
+    let sid = select["session_id"].as_str().unwrap_or_default();
+    assert!(sessions.contains(sid), "{sessions}");
+    let out = audit_cli(gw, &["replay", sid]);
+    let transcript = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        transcript.contains(&format!("app=> select id, secret from {table}")),
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains(" 1  | s1"),
+        "a result table: {transcript}"
+    );
+    assert!(
+        transcript.contains("-- deny: DELETE without WHERE"),
+        "{transcript}"
+    );
+    assert!(transcript.contains("-- session ended"), "{transcript}");
+}
+
+fn caps() -> String {
+    "[audit]\nmax_rows = 10\ncheckpoint_every = 5\n".into()
+}
+
+#[test]
+fn sessions_in_sqlite_record_statements_parameters_rows_and_decisions() {
+    let gw = Gateway::start(GatewayOptions {
+        extra: caps(),
+        ..Default::default()
+    });
+    check_sessions_and_statements(&gw, "sqlite");
+    assert!(
+        gw.dir.join("portcullis.db").exists(),
+        "the SQLite store next to the config"
+    );
+}
+
+fn postgres_store(db: &str) -> String {
+    let pg = postgres();
+    pg.psql_super("postgres", &format!("CREATE DATABASE {db} OWNER svc"));
+    format!(
+        "postgres://svc:{}@127.0.0.1:{}/{db}",
+        pg.svc_password, pg.port
+    )
+}
+
+#[test]
+fn sessions_in_postgres_record_the_same_and_verify_names_tampering() {
+    let url = postgres_store("audit_pg");
+    let gw = Gateway::start(GatewayOptions {
+        extra: format!("[store]\nurl = \"{url}\"\n\n{}", caps()),
+        ..Default::default()
+    });
+    check_sessions_and_statements(&gw, "pg");
+    let pg = postgres();
+    let sql = |s: &str| pg.psql_super("audit_pg", s);
+    assert!(
+        sql("SELECT count(*) FROM audit_records")
+            .parse::<i64>()
+            .unwrap_or(0)
+            >= 8
+    );
+    sql("CREATE TABLE pristine AS SELECT * FROM audit_records");
+    let restore = || {
+        sql("DELETE FROM audit_records");
+        sql("INSERT INTO audit_records SELECT * FROM pristine");
+    };
+    let broken = |what: &str| -> String {
+        let out = audit_cli(&gw, &["verify"]);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(!out.status.success(), "{what} must be detected: {stdout}");
+        assert!(stdout.contains("BROKEN at record"), "{stdout}");
+        stdout
+    };
+    // Edited.
+    sql("UPDATE audit_records SET user_name = 'mallory@example.com' WHERE seq = 3");
+    let out = broken("an edit");
+    assert!(
+        out.contains("record 3 (") && out.contains("edited"),
+        "{out}"
+    );
+    restore();
+    assert!(audit_cli(&gw, &["verify"]).status.success(), "restored");
+    // Deleted.
+    sql("DELETE FROM audit_records WHERE seq = 4");
+    let out = broken("a deletion");
+    assert!(out.contains("record 4: missing (deleted)"), "{out}");
+    restore();
+    // Reordered.
+    sql("UPDATE audit_records SET seq = -1 WHERE seq = 3; UPDATE audit_records SET seq = 3 WHERE seq = 4; UPDATE audit_records SET seq = 4 WHERE seq = -1");
+    let out = broken("a reorder");
+    assert!(out.contains("record 3 ("), "{out}");
+    restore();
+    // An inserted forgery (later records shifted to make room).
+    sql("UPDATE audit_records SET seq = seq + 100000 WHERE seq >= 5; UPDATE audit_records SET seq = seq - 99999 WHERE seq >= 100000");
+    sql("INSERT INTO audit_records SELECT instance, 5, id || '-forged', at_us, kind, session_id, 'forger@example.com', groups_json, client_addr, application, connection, 'allow', approval_id, command_tag, rows_affected, duration_us, error_code, key_id, body, (SELECT hash FROM audit_records WHERE seq = 4), repeat('f', 64) FROM pristine WHERE seq = 5");
+    let out = broken("an inserted record");
+    assert!(
+        out.contains("record 5 (") && out.contains("-forged"),
+        "{out}"
+    );
+    restore();
+    assert!(
+        audit_cli(&gw, &["verify"]).status.success(),
+        "restored again"
+    );
+    // A checkpoint signed with another key.
+    sql("UPDATE audit_checkpoints SET signature = 'AAAA' WHERE seq = (SELECT min(seq) FROM audit_checkpoints)");
+    let out = broken("a forged checkpoint");
+    assert!(out.contains("signature does not verify"), "{out}");
+}
+
+#[test]
+fn strict_durability_loses_no_acknowledged_statement_on_kill_9() {
+    let gw = Gateway::start(GatewayOptions {
+        extra: "[audit]\ndurability = \"strict\"\n".into(),
+        ..Default::default()
+    });
+    postgres().psql_super(
+        "app",
+        "create table strict_log (n int); grant all on strict_log to svc",
+    );
+    // A client inserting one row per statement, printing each one the
+    // gateway acknowledged.
+    let script = format!(
+        "import psycopg, os, sys\n\
+         c = psycopg.connect(host='127.0.0.1', port={port}, dbname='app', user='{ALICE}', password=os.environ['TOKEN'], sslmode='disable', autocommit=True)\n\
+         for i in range(100000):\n    c.execute('insert into strict_log values (%s)', (i,))\n    print(i, flush=True)\n",
+        port = gw.port
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &script])
+        .env("TOKEN", idp().token("alice"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let mut acked = 0u64;
+    for l in lines.by_ref() {
+        if l.is_err() {
+            break;
+        }
+        acked += 1;
+        if acked == 300 {
+            let pid = gw.pid().expect("gateway pid");
+            let st = Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .expect("kill");
+            assert!(st.success());
+        }
+    }
+    let _ = child.wait();
+    assert!(acked >= 300, "{acked}");
+    // Count the INSERT records the store has (SQLite, read by python).
+    let db = gw.dir.join("portcullis.db");
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); print(c.execute(\"select count(*) from audit_records where command_tag = 'INSERT 0 1'\").fetchone()[0])",
+        ])
+        .arg(&db)
+        .output()
+        .expect("python3");
+    let stored: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        stored >= acked,
+        "every statement the client saw complete has its record: {stored} stored, {acked} acknowledged ({})",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn export_of_a_million_records_streams_in_bounded_memory() {
+    let gw = Gateway::start(GatewayOptions::default());
+    // The store exists once the gateway started; fill it with a million
+    // records directly (python sqlite3), as a busy gateway would.
+    let db = gw.dir.join("portcullis.db");
+    let fill = root().join("tests/clients/audit_fill.py");
+    let out = Command::new("python3")
+        .arg(&fill)
+        .arg(&db)
+        .arg("1000000")
+        .output()
+        .expect("fill");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for format in ["jsonl", "csv"] {
+        let file = temp_dir("export").join(format!("out.{format}"));
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%M"])
+            .arg(portcullis_bin())
+            .args(["audit", "--config"])
+            .arg(gw.dir.join("portcullis.toml"))
+            .args(["export", "--format", format, "--output"])
+            .arg(&file)
+            .output()
+            .expect("time");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        let rss_kb: u64 = stderr
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(u64::MAX);
+        assert!(rss_kb < 150 * 1024, "{format}: peak RSS {rss_kb} KiB");
+        // A standard parser reads every line.
+        let check = Command::new("python3")
+            .arg(root().join("tests/clients/audit_parse.py"))
+            .arg(&file)
+            .arg(format)
+            .output()
+            .expect("parse");
+        let n: u64 = String::from_utf8_lossy(&check.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        assert!(
+            n >= 1_000_000,
+            "{format}: parsed {n} ({})",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        println!(
+            "export {format}: {n} records, peak RSS {} MiB",
+            rss_kb / 1024
+        );
+    }
+}
