@@ -74,6 +74,10 @@ enum Cmd {
         /// approval are then refused).
         #[arg(long)]
         no_approvals: bool,
+        /// The audit record: `batched`, `strict` or `off` (store:
+        /// audit.db in the state directory).
+        #[arg(long, default_value = "batched", value_parser = ["batched", "strict", "off"])]
+        audit: String,
     },
     /// Sign in at your identity provider (browser with PKCE, or --device)
     /// and keep the tokens for `portcullis token` and `portcullis psql`.
@@ -117,6 +121,10 @@ enum Cmd {
             env = "PORTCULLIS_CONFIG"
         )]
         config: PathBuf,
+        /// Read this store instead of the config's `store.url` (the config
+        /// file may then be absent, e.g. for `portcullis dev`'s store).
+        #[arg(long)]
+        store: Option<String>,
         #[command(subcommand)]
         cmd: portcullis::audit::cli::AuditCmd,
     },
@@ -225,6 +233,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             groups,
             approvals_listen,
             no_approvals,
+            audit,
         } => {
             let _log = init_tracing(false);
             let opts = dev::DevOptions {
@@ -235,12 +244,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 user,
                 groups,
                 approvals_listen: (!no_approvals).then_some(approvals_listen),
+                audit,
             };
             runtime_with(env_workers())?.block_on(run_dev(opts, issuer_listen))?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Audit { config, cmd } => {
-            let cfg = Config::load(&config)?;
+        Cmd::Audit { config, store, cmd } => {
+            let mut cfg = match (&store, config.exists()) {
+                (Some(_), false) => Config::parse("", &config.display().to_string())?,
+                _ => Config::load(&config)?,
+            };
+            if let Some(url) = store {
+                cfg.store.url = url;
+            }
             let code = runtime_with(1)?.block_on(portcullis::audit::cli::run(&cfg, cmd))?;
             Ok(ExitCode::from(code))
         }
@@ -430,6 +446,14 @@ async fn run_dev(opts: dev::DevOptions, issuer_listen: String) -> anyhow::Result
         "Upstream: {upstream}  Issuer: {}  Policy: {policy_dir} (hot reloaded)",
         issuer.issuer
     );
+    if opts.audit != "off" {
+        println!(
+            "Audit: {}, in {} (portcullis audit --store sqlite://{} sessions)",
+            opts.audit,
+            opts.state_dir.join("audit.db").display(),
+            opts.state_dir.join("audit.db").display()
+        );
+    }
     match &approvals {
         Some(a) => println!(
             "Approvals: {}/requests (sign in as dana or erin, group dba; log {})",

@@ -163,6 +163,33 @@ fn approved_statement_runs_and_its_result_reaches_the_waiting_client() {
     );
     assert!(table_exists("appr_ok"));
     assert_eq!(state_of(&id), "approved");
+    // The audit record of the run names the approval and the approver.
+    let mut record = serde_json::Value::Null;
+    wait_for(
+        "the audit record of the approved run",
+        Duration::from_secs(20),
+        || {
+            let out = Command::new(portcullis_e2e::portcullis_bin())
+                .args(["audit", "--config"])
+                .arg(e.gateway.dir.join("portcullis.toml"))
+                .args(["export"])
+                .output()
+                .expect("audit export");
+            record = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|r| r["approval_id"] == id.as_str())
+                .unwrap_or_default();
+            !record.is_null()
+        },
+    );
+    assert_eq!(
+        record["approvers"],
+        serde_json::json!(["dana@example.com"]),
+        "{record}"
+    );
+    assert_eq!(record["command_tag"], "CREATE TABLE");
+    assert_eq!(record["action"], "approve");
 }
 
 #[test]

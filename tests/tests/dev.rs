@@ -184,6 +184,40 @@ fn dev_drop_table_waits_for_a_dba_who_approves_in_the_browser() {
         "the table is gone and the session goes on: {screen}"
     );
 
+    // The audit record of the approved DROP TABLE, read from the dev
+    // store without a config file.
+    let store = format!("sqlite://{}", dir.join("state").join("audit.db").display());
+    let mut record = serde_json::Value::Null;
+    wait_for(
+        "the audit record of the drop",
+        Duration::from_secs(20),
+        || {
+            let out = Command::new(portcullis_bin())
+                .args([
+                    "audit",
+                    "--config",
+                    "/nonexistent.toml",
+                    "--store",
+                    &store,
+                    "export",
+                ])
+                .output()
+                .expect("audit export");
+            record = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|r| r["command_tag"] == "DROP TABLE")
+                .unwrap_or_default();
+            !record.is_null()
+        },
+    );
+    assert_eq!(
+        record["approvers"],
+        serde_json::json!(["dana@example.com"]),
+        "{record}"
+    );
+    assert_eq!(record["user"], "alice@example.com");
+
     // The dev issuer hands codes only to loopback redirects, with PKCE.
     let issuer = log
         .split_whitespace()

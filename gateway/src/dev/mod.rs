@@ -239,6 +239,8 @@ pub struct DevOptions {
     /// Approvals service listen address (port 0: a free port), or None to
     /// run without one.
     pub approvals_listen: Option<String>,
+    /// Audit record: `batched`, `strict` or `off`.
+    pub audit: String,
 }
 
 /// Environment variable the dev config reads the upstream password from.
@@ -289,6 +291,10 @@ pub fn prepare(
     cfg.store.url = format!("sqlite://{}", opts.state_dir.join("audit.db").display());
     cfg.audit.signing_key_file = opts.state_dir.join("audit-signing.key");
     cfg.audit.instance = "dev".into();
+    cfg.audit.enabled = opts.audit != "off";
+    if opts.audit == "strict" {
+        cfg.audit.durability = crate::audit::config::Durability::Strict;
+    }
     cfg.policy.reload_interval = std::time::Duration::from_secs(1);
     cfg.identity.issuers.push(IssuerConfig {
         issuer: issuer.issuer.clone(),

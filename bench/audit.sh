@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The cost of the audit record: pgbench -S with 8 clients (simple and
+# prepared) through three gateways in one run — recording off, `batched` and
+# `strict` (SQLite store, synchronous=FULL) — each cell 3 times, the gateways
+# interleaved and rotated between repetitions. Prints the median TPS and the
+# ratios to recording off, and appends them with date and machine to
+# BENCHMARKS.md.
+#
+#   bash bench/audit.sh [SECONDS_PER_RUN]      (default 15)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-15}"
+reps=3
+source bench/lib.sh
+
+targets=(off batched strict)
+declare -A ports
+for t in "${targets[@]}"; do
+  ports[$t]=$(free_port)
+  start_gateway "$t" "${ports[$t]}" --audit "$t"
+done
+tok() { local v="token_$1"; echo "${!v}"; }
+echo "bench: ${secs}s per run, $reps repetitions per cell, 8 clients"
+for rep in $(seq 1 "$reps"); do
+  for mode in simple prepared; do
+    for i in 0 1 2; do
+      t=${targets[$(( (i + rep - 1) % 3 ))]}
+      run "$t" "${ports[$t]}" bench@example.com "$(tok "$t")" "$mode" 8 dev "$rep"
+    done
+  done
+done
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+table="| mode | clients | recording off tps | batched tps | strict tps | batched/off | strict/off |
+|---|---|---|---|---|---|---|"
+for mode in simple prepared; do
+  o=$(median "${tps_runs[off,$mode,8]}"); b=$(median "${tps_runs[batched,$mode,8]}"); s=$(median "${tps_runs[strict,$mode,8]}")
+  table+="
+| $mode | 8 | ${o%.*} | ${b%.*} | ${s%.*} | $(ratio "$b" "$o") | $(ratio "$s" "$o") |"
+done
+echo
+echo "$table"
+{
+  echo
+  echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — audit record cost — $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}'), ${secs}s per run, median of $reps runs"
+  echo
+  echo "$table"
+  echo
+  echo "\`bash bench/audit.sh\`: pgbench -S, scale 10, 8 clients, through three release-build gateways in one run (shipped policy, decision logging on): audit recording off, \`batched\` (flush every 20 ms) and \`strict\` (ReadyForQuery waits for the commit; group commit across sessions), SQLite store with synchronous=FULL on the same disk."
+} >> BENCHMARKS.md
+echo "bench: results appended to BENCHMARKS.md"
