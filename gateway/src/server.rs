@@ -93,7 +93,29 @@ impl Gateway {
         } else {
             let l = bind(&config.gateway.admin_listen).await?;
             let addr = l.local_addr().ok();
+            let viewer = match &config.audit.viewer {
+                Some(vc) => {
+                    let store = crate::audit::store::Store::open(&config.store.url)
+                        .await
+                        .map_err(crate::audit::AuditError::from)?;
+                    let keys = crate::audit::read_keys(&config.audit)?;
+                    let public = vc.public_url.clone().unwrap_or_else(|| {
+                        format!(
+                            "http://{}",
+                            addr.map_or(config.gateway.admin_listen.clone(), |a| a.to_string())
+                        )
+                    });
+                    Some(Arc::new(crate::http::viewer::Viewer::new(
+                        vc.clone(),
+                        public,
+                        store,
+                        keys,
+                    )))
+                }
+                None => None,
+            };
             let app = admin::app(AdminState {
+                viewer,
                 audit: audit.as_ref().map(|a| a.stats.clone()),
                 metrics: metrics.clone(),
                 policy: policy.clone(),

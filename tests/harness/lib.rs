@@ -15,6 +15,7 @@ pub mod idp;
 pub mod oracle;
 pub mod postgres;
 pub mod raw;
+pub mod receiver;
 pub mod terminal;
 
 use std::io::Write as _;

@@ -22,6 +22,8 @@ const users = {
   riley: { email: 'riley@example.com', groups: ['dev', 'dba'] },
   dana: { email: 'dana@example.com', groups: ['dba'] },
   erin: { email: 'erin@example.com', groups: ['dba'] },
+  // The audit viewer: audrey audits.
+  audrey: { email: 'audrey@example.com', groups: ['auditor'] },
 };
 
 const provider = new Provider(issuer, {
@@ -42,6 +44,15 @@ const provider = new Provider(issuer, {
       grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
       response_types: ['code'],
       redirect_uris: ['http://127.0.0.1/callback'],
+    },
+    // The gateway's audit viewer (any admin port on loopback).
+    {
+      client_id: 'portcullis-audit',
+      application_type: 'native',
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/audit/callback'],
     },
   ],
   jwks: { keys: [jwk] },

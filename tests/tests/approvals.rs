@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use portcullis_e2e::approvals::Approvals;
 use portcullis_e2e::clients::psql_cmd;
+use portcullis_e2e::receiver::{receiver_with, Deliveries};
 use portcullis_e2e::{idp, postgres, temp_dir, wait_for, Gateway, GatewayOptions};
 
 const RILEY: &str = "riley@example.com";
@@ -688,9 +689,6 @@ fn sigterm_withdraws_held_statements_before_the_grace_period_ends() {
     assert!(!table_exists("appr_term"));
 }
 
-/// Deliveries a receiver recorded: (head, body).
-type Deliveries = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
-
 /// A webhook receiver: records each POST (headers and body); answers 500
 /// to the first delivery, 200 afterwards.
 fn receiver() -> (u16, Deliveries) {
@@ -700,65 +698,6 @@ fn receiver() -> (u16, Deliveries) {
 /// A receiver that answers 500 to the first `fail` deliveries.
 fn receiver_failing(fail: usize) -> (u16, Deliveries) {
     receiver_with(fail, "")
-}
-
-/// A local HTTP receiver that fails the first `fail` requests with 500 and
-/// answers the rest 200 with `body` (JSON when not empty).
-fn receiver_with(fail: usize, answer: &'static str) -> (u16, Deliveries) {
-    use std::io::{Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = got.clone();
-    std::thread::spawn(move || {
-        for (n, conn) in l.incoming().enumerate() {
-            let Ok(mut c) = conn else { continue };
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let (head, body) = loop {
-                let Ok(k) = c.read(&mut chunk) else {
-                    break (String::new(), String::new());
-                };
-                if k == 0 {
-                    break (String::new(), String::new());
-                }
-                buf.extend_from_slice(&chunk[..k]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some(i) = text.find("\r\n\r\n") {
-                    let len = text[..i]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= i + 4 + len {
-                        break (
-                            text[..i].to_string(),
-                            String::from_utf8_lossy(&buf[i + 4..i + 4 + len]).to_string(),
-                        );
-                    }
-                }
-            };
-            let status = if n < fail {
-                "500 Internal Server Error"
-            } else {
-                "200 OK"
-            };
-            let _ = c.write_all(
-                format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                    answer.len()
-                )
-                .as_bytes(),
-            );
-            if let Ok(mut g) = seen.lock() {
-                g.push((head, body));
-            }
-        }
-    });
-    (port, got)
 }
 
 #[test]

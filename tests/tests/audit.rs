@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use portcullis_e2e::clients::psql_cmd;
+use portcullis_e2e::receiver::receiver_with;
 use portcullis_e2e::{
     idp, portcullis_bin, postgres, root, temp_dir, wait_for, Gateway, GatewayOptions,
 };
@@ -169,10 +170,35 @@ fn check_sessions_and_statements(gw: &Gateway, tag: &str) {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
 
+    // Export filters.
+    let sid = select["session_id"].as_str().unwrap_or_default();
+    let out = audit_cli(gw, &["export", "--session", sid]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(!lines.is_empty() && lines.iter().all(|r| r["session_id"] == sid));
+    let out = audit_cli(
+        gw,
+        &[
+            "export",
+            "--since",
+            "2999-01-01T00:00:00Z",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        1,
+        "only the CSV header"
+    );
+    let out = audit_cli(gw, &["export", "--since", "yesterday"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--since yesterday"));
+
     // Sessions and a transcript.
     let out = audit_cli(gw, &["sessions", "--user", ALICE]);
     let sessions = String::from_utf8_lossy(&out.stdout).to_string();
-    let sid = select["session_id"].as_str().unwrap_or_default();
     assert!(sessions.contains(sid), "{sessions}");
     let out = audit_cli(gw, &["replay", sid]);
     let transcript = String::from_utf8_lossy(&out.stdout).to_string();
@@ -227,6 +253,24 @@ fn sessions_in_postgres_record_the_same_and_verify_names_tampering() {
     check_sessions_and_statements(&gw, "pg");
     let pg = postgres();
     let sql = |s: &str| pg.psql_super("audit_pg", s);
+    // Verify against a key held outside the store.
+    let key = sql("SELECT public_key FROM audit_instances WHERE instance = 'gateway'");
+    let out = audit_cli(&gw, &["verify", "--public-key", &format!("gateway={key}")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verified with the given public key"));
+    let other = base64_32(9);
+    let out = audit_cli(
+        &gw,
+        &["verify", "--public-key", &format!("gateway={other}")],
+    );
+    assert!(
+        !out.status.success(),
+        "another key does not verify the checkpoints"
+    );
     assert!(
         sql("SELECT count(*) FROM audit_records")
             .parse::<i64>()
@@ -418,12 +462,15 @@ fn sealed_bodies_rotation_retention_sinks_and_metrics() {
     };
     let (old, new) = (key("old.key", 1), key("new.key", 2));
     let sink = dir.join("siem.jsonl");
+    std::fs::write(dir.join("hook.secret"), "siem-secret").expect("secret");
+    let (hook_port, hook) = receiver_with(1, "");
     let start = |current: &std::path::Path, extra: &str| {
         Gateway::start(GatewayOptions {
             extra: format!(
-                "[audit]\nencryption_key_file = \"{}\"\ncheckpoint_every = 3\n{extra}\n[[audit.sinks]]\nkind = \"file\"\npath = \"{}\"\n",
+                "[audit]\nencryption_key_file = \"{}\"\ncheckpoint_every = 3\n{extra}\n[[audit.sinks]]\nkind = \"file\"\npath = \"{}\"\n\n[[audit.sinks]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/siem\"\nsecret_file = \"{}\"\n",
                 current.display(),
-                sink.display()
+                sink.display(),
+                dir.join("hook.secret").display()
             ),
             ..Default::default()
         })
@@ -457,6 +504,27 @@ fn sealed_bodies_rotation_retention_sinks_and_metrics() {
     )
     .expect("json line");
     assert_eq!(first["kind"], "session_start");
+    // The webhook sink: signed batches, retried after a failure.
+    wait_for("the webhook sink", Duration::from_secs(20), || {
+        hook.lock().map(|g| g.len() >= 2).unwrap_or(false)
+    });
+    let (head, body) = hook.lock().expect("lock")[1].clone();
+    let lower = head.to_ascii_lowercase();
+    let ts = lower
+        .lines()
+        .find_map(|l| l.strip_prefix("x-portcullis-timestamp:"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"siem-secret");
+    let want = ring::hmac::sign(&key, format!("{ts}.{body}").as_bytes());
+    let want: String = want.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        lower.contains(&format!("x-portcullis-signature: sha256={want}")),
+        "{head}"
+    );
+    assert!(body
+        .lines()
+        .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
     // Metrics: records written, none dropped.
     let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{}/metrics", gw.admin_port))
         .and_then(|r| r.text())
@@ -631,4 +699,83 @@ fn an_unwritable_store_in_batched_mode_buffers_up_to_its_limit_then_refuses() {
         .unwrap_or(0)
             >= ran
     });
+}
+
+fn viewer(
+    base: &str,
+    user: &str,
+    session: &str,
+    shot: Option<&std::path::Path>,
+) -> serde_json::Value {
+    let mut c = Command::new("node");
+    c.current_dir(root().join("tests/node"))
+        .args(["audit_ui.mjs", base, user, session]);
+    if let Some(s) = shot {
+        c.arg(s);
+    }
+    let out = c.output().expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "browser run failed ({e}): {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn auditors_read_sessions_in_the_web_viewer_in_real_chromium() {
+    let gw = Gateway::start(GatewayOptions {
+        extra: format!(
+            "[audit.viewer]\nissuer = \"{}\"\nclient_id = \"portcullis-audit\"\n",
+            idp().issuer
+        ),
+        ..Default::default()
+    });
+    postgres().psql_super(
+        "app",
+        "create table viewer_t (id int, note text); grant all on viewer_t to svc; insert into viewer_t values (1, 'first'), (2, 'second')",
+    );
+    let out = psql(
+        &gw,
+        &[
+            "select id, note from viewer_t order by id",
+            "delete from viewer_t",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("second"));
+    let all = records_until(&gw, "the viewer session's end", |r| {
+        r["kind"] == "session_end"
+    });
+    let sid = statement(&all, "select id, note from viewer_t")["session_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let base = format!("http://127.0.0.1:{}", gw.admin_port);
+    let shot = std::env::var_os("PORTCULLIS_AUDIT_SCREENSHOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| gw.dir.join("viewer.png"));
+    let page = viewer(&base, "audrey", &sid, Some(&shot));
+    assert_eq!(page["status"], 200, "{page}");
+    assert!(
+        page["list"].as_str().unwrap_or("").contains(ALICE),
+        "{page}"
+    );
+    let statements = page["statements"].to_string();
+    assert!(
+        statements.contains("select id, note from viewer_t"),
+        "{page}"
+    );
+    assert!(statements.contains("delete from viewer_t"), "{page}");
+    assert!(page["badges"].to_string().contains("deny"), "{page}");
+    let results = page["results"].to_string();
+    assert!(
+        results.contains("first") && results.contains("second"),
+        "{page}"
+    );
+    assert!(page["exported_lines"].as_u64().unwrap_or(0) >= 4, "{page}");
+    assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000));
+    // Someone outside the auditor group is turned away.
+    let page = viewer(&base, "bob", &sid, None);
+    assert_eq!(page["status"], 403, "{page}");
 }

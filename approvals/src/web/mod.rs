@@ -17,6 +17,7 @@ use base64::Engine;
 use portcullis::approvals::protocol::State as ReqState;
 use portcullis::config::IssuerConfig;
 use portcullis::http::escape_html as esc;
+use portcullis::http::random_token;
 use portcullis::identity::rp::{Rp, RpError};
 use portcullis::identity::Verifier;
 
@@ -126,24 +127,8 @@ impl Web {
     }
 }
 
-fn random_token() -> String {
-    use ring::rand::SecureRandom;
-    let mut b = [0u8; 32];
-    let _ = ring::rand::SystemRandom::new().fill(&mut b);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
 fn cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| {
-            c.trim()
-                .strip_prefix(&format!("{COOKIE}="))
-                .map(str::to_string)
-        })
+    portcullis::http::cookie_value(headers, COOKIE)
 }
 
 fn page(title: &str, user: &str, body: &str, script: &str) -> Html<String> {

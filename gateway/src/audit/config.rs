@@ -118,6 +118,45 @@ pub struct AuditConfig {
     /// Live sinks.
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
+    /// The web audit viewer on the admin listener. Default: none.
+    #[serde(default)]
+    pub viewer: Option<ViewerConfig>,
+}
+
+/// `[audit.viewer]`: auditors sign in with OIDC.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewerConfig {
+    /// Issuer URL (discovery at `/.well-known/openid-configuration`).
+    pub issuer: String,
+    /// OIDC client id registered for the viewer (redirect URI
+    /// `<public_url>/audit/callback`).
+    pub client_id: String,
+    /// Client secret, for confidential clients. Default: none (PKCE).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Claim holding groups. Default `groups`.
+    #[serde(default = "d_groups_claim")]
+    pub groups_claim: String,
+    /// Groups allowed in. Default `["auditor"]`.
+    #[serde(default = "d_auditor_groups")]
+    pub groups: Vec<String>,
+    /// Base URL auditors open. Default `http://` + `gateway.admin_listen`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// How long a sign-in lasts. Default 8h.
+    #[serde(default = "d_session_ttl", with = "crate::config::duration")]
+    pub session_ttl: Duration,
+}
+
+fn d_groups_claim() -> String {
+    "groups".into()
+}
+fn d_auditor_groups() -> Vec<String> {
+    vec!["auditor".into()]
+}
+fn d_session_ttl() -> Duration {
+    Duration::from_secs(8 * 3600)
 }
 
 impl Default for AuditConfig {
@@ -140,6 +179,7 @@ impl Default for AuditConfig {
             decryption_key_files: Vec::new(),
             retention: None,
             sinks: Vec::new(),
+            viewer: None,
         })
     }
 }

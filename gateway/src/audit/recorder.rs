@@ -254,8 +254,9 @@ impl Recorder {
         self.described = Some(columns(body));
     }
 
-    /// A backend message attributed to `front`.
-    pub fn observe(&mut self, front: Front<'_>, msg: &BackendMessage<'_>) {
+    /// A backend message attributed to `front`, whose message went
+    /// upstream at `sent`.
+    pub fn observe(&mut self, front: Front<'_>, sent: Instant, msg: &BackendMessage<'_>) {
         let (stmt, params, simple) = match front {
             Front::Query(s) => (Some(s), None, true),
             Front::Execute(s, p) => (s, p, false),
@@ -284,7 +285,7 @@ impl Recorder {
             record.body.columns = names;
             self.open = Some(Open {
                 key,
-                started: Instant::now(),
+                started: sent,
                 record,
                 bytes: 0,
                 binary,

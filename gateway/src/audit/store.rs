@@ -17,6 +17,10 @@ const COLUMNS: &str = "instance, seq, id, at_us, kind, session_id, user_name, gr
     client_addr, application, connection, action, approval_id, command_tag, rows_affected, \
     duration_us, error_code, key_id, body, prev_hash, hash";
 
+/// Rows per INSERT statement (21 parameters each: within SQLite's and
+/// PostgreSQL's limits).
+pub const ROWS_PER_INSERT: usize = 200;
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -234,37 +238,47 @@ impl Store {
             .collect()
     }
 
-    /// Inserts a batch in one transaction (one commit for the group).
+    /// Inserts a batch in one transaction (one commit for the group), with
+    /// multi-row INSERTs of up to [`ROWS_PER_INSERT`] rows.
     pub async fn insert(&self, batch: &[Stored]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for s in batch {
-            sqlx::query(&format!(
-                "INSERT INTO audit_records ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-                 $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
-            ))
-            .bind(&s.instance)
-            .bind(s.seq)
-            .bind(&s.id)
-            .bind(s.at_us)
-            .bind(&s.kind)
-            .bind(&s.session_id)
-            .bind(&s.user)
-            .bind(&s.groups_json)
-            .bind(&s.client_addr)
-            .bind(&s.application)
-            .bind(&s.connection)
-            .bind(&s.action)
-            .bind(&s.approval_id)
-            .bind(&s.command_tag)
-            .bind(s.rows_affected)
-            .bind(s.duration_us)
-            .bind(&s.error_code)
-            .bind(&s.key_id)
-            .bind(&s.body)
-            .bind(&s.prev_hash)
-            .bind(&s.hash)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in batch.chunks(ROWS_PER_INSERT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let ps: Vec<String> = (1..=21).map(|c| format!("${}", i * 21 + c)).collect();
+                    format!("({})", ps.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO audit_records ({COLUMNS}) VALUES {}",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for s in chunk {
+                q = q
+                    .bind(&s.instance)
+                    .bind(s.seq)
+                    .bind(&s.id)
+                    .bind(s.at_us)
+                    .bind(&s.kind)
+                    .bind(&s.session_id)
+                    .bind(&s.user)
+                    .bind(&s.groups_json)
+                    .bind(&s.client_addr)
+                    .bind(&s.application)
+                    .bind(&s.connection)
+                    .bind(&s.action)
+                    .bind(&s.approval_id)
+                    .bind(&s.command_tag)
+                    .bind(s.rows_affected)
+                    .bind(s.duration_us)
+                    .bind(&s.error_code)
+                    .bind(&s.key_id)
+                    .bind(&s.body)
+                    .bind(&s.prev_hash)
+                    .bind(&s.hash);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -252,7 +252,10 @@ impl Writer {
                     tokio::time::sleep(self.cfg.flush_interval).await;
                 }
             }
-            while pending.len() < self.cfg.batch_size {
+            // What waits joins this group (committed in batches of
+            // batch_size), so the writer keeps up with any rate the store
+            // can take.
+            while pending.len() < self.cfg.batch_size.saturating_mul(64) {
                 match rx.try_recv() {
                     Ok(m) => self.take(m, &mut pending, &mut flushes),
                     Err(mpsc::error::TryRecvError::Empty) => break,

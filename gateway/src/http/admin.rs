@@ -23,15 +23,22 @@ pub struct AdminState {
     pub accepting: Arc<AtomicBool>,
     /// Audit writer counters, when recording is on.
     pub audit: Option<Arc<crate::audit::writer::AuditStats>>,
+    /// The audit viewer, when configured.
+    pub viewer: Option<Arc<super::viewer::Viewer>>,
 }
 
 /// The admin router.
 pub fn app(state: AdminState) -> Router {
-    Router::new()
+    let viewer = state.viewer.clone();
+    let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state);
+    match viewer {
+        Some(v) => app.merge(super::viewer::routes(v)),
+        None => app,
+    }
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {

@@ -1,7 +1,29 @@
 //! HTTP surfaces of the gateway: the admin listener (`/healthz`,
-//! `/readyz`, `/metrics`), and helpers shared with the approvals UI.
+//! `/readyz`, `/metrics`, and the audit viewer), and helpers shared with
+//! the approvals UI.
 
 pub mod admin;
+pub mod viewer;
+
+/// A random URL-safe token (256 bits): session ids, login states.
+pub fn random_token() -> String {
+    use base64::Engine as _;
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 32];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// The value of cookie `name` in the request's Cookie headers.
+pub fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(&prefix).map(str::to_string))
+}
 
 /// HTML-escapes text for server-rendered pages.
 pub fn escape_html(s: &str) -> String {

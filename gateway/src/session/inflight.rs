@@ -76,6 +76,8 @@ pub struct Entry {
     pub expect: Expect,
     /// Effect settled by this entry's ReadyForQuery.
     pub effect: Effect,
+    /// When its message went upstream (the record's duration starts here).
+    pub sent: std::time::Instant,
 }
 
 /// The queue, with the effects still unsettled.
@@ -103,7 +105,11 @@ impl InFlight {
             self.open = self.open.then(effect);
             Effect::default()
         };
-        self.queue.push_back(Entry { expect, effect });
+        self.queue.push_back(Entry {
+            expect,
+            effect,
+            sent: std::time::Instant::now(),
+        });
     }
 
     /// The entry responses are attributed to.

@@ -551,15 +551,19 @@ impl Pipeline {
         };
         self.record.result(stmt, &msg);
         if let Some(rec) = self.record.recorder.as_mut() {
+            let sent = self
+                .inflight
+                .front()
+                .map_or_else(std::time::Instant::now, |e| e.sent);
             match front {
                 Some(Expect::Describe) => {
                     if let BackendMessage::RowDescription(body) = msg {
                         rec.described(body);
                     }
                 }
-                Some(Expect::Query(s)) => rec.observe(Front::Query(s), &msg),
+                Some(Expect::Query(s)) => rec.observe(Front::Query(s), sent, &msg),
                 Some(Expect::Execute(s, p)) => {
-                    rec.observe(Front::Execute(s.as_deref(), p.as_deref()), &msg)
+                    rec.observe(Front::Execute(s.as_deref(), p.as_deref()), sent, &msg)
                 }
                 _ => {}
             }
