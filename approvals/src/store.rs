@@ -125,15 +125,8 @@ impl Store {
             .max_connections(if sqlite { 1 } else { 8 })
             .connect(&url)
             .await?;
-        for stmt in schema.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            let stmt: String = stmt
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            if !stmt.trim().is_empty() {
-                sqlx::query(&stmt).execute(&pool).await?;
-            }
+        for stmt in portcullis::audit::store::schema_statements(schema) {
+            sqlx::query(&stmt).execute(&pool).await?;
         }
         Ok(Self {
             pool,

@@ -18,6 +18,7 @@ pub mod logwriter;
 pub mod metrics;
 pub mod pg;
 pub mod policy;
+pub mod secrets;
 pub mod server;
 pub mod session;
 pub mod sql;

@@ -252,19 +252,10 @@ pub fn decide_in_browser(
     screenshot: Option<&std::path::Path>,
     env: &[(&str, &str)],
 ) -> serde_json::Value {
-    let mut c = Command::new("node");
-    c.current_dir(crate::root().join("tests/node"))
-        .args(["approve_ui.mjs", link, user, action, comment])
-        .envs(env.iter().copied());
-    if let Some(s) = screenshot {
-        c.arg(s);
+    let mut args = vec![link, user, action, comment];
+    let shot = screenshot.map(|s| s.display().to_string());
+    if let Some(s) = &shot {
+        args.push(s);
     }
-    let out = c.output().expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "browser run failed ({e}): {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    crate::node_json("approve_ui.mjs", &args, env)
 }

@@ -168,3 +168,37 @@ impl Drop for Guarded {
         self.stop();
     }
 }
+
+/// Runs `node tests/node/SCRIPT ARGS` (with `env`) and parses the JSON it
+/// prints; panics with its output when it fails.
+pub fn node_json(script: &str, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    let out = Command::new("node")
+        .current_dir(root().join("tests/node"))
+        .arg(script)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{script} failed ({e}): {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// `portcullis audit ARGS export` as parsed JSON lines (ARGS name the
+/// config or the store).
+pub fn audit_export(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = Command::new(portcullis_bin())
+        .arg("audit")
+        .args(args)
+        .arg("export")
+        .output()
+        .expect("portcullis audit export");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}

@@ -170,15 +170,9 @@ fn approved_statement_runs_and_its_result_reaches_the_waiting_client() {
         "the audit record of the approved run",
         Duration::from_secs(20),
         || {
-            let out = Command::new(portcullis_e2e::portcullis_bin())
-                .args(["audit", "--config"])
-                .arg(e.gateway.dir.join("portcullis.toml"))
-                .args(["export"])
-                .output()
-                .expect("audit export");
-            record = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            let config = e.gateway.dir.join("portcullis.toml").display().to_string();
+            record = portcullis_e2e::audit_export(&["--config", &config])
+                .into_iter()
                 .find(|r| r["approval_id"] == id.as_str())
                 .unwrap_or_default();
             !record.is_null()

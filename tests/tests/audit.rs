@@ -577,6 +577,15 @@ fn sealed_bodies_rotation_retention_sinks_and_metrics() {
         "{all:#?}"
     );
     assert!(audit_cli(&gw, &["verify"]).status.success());
+    // The key may come from the environment instead.
+    let out = Command::new(portcullis_bin())
+        .env("PORTCULLIS_AUDIT_KEY", base64_32(1))
+        .args(["audit", "--config"])
+        .arg(&cfg)
+        .arg("export")
+        .output()
+        .expect("export");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sealed-text-one"));
     std::fs::write(&cfg, text).expect("restore");
     drop(gw);
 
@@ -707,20 +716,12 @@ fn viewer(
     session: &str,
     shot: Option<&std::path::Path>,
 ) -> serde_json::Value {
-    let mut c = Command::new("node");
-    c.current_dir(root().join("tests/node"))
-        .args(["audit_ui.mjs", base, user, session]);
-    if let Some(s) = shot {
-        c.arg(s);
+    let shot = shot.map(|s| s.display().to_string());
+    let mut args = vec![base, user, session];
+    if let Some(s) = &shot {
+        args.push(s);
     }
-    let out = c.output().expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "browser run failed ({e}): {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    portcullis_e2e::node_json("audit_ui.mjs", &args, &[])
 }
 
 #[test]

@@ -192,22 +192,11 @@ fn dev_drop_table_waits_for_a_dba_who_approves_in_the_browser() {
         "the audit record of the drop",
         Duration::from_secs(20),
         || {
-            let out = Command::new(portcullis_bin())
-                .args([
-                    "audit",
-                    "--config",
-                    "/nonexistent.toml",
-                    "--store",
-                    &store,
-                    "export",
-                ])
-                .output()
-                .expect("audit export");
-            record = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .find(|r| r["command_tag"] == "DROP TABLE")
-                .unwrap_or_default();
+            record =
+                portcullis_e2e::audit_export(&["--config", "/nonexistent.toml", "--store", &store])
+                    .into_iter()
+                    .find(|r| r["command_tag"] == "DROP TABLE")
+                    .unwrap_or_default();
             !record.is_null()
         },
     );
@@ -268,17 +257,8 @@ fn dev_drop_table_waits_for_a_dba_who_approves_in_the_browser() {
         }
     };
     std::thread::spawn(move || lines.for_each(drop));
-    let out = Command::new("node")
-        .current_dir(portcullis_e2e::root().join("tests/node"))
-        .args(["login_ui.mjs", &url, "bob"])
-        .output()
-        .expect("node");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("\"done\":true"),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let page = portcullis_e2e::node_json("login_ui.mjs", &[&url, "bob"], &[]);
+    assert_eq!(page["done"], true, "{page}");
     assert!(login.wait().expect("login").success());
     let out = Command::new(portcullis_bin())
         .env("PORTCULLIS_HOME", &home)

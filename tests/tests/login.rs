@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use portcullis_e2e::{gateway, idp, portcullis_bin, root, temp_dir};
+use portcullis_e2e::{gateway, idp, portcullis_bin, temp_dir};
 
 fn cli(home: &Path) -> Command {
     let mut c = Command::new(portcullis_bin());
@@ -52,19 +52,7 @@ fn start_login(
 }
 
 fn browser(args: &[&str]) -> serde_json::Value {
-    let out = Command::new("node")
-        .current_dir(root().join("tests/node"))
-        .arg("login_ui.mjs")
-        .args(args)
-        .output()
-        .expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "browser run failed ({e}): {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    portcullis_e2e::node_json("login_ui.mjs", args, &[])
 }
 
 fn token(home: &Path, args: &[&str]) -> String {

@@ -15,7 +15,6 @@ use axum::routing::get;
 use axum::Router;
 use base64::Engine;
 use portcullis::approvals::protocol::State as ReqState;
-use portcullis::config::IssuerConfig;
 use portcullis::http::escape_html as esc;
 use portcullis::http::random_token;
 use portcullis::identity::rp::{Rp, RpError};
@@ -59,17 +58,7 @@ pub struct Web {
 impl Web {
     /// The UI for `cfg`, with links and callbacks under `public_url`.
     pub fn new(cfg: WebConfig, public_url: &str) -> Self {
-        let id_tokens = Verifier::new(&[IssuerConfig {
-            issuer: cfg.issuer.clone(),
-            audience: cfg.client_id.clone(),
-            groups_claim: cfg.groups_claim.clone(),
-            algorithms: portcullis::config::DEFAULT_ALGORITHMS
-                .iter()
-                .map(|a| a.to_string())
-                .collect(),
-            leeway: Duration::from_secs(30),
-            jwks_uri: None,
-        }]);
+        let id_tokens = Verifier::for_id_tokens(&cfg.issuer, &cfg.client_id, &cfg.groups_claim);
         Self {
             cfg,
             id_tokens,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// Default `audit.flush_interval`.
 pub const DEFAULT_FLUSH_INTERVAL: &str = "20ms";
 /// Default `audit.batch_size`.
-pub const DEFAULT_BATCH_SIZE: usize = 512;
+pub const DEFAULT_BATCH_SIZE: usize = 20_000;
 /// Default `audit.buffer_limit`.
 pub const DEFAULT_BUFFER_LIMIT: usize = 100_000;
 /// Default `audit.max_rows`.

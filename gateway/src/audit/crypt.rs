@@ -51,11 +51,19 @@ impl Key {
     /// Reads a key file: base64 of 32 random bytes (`openssl rand -base64
     /// 32`).
     pub fn from_file(path: &Path) -> Result<Self, CryptError> {
-        let err = |why: &str| CryptError::KeyFile {
+        let text = std::fs::read_to_string(path).map_err(|e| CryptError::KeyFile {
             path: path.display().to_string(),
+            why: e.kind().to_string(),
+        })?;
+        Self::from_base64(&text, &path.display().to_string())
+    }
+
+    /// A key from base64 text; `source` names where it came from in errors.
+    pub fn from_base64(text: &str, source: &str) -> Result<Self, CryptError> {
+        let err = |why: &str| CryptError::KeyFile {
+            path: source.to_string(),
             why: why.to_string(),
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(&e.kind().to_string()))?;
         let raw = base64::engine::general_purpose::STANDARD
             .decode(text.trim())
             .map_err(|_| err("not base64"))?;

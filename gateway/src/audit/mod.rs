@@ -49,10 +49,17 @@ pub async fn start(url: &str, cfg: &config::AuditConfig) -> Result<Option<Audito
     Ok(Some(auditor))
 }
 
-/// The keys to read records with: the current key and the older ones.
+/// Environment variable holding the current encryption key (base64 of 32
+/// bytes); it takes precedence over `audit.encryption_key_file`.
+pub const KEY_ENV: &str = "PORTCULLIS_AUDIT_KEY";
+
+/// The keys to seal and read records with: the current key (from
+/// [`KEY_ENV`] or `encryption_key_file`) and the older ones.
 pub fn read_keys(cfg: &config::AuditConfig) -> Result<crypt::Keys, AuditError> {
     let mut keys = crypt::Keys::default();
-    if let Some(f) = &cfg.encryption_key_file {
+    if let Ok(v) = std::env::var(KEY_ENV) {
+        keys.current = Some(crypt::Key::from_base64(&v, KEY_ENV)?);
+    } else if let Some(f) = &cfg.encryption_key_file {
         keys.current = Some(crypt::Key::from_file(f)?);
     }
     for f in &cfg.decryption_key_files {

@@ -19,7 +19,7 @@ const COLUMNS: &str = "instance, seq, id, at_us, kind, session_id, user_name, gr
 
 /// Rows per INSERT statement (21 parameters each: within SQLite's and
 /// PostgreSQL's limits).
-pub const ROWS_PER_INSERT: usize = 200;
+pub const ROWS_PER_INSERT: usize = 16;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -179,15 +179,8 @@ impl Store {
                 sqlx::query(pragma).execute(&pool).await?;
             }
         }
-        for stmt in schema.split(';') {
-            let stmt: String = stmt
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            if !stmt.trim().is_empty() {
-                sqlx::query(&stmt).execute(&pool).await?;
-            }
+        for stmt in schema_statements(schema) {
+            sqlx::query(&stmt).execute(&pool).await?;
         }
         Ok(Self { pool })
     }
@@ -396,6 +389,21 @@ impl Store {
             .await?;
         Ok(r.try_get::<Option<i64>, _>("s")?)
     }
+}
+
+/// The statements of a schema file (split at `;`, `--` comment lines
+/// dropped), as both stores apply them at open.
+pub fn schema_statements(schema: &str) -> Vec<String> {
+    schema
+        .split(';')
+        .map(|stmt| {
+            stmt.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|s| !s.trim().is_empty())
+        .collect()
 }
 
 fn async_stream_rows<'a>(

@@ -140,25 +140,10 @@ pub fn signing_key(path: &std::path::Path) -> Result<Ed25519KeyPair, StartError>
         path: path.display().to_string(),
         why,
     };
-    let seed = match std::fs::read_to_string(path) {
-        Ok(s) => s.trim().to_string(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let seed = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            use std::io::Write as _;
-            opts.open(path)
-                .and_then(|mut f| f.write_all(seed.as_bytes()))
-                .map_err(|e| err(e.to_string()))?;
-            seed
-        }
-        Err(e) => return Err(err(e.to_string())),
-    };
+    let seed = crate::secrets::read_or_create(path, || {
+        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+    })
+    .map_err(|e| err(e.to_string()))?;
     crate::approvals::protocol::key_from_seed(&seed)
         .ok_or_else(|| err("not a base64 32-byte Ed25519 seed".into()))
 }
@@ -171,10 +156,13 @@ pub async fn start(cfg: &AuditConfig, store: Store) -> Result<Auditor, StartErro
     if on_record != public {
         tracing::warn!(instance = %cfg.instance, "the audit store holds another public key for this instance; `portcullis audit verify` will report checkpoints signed with this key as foreign");
     }
-    let mut keys = Keys::default();
-    if let Some(f) = &cfg.encryption_key_file {
-        keys.current = Some(super::crypt::Key::from_file(f)?);
-    }
+    let keys = super::read_keys(cfg).map_err(|e| match e {
+        super::AuditError::Crypt(c) => StartError::Crypt(c),
+        other => StartError::Key {
+            path: "audit keys".into(),
+            why: other.to_string(),
+        },
+    })?;
     let head = store.head(&cfg.instance).await?;
     let (tx, rx) = mpsc::unbounded_channel();
     let stats = Arc::new(AuditStats::default());
@@ -243,6 +231,10 @@ impl Writer {
                     },
                     _ = tick.tick() => {
                         self.maybe_checkpoint(false).await;
+                        // Retention runs while idle too.
+                        if let Some(ret) = self.cfg.retention {
+                            self.prune(ret).await;
+                        }
                         continue;
                     }
                 }
@@ -255,7 +247,7 @@ impl Writer {
             // What waits joins this group (committed in batches of
             // batch_size), so the writer keeps up with any rate the store
             // can take.
-            while pending.len() < self.cfg.batch_size.saturating_mul(64) {
+            while pending.len() < self.cfg.batch_size {
                 match rx.try_recv() {
                     Ok(m) => self.take(m, &mut pending, &mut flushes),
                     Err(mpsc::error::TryRecvError::Empty) => break,
@@ -336,8 +328,10 @@ impl Writer {
     /// Commits `pending` in batches; false when the store failed (all of
     /// it stays pending).
     async fn commit(&mut self, pending: &mut Vec<(Stored, Waiter)>) -> bool {
+        // One transaction (one fsync) for the whole group: the commit rate,
+        // not the row rate, is what a disk limits.
         while !pending.is_empty() {
-            let n = pending.len().min(self.cfg.batch_size.max(1));
+            let n = pending.len();
             let rows: Vec<Stored> = pending[..n].iter().map(|(s, _)| s.clone()).collect();
             let started = Instant::now();
             match self.store.insert(&rows).await {

@@ -47,24 +47,9 @@ fn io(path: &Path, e: std::io::Error) -> DevError {
     DevError::Io(format!("{}: {e}", path.display()))
 }
 
-/// Writes a secret file (mode 0600) unless it exists; returns its content.
+/// Reads or creates a secret file of the dev state (mode 0600).
 fn secret_file(path: &Path, make: impl FnOnce() -> String) -> Result<String, DevError> {
-    if let Ok(s) = std::fs::read_to_string(path) {
-        return Ok(s.trim().to_string());
-    }
-    let value = make();
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    use std::io::Write as _;
-    opts.open(path)
-        .and_then(|mut f| f.write_all(value.as_bytes()))
-        .map_err(|e| io(path, e))?;
-    Ok(value)
+    crate::secrets::read_or_create(path, make).map_err(|e| io(path, e))
 }
 
 fn random_b64() -> String {

@@ -22,8 +22,8 @@ use super::{cookie_value, escape_html as esc, random_token};
 use crate::audit::config::ViewerConfig;
 use crate::audit::crypt::Keys;
 use crate::audit::export::{body, rfc3339, to_json};
+use crate::audit::record::Stored;
 use crate::audit::store::{Filter, Store};
-use crate::config::IssuerConfig;
 use crate::identity::rp::{Pending, Rp};
 use crate::identity::Verifier;
 
@@ -59,17 +59,7 @@ pub struct Viewer {
 impl Viewer {
     /// A viewer reading `store` with `keys`, its links under `public_url`.
     pub fn new(cfg: ViewerConfig, public_url: String, store: Store, keys: Keys) -> Self {
-        let id_tokens = Verifier::new(&[IssuerConfig {
-            issuer: cfg.issuer.clone(),
-            audience: cfg.client_id.clone(),
-            groups_claim: cfg.groups_claim.clone(),
-            algorithms: crate::config::DEFAULT_ALGORITHMS
-                .iter()
-                .map(|a| a.to_string())
-                .collect(),
-            leeway: Duration::from_secs(30),
-            jwks_uri: None,
-        }]);
+        let id_tokens = Verifier::for_id_tokens(&cfg.issuer, &cfg.client_id, &cfg.groups_claim);
         Self {
             cfg,
             public_url: public_url.trim_end_matches('/').to_string(),
@@ -313,6 +303,31 @@ async fn sessions(
     page("Sessions", &user, &body).into_response()
 }
 
+/// The records of session `id`, in chain order; an error page when the
+/// store cannot be read.
+async fn session_records(v: &Viewer, id: &str) -> Result<Vec<Stored>, Response> {
+    let f = Filter {
+        session: Some(id.to_string()),
+        ..Default::default()
+    };
+    let mut stream = v.store.stream(&f);
+    let mut recs = Vec::new();
+    while let Some(r) = stream.next().await {
+        match r {
+            Ok(r) => recs.push(r),
+            Err(e) => {
+                tracing::error!(error = %e, "audit viewer: store read failed");
+                return Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the audit store cannot be read",
+                )
+                    .into_response());
+            }
+        }
+    }
+    Ok(recs)
+}
+
 fn result_table(columns: &[String], rows: &[Vec<Option<String>>]) -> String {
     if columns.is_empty() {
         return String::new();
@@ -349,25 +364,10 @@ async fn session(
     let Some(user) = v.who(&headers) else {
         return to_login(&format!("/audit/sessions/{id}"));
     };
-    let f = Filter {
-        session: Some(id.clone()),
-        ..Default::default()
+    let mut recs = match session_records(&v, &id).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
-    let mut stream = v.store.stream(&f);
-    let mut recs = Vec::new();
-    while let Some(r) = stream.next().await {
-        match r {
-            Ok(r) => recs.push(r),
-            Err(e) => {
-                tracing::error!(error = %e, "audit viewer: store read failed");
-                return (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the audit store cannot be read",
-                )
-                    .into_response();
-            }
-        }
-    }
     if recs.is_empty() {
         return (StatusCode::NOT_FOUND, "no such session").into_response();
     }
@@ -451,21 +451,13 @@ async fn export(
     if v.who(&headers).is_none() {
         return to_login(&format!("/audit/sessions/{id}"));
     }
-    let f = Filter {
-        session: Some(id.clone()),
-        ..Default::default()
+    let recs = match session_records(&v, &id).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
-    let mut stream = v.store.stream(&f);
     let mut out = String::new();
-    while let Some(r) = stream.next().await {
-        let Ok(r) = r else {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the audit store cannot be read",
-            )
-                .into_response();
-        };
-        out.push_str(&to_json(&r, &body(&r, &v.keys)).to_string());
+    for r in &recs {
+        out.push_str(&to_json(r, &body(r, &v.keys)).to_string());
         out.push('\n');
     }
     (

@@ -40,6 +40,22 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// A verifier of the ID tokens `issuer` issues to `client_id` (web
+    /// sign-ins), reading groups from `groups_claim`.
+    pub fn for_id_tokens(issuer: &str, client_id: &str, groups_claim: &str) -> Self {
+        Self::new(&[IssuerConfig {
+            issuer: issuer.to_string(),
+            audience: client_id.to_string(),
+            groups_claim: groups_claim.to_string(),
+            algorithms: crate::config::DEFAULT_ALGORITHMS
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            leeway: std::time::Duration::from_secs(30),
+            jwks_uri: None,
+        }])
+    }
+
     /// Builds a verifier; keys are fetched lazily on first use.
     pub fn new(issuers: &[IssuerConfig]) -> Self {
         let issuers = issuers
