@@ -285,7 +285,7 @@ async fn sessions(
         rows.push_str(&format!(
             "<tr><td><a href=\"/audit/sessions/{id}\">{short}</a></td><td>{at}</td><td>{user}</td><td>{client}</td><td>{conn}</td><td>{n}</td><td>{d}</td></tr>",
             id = esc(&s.session_id),
-            short = esc(&s.session_id[..8.min(s.session_id.len())]),
+            short = esc(&s.session_id.chars().take(8).collect::<String>()),
             at = esc(&rfc3339(s.first_us)),
             user = esc(&s.user),
             client = esc(&s.client_addr),
@@ -376,7 +376,7 @@ async fn session(
     let mut html = format!(
         "<h1>Session {}</h1><p class=\"actions\"><a href=\"/audit/sessions/{}/export\">Export (JSON lines)</a></p>\
          <div class=\"card\"><dl class=\"facts\"><dt>User</dt><dd>{}</dd><dt>Client</dt><dd>{} ({})</dd><dt>Connection</dt><dd>{}</dd><dt>Started</dt><dd>{}</dd></dl></div>",
-        esc(&id[..8.min(id.len())]),
+        esc(&id.chars().take(8).collect::<String>()),
         esc(&id),
         esc(&first.user),
         esc(&first.client_addr),
