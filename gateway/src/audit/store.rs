@@ -19,7 +19,7 @@ const COLUMNS: &str = "instance, seq, id, at_us, kind, session_id, user_name, gr
 
 /// Rows per INSERT statement (21 parameters each: within SQLite's and
 /// PostgreSQL's limits).
-pub const ROWS_PER_INSERT: usize = 16;
+pub const ROWS_PER_INSERT: usize = 100;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +129,10 @@ pub struct SessionSummary {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite: anonymous `?` placeholders in bulk inserts (SQLite looks a
+    /// numbered parameter's name up linearly, so `$n` costs grow with the
+    /// square of the parameters in a statement).
+    sqlite: bool,
 }
 
 fn stored(r: &AnyRow) -> Result<Stored, sqlx::Error> {
@@ -182,7 +186,7 @@ impl Store {
         for stmt in schema_statements(schema) {
             sqlx::query(&stmt).execute(&pool).await?;
         }
-        Ok(Self { pool })
+        Ok(Self { pool, sqlite })
     }
 
     /// The last record of `instance`: (seq, hash).
@@ -238,7 +242,15 @@ impl Store {
         for chunk in batch.chunks(ROWS_PER_INSERT) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| {
-                    let ps: Vec<String> = (1..=21).map(|c| format!("${}", i * 21 + c)).collect();
+                    let ps: Vec<String> = (1..=21)
+                        .map(|c| {
+                            if self.sqlite {
+                                "?".to_string()
+                            } else {
+                                format!("${}", i * 21 + c)
+                            }
+                        })
+                        .collect();
                     format!("({})", ps.join(", "))
                 })
                 .collect();
