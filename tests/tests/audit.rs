@@ -193,6 +193,22 @@ fn check_sessions_and_statements(gw: &Gateway, tag: &str) {
         1,
         "only the CSV header"
     );
+    for (flag, value, field) in [
+        ("--user", ALICE, "user"),
+        ("--connection", "app", "connection"),
+    ] {
+        let out = audit_cli(gw, &["export", flag, value]);
+        let got: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        assert!(
+            !got.is_empty() && got.iter().all(|r| r[field] == value),
+            "{flag}"
+        );
+    }
+    let out = audit_cli(gw, &["export", "--until", "2000-01-01T00:00:00Z"]);
+    assert!(out.stdout.is_empty(), "nothing before 2000");
     let out = audit_cli(gw, &["export", "--since", "yesterday"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--since yesterday"));
 
@@ -215,6 +231,18 @@ fn check_sessions_and_statements(gw: &Gateway, tag: &str) {
         "{transcript}"
     );
     assert!(transcript.contains("-- session ended"), "{transcript}");
+    let out = audit_cli(
+        gw,
+        &[
+            "replay",
+            prepared["session_id"].as_str().unwrap_or_default(),
+        ],
+    );
+    let transcript = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        transcript.contains("-- parameters: $1='\\x0007', $2='s7'"),
+        "{transcript}"
+    );
 }
 
 fn caps() -> String {
@@ -537,10 +565,14 @@ fn sealed_bodies_rotation_retention_sinks_and_metrics() {
         !metrics.contains("portcullis_audit_records_written_total 0\n"),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("portcullis_audit_queue_depth"),
-        "{metrics}"
-    );
+    for name in [
+        "portcullis_audit_queue_depth",
+        "portcullis_audit_commits_total",
+        "portcullis_audit_commit_seconds_sum",
+        "portcullis_audit_store_failing 0",
+    ] {
+        assert!(metrics.contains(name), "{name}: {metrics}");
+    }
 
     // Rotate: the new key seals, the old one still opens older records.
     let cfg = gw.dir.join("portcullis.toml");

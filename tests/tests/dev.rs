@@ -134,10 +134,11 @@ fn url_on(screen: &str, part: &str) -> Option<String> {
 #[test]
 fn dev_drop_table_waits_for_a_dba_who_approves_in_the_browser() {
     let dir = temp_dir("dev-approve");
-    let (line, _dev, _) = start_dev(&dir, &[]);
+    let approvals_listen = format!("127.0.0.1:{}", free_port());
+    let (line, _dev, _) = start_dev(&dir, &["--approvals-listen", &approvals_listen]);
     let log = std::fs::read_to_string(dir.join("dev.log")).unwrap_or_default();
     assert!(
-        log.contains("Approvals: http://127.0.0.1:"),
+        log.contains(&format!("Approvals: http://{approvals_listen}/requests")),
         "portcullis dev starts the approvals service: {log}"
     );
     let term = Terminal::start(&format!("{line} -X"));

@@ -26,7 +26,9 @@ fn start_login(
 ) -> (Child, String, Vec<String>) {
     let mut child = cli(home)
         .arg("login")
-        .args(["--issuer", &idp().issuer, "--client-id", "portcullis-cli"])
+        // Issuer and client id from the environment, as a team would set them.
+        .env("PORTCULLIS_ISSUER", &idp().issuer)
+        .env("PORTCULLIS_CLIENT_ID", "portcullis-cli")
         .args(["--scope", "openid email offline_access db"])
         .args(args)
         .stdout(Stdio::null())
@@ -87,14 +89,24 @@ fn browser_login_then_token_refreshes_and_psql_connects() {
     let gw = gateway();
     let home = temp_dir("login-home");
     let gateway_addr = format!("127.0.0.1:{}", gw.port);
-    let (child, url, _) = start_login(&home, &["--no-browser", "--gateway", &gateway_addr], |l| {
+    let redirect_port = portcullis_e2e::free_port().to_string();
+    let args = [
+        "--no-browser",
+        "--gateway",
+        &gateway_addr,
+        "--redirect-port",
+        &redirect_port,
+    ];
+    let (child, url, _) = start_login(&home, &args, |l| {
         let t = l.trim();
         t.starts_with("http").then(|| t.to_string())
     });
     assert!(url.contains("code_challenge_method=S256"), "PKCE: {url}");
     assert!(
-        url.contains("redirect_uri=http%3A%2F%2F127.0.0.1%3A"),
-        "loopback: {url}"
+        url.contains(&format!(
+            "redirect_uri=http%3A%2F%2F127.0.0.1%3A{redirect_port}%2Fcallback"
+        )),
+        "loopback on --redirect-port: {url}"
     );
     let page = browser(&[&url, "alice"]);
     assert_eq!(page["done"], true, "{page}");
