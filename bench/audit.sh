@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The cost of the audit record: pgbench -S with 8 clients (simple and
-# prepared) through three gateways in one run — recording off, `batched` and
-# `strict` (SQLite store, synchronous=FULL) — each cell 3 times, the gateways
-# interleaved and rotated between repetitions. Prints the median TPS and the
+# prepared) through four gateways in one run — recording off, `batched`,
+# `strict` (SQLite store, audit.sync = full: each commit fsynced) and
+# `strict` with audit.sync = normal (survives a gateway crash, not a machine
+# crash) — each cell 3 times, the gateways interleaved and rotated between
+# repetitions. Prints the median TPS and the
 # ratios to recording off, and appends them with date and machine to
 # BENCHMARKS.md.
 #
@@ -13,29 +15,32 @@ secs="${1:-15}"
 reps=3
 source bench/lib.sh
 
-targets=(off batched strict)
+targets=(off batched strict strictnormal)
 declare -A ports
 for t in "${targets[@]}"; do
   ports[$t]=$(free_port)
-  start_gateway "$t" "${ports[$t]}" --audit "$t"
+  case $t in
+    strictnormal) start_gateway "$t" "${ports[$t]}" --audit strict --audit-sync normal ;;
+    *) start_gateway "$t" "${ports[$t]}" --audit "$t" ;;
+  esac
 done
 tok() { local v="token_$1"; echo "${!v}"; }
 echo "bench: ${secs}s per run, $reps repetitions per cell, 8 clients"
 for rep in $(seq 1 "$reps"); do
   for mode in simple prepared; do
-    for i in 0 1 2; do
-      t=${targets[$(( (i + rep - 1) % 3 ))]}
+    for i in 0 1 2 3; do
+      t=${targets[$(( (i + rep - 1) % 4 ))]}
       run "$t" "${ports[$t]}" bench@example.com "$(tok "$t")" "$mode" 8 dev "$rep"
     done
   done
 done
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
-table="| mode | clients | recording off tps | batched tps | strict tps | batched/off | strict/off |
-|---|---|---|---|---|---|---|"
+table="| mode | clients | recording off tps | batched tps | strict tps | strict, sync normal tps | batched/off | strict/off | strict (sync normal)/off |
+|---|---|---|---|---|---|---|---|---|"
 for mode in simple prepared; do
-  o=$(median "${tps_runs[off,$mode,8]}"); b=$(median "${tps_runs[batched,$mode,8]}"); s=$(median "${tps_runs[strict,$mode,8]}")
+  o=$(median "${tps_runs[off,$mode,8]}"); b=$(median "${tps_runs[batched,$mode,8]}"); s=$(median "${tps_runs[strict,$mode,8]}"); n=$(median "${tps_runs[strictnormal,$mode,8]}")
   table+="
-| $mode | 8 | ${o%.*} | ${b%.*} | ${s%.*} | $(ratio "$b" "$o") | $(ratio "$s" "$o") |"
+| $mode | 8 | ${o%.*} | ${b%.*} | ${s%.*} | ${n%.*} | $(ratio "$b" "$o") | $(ratio "$s" "$o") | $(ratio "$n" "$o") |"
 done
 echo
 echo "$table"
@@ -45,6 +50,6 @@ echo "$table"
   echo
   echo "$table"
   echo
-  echo "\`bash bench/audit.sh\`: pgbench -S, scale 10, 8 clients, through three release-build gateways in one run (shipped policy, decision logging on): audit recording off, \`batched\` (flush every 20 ms) and \`strict\` (ReadyForQuery waits for the commit; group commit across sessions), SQLite store with synchronous=FULL on the same disk."
+  echo "\`bash bench/audit.sh\`: pgbench -S, scale 10, 8 clients, through four release-build gateways in one run (shipped policy, decision logging on): audit recording off, \`batched\` (flush every 20 ms), \`strict\` (ReadyForQuery waits for the commit; group commit across sessions) with \`audit.sync = full\` (each commit fsynced) and \`strict\` with \`audit.sync = normal\` (commits reach the OS, not the disk); SQLite store on the same disk."
 } >> BENCHMARKS.md
 echo "bench: results appended to BENCHMARKS.md"

@@ -78,6 +78,10 @@ enum Cmd {
         /// audit.db in the state directory).
         #[arg(long, default_value = "batched", value_parser = ["batched", "strict", "off"])]
         audit: String,
+        /// `audit.sync`: `full` (each audit commit is fsynced) or `normal`
+        /// (survives a crash of the gateway, not of the machine).
+        #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
+        audit_sync: String,
     },
     /// Sign in at your identity provider (browser with PKCE, or --device)
     /// and keep the tokens for `portcullis token` and `portcullis psql`.
@@ -234,6 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             approvals_listen,
             no_approvals,
             audit,
+            audit_sync,
         } => {
             let _log = init_tracing(false);
             let opts = dev::DevOptions {
@@ -245,6 +250,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 groups,
                 approvals_listen: (!no_approvals).then_some(approvals_listen),
                 audit,
+                audit_sync: match audit_sync.as_str() {
+                    "normal" => portcullis::audit::config::Sync::Normal,
+                    _ => portcullis::audit::config::Sync::Full,
+                },
             };
             runtime_with(env_workers())?.block_on(run_dev(opts, issuer_listen))?;
             Ok(ExitCode::SUCCESS)

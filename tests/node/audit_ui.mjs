@@ -1,6 +1,7 @@
 // An auditor in real Chromium (playwright-core, Debian /usr/bin/chromium):
 // opens the gateway's audit viewer, signs in at the OIDC provider, opens
-// the session SESSION_ID from the list, and reports what the timeline
+// the session SESSION_ID from the list (after trying the filter form),
+// and reports what the timeline
 // shows; optionally saves a screenshot.
 //
 // usage: node audit_ui.mjs ADMIN_URL USER SESSION_ID [SCREENSHOT.png]
@@ -31,6 +32,15 @@ try {
   }
   await page.waitForSelector('table');
   const list = await page.textContent('table');
+  // The filter form: another user's sessions hide this one; its own
+  // user (AUDIT_FILTER_USER) shows it again.
+  const link = `a[href="/audit/sessions/${session}"]`;
+  const filtered = {};
+  for (const [name, value] of [['other', 'nobody@example.com'], ['own', process.env.AUDIT_FILTER_USER || '']]) {
+    await page.fill('form.filters input[name=user]', value);
+    await Promise.all([page.waitForNavigation(), page.click('form.filters button[type=submit]')]);
+    filtered[name] = { url: page.url(), links: await page.locator(link).count() };
+  }
   await page.click(`a[href="/audit/sessions/${session}"]`);
   await page.waitForSelector('.stmt');
   const statements = await page.$$eval('.stmt pre.sql', (els) => els.map((e) => e.textContent));
@@ -41,7 +51,7 @@ try {
   if (shot) {
     await page.screenshot({ path: shot, fullPage: true });
   }
-  console.log(JSON.stringify({ status, list, statements, badges, results, exported_lines: exported.trim().split('\n').length }));
+  console.log(JSON.stringify({ status, list, filtered, statements, badges, results, exported_lines: exported.trim().split('\n').length }));
 } finally {
   await browser.close();
 }

@@ -275,7 +275,9 @@ fn postgres_store(db: &str) -> String {
 fn sessions_in_postgres_record_the_same_and_verify_names_tampering() {
     let url = postgres_store("audit_pg");
     let gw = Gateway::start(GatewayOptions {
-        extra: format!("[store]\nurl = \"{url}\"\n\n{}", caps()),
+        // sync = "normal": the writer's PostgreSQL transactions run with
+        // synchronous_commit off (the records must still all arrive).
+        extra: format!("[store]\nurl = \"{url}\"\n\n{}sync = \"normal\"\n", caps()),
         ..Default::default()
     });
     check_sessions_and_statements(&gw, "pg");
@@ -357,20 +359,36 @@ fn sessions_in_postgres_record_the_same_and_verify_names_tampering() {
 
 #[test]
 fn strict_durability_loses_no_acknowledged_statement_on_kill_9() {
+    strict_kill_9("durability = \"strict\"\n", "strict_log");
+}
+
+#[test]
+fn strict_with_sync_normal_loses_no_acknowledged_statement_on_kill_9() {
+    strict_kill_9(
+        "durability = \"strict\"\nsync = \"normal\"\n",
+        "strict_normal_log",
+    );
+}
+
+/// A client inserts one row per statement through a strict gateway
+/// (`audit` settings), counting what the gateway acknowledged; the
+/// gateway is killed with SIGKILL; every acknowledged INSERT has its
+/// record.
+fn strict_kill_9(audit: &str, table: &str) {
     let gw = Gateway::start(GatewayOptions {
-        extra: "[audit]\ndurability = \"strict\"\n".into(),
+        extra: format!("[audit]\n{audit}"),
         ..Default::default()
     });
     postgres().psql_super(
         "app",
-        "create table strict_log (n int); grant all on strict_log to svc",
+        &format!("create table {table} (n int); grant all on {table} to svc"),
     );
     // A client inserting one row per statement, printing each one the
     // gateway acknowledged.
     let script = format!(
         "import psycopg, os, sys\n\
          c = psycopg.connect(host='127.0.0.1', port={port}, dbname='app', user='{ALICE}', password=os.environ['TOKEN'], sslmode='disable', autocommit=True)\n\
-         for i in range(100000):\n    c.execute('insert into strict_log values (%s)', (i,))\n    print(i, flush=True)\n",
+         for i in range(100000):\n    c.execute('insert into {table} values (%s)', (i,))\n    print(i, flush=True)\n",
         port = gw.port
     );
     let mut child = Command::new("python3")
@@ -753,7 +771,7 @@ fn viewer(
     if let Some(s) = &shot {
         args.push(s);
     }
-    portcullis_e2e::node_json("audit_ui.mjs", &args, &[])
+    portcullis_e2e::node_json("audit_ui.mjs", &args, &[("AUDIT_FILTER_USER", ALICE)])
 }
 
 #[test]
@@ -794,6 +812,16 @@ fn auditors_read_sessions_in_the_web_viewer_in_real_chromium() {
         page["list"].as_str().unwrap_or("").contains(ALICE),
         "{page}"
     );
+    // The filter form narrows the list by user.
+    assert_eq!(page["filtered"]["other"]["links"], 0, "{page}");
+    assert!(
+        page["filtered"]["other"]["url"]
+            .as_str()
+            .unwrap_or("")
+            .contains("user=nobody%40example.com"),
+        "{page}"
+    );
+    assert_eq!(page["filtered"]["own"]["links"], 1, "{page}");
     let statements = page["statements"].to_string();
     assert!(
         statements.contains("select id, note from viewer_t"),

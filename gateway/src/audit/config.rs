@@ -37,6 +37,21 @@ pub enum Durability {
     Strict,
 }
 
+/// What "committed" means to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Sync {
+    /// A commit is on disk (fsync) before it counts: it survives a power
+    /// loss. SQLite `synchronous = FULL`; PostgreSQL as configured.
+    #[default]
+    Full,
+    /// A commit is handed to the operating system (SQLite WAL, no fsync)
+    /// or to the PostgreSQL server (`synchronous_commit = off`) before it
+    /// counts: it survives a crash or kill -9 of the gateway, not a crash
+    /// of the machine (the last commits before it may be lost).
+    Normal,
+}
+
 /// A live sink for SIEMs.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +84,11 @@ pub struct AuditConfig {
     /// `batched` (default) or `strict`.
     #[serde(default)]
     pub durability: Durability,
+    /// `full` (default: each commit is fsynced) or `normal` (each commit
+    /// reaches the OS or the PostgreSQL server; survives a gateway crash,
+    /// not a machine crash). See [`Sync`].
+    #[serde(default)]
+    pub sync: Sync,
     /// How often batched records are written. Default
     /// [`DEFAULT_FLUSH_INTERVAL`].
     #[serde(default = "d_flush", with = "crate::config::duration")]
@@ -166,6 +186,7 @@ impl Default for AuditConfig {
             enabled: true,
             instance: d_instance(),
             durability: Durability::Batched,
+            sync: Sync::Full,
             flush_interval: d_flush(),
             batch_size: DEFAULT_BATCH_SIZE,
             buffer_limit: DEFAULT_BUFFER_LIMIT,

@@ -16,6 +16,26 @@ pub const KIND_SESSION_END: &str = "session_end";
 /// The hash before the first record of an instance.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// Who and where: the same for every record of a session (shared by its
+/// records, not copied into each).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionInfo {
+    /// Session id.
+    pub session_id: String,
+    /// User.
+    pub user: String,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Client address.
+    pub client_addr: String,
+    /// application_name.
+    pub application: String,
+    /// Connection.
+    pub connection: String,
+    /// Token issuer.
+    pub issuer: String,
+}
+
 /// A record as the session hands it over.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Record {
@@ -25,20 +45,12 @@ pub struct Record {
     pub at_us: i64,
     /// [`KIND_SESSION_START`], [`KIND_STATEMENT`] or [`KIND_SESSION_END`].
     pub kind: &'static str,
-    /// Session id.
-    pub session_id: String,
-    /// Who (email, else preferred_username, else sub).
-    pub user: String,
-    /// Their groups.
-    pub groups: Vec<String>,
-    /// Client address.
-    pub client_addr: String,
-    /// The client's application_name.
-    pub application: String,
-    /// Connection name.
-    pub connection: String,
+    /// The session's who and where.
+    pub session: std::sync::Arc<SessionInfo>,
+    /// The session's groups as a JSON array (computed once per session).
+    pub groups_json: std::sync::Arc<str>,
     /// `allow`, `deny`, `approve` (statements), empty otherwise.
-    pub action: String,
+    pub action: &'static str,
     /// Approval request id, when approvers let it run.
     pub approval_id: String,
     /// Command tag(s) (`SELECT 3`; several for a multi-statement Query).
@@ -143,43 +155,46 @@ pub struct Stored {
 }
 
 impl Stored {
-    /// The canonical encoding the hash covers: a JSON array of every
-    /// column but the two hashes, in a fixed order.
-    pub fn canonical(&self) -> Vec<u8> {
-        serde_json::to_vec(&(
-            (
-                &self.instance,
-                self.seq,
-                &self.id,
-                self.at_us,
-                &self.kind,
-                &self.session_id,
-                &self.user,
-                &self.groups_json,
-                &self.client_addr,
-                &self.application,
-            ),
-            (
-                &self.connection,
-                &self.action,
-                &self.approval_id,
-                &self.command_tag,
-                self.rows_affected,
-                self.duration_us,
-                &self.error_code,
-                &self.key_id,
-                &self.body,
-            ),
-        ))
-        .unwrap_or_default()
+    /// Feeds the canonical encoding the hash covers into `h`: every
+    /// column but the two hashes, in a fixed order, each text as its
+    /// length (8 bytes, big-endian) and bytes, each integer as 8 bytes
+    /// big-endian — unambiguous without building an intermediate buffer.
+    fn canonical(&self, h: &mut Sha256) {
+        fn text(h: &mut Sha256, s: &str) {
+            h.update((s.len() as u64).to_be_bytes());
+            h.update(s.as_bytes());
+        }
+        fn int(h: &mut Sha256, i: i64) {
+            h.update(i.to_be_bytes());
+        }
+        text(h, &self.instance);
+        int(h, self.seq);
+        text(h, &self.id);
+        int(h, self.at_us);
+        text(h, &self.kind);
+        text(h, &self.session_id);
+        text(h, &self.user);
+        text(h, &self.groups_json);
+        text(h, &self.client_addr);
+        text(h, &self.application);
+        text(h, &self.connection);
+        text(h, &self.action);
+        text(h, &self.approval_id);
+        text(h, &self.command_tag);
+        int(h, self.rows_affected);
+        int(h, self.duration_us);
+        text(h, &self.error_code);
+        text(h, &self.key_id);
+        text(h, &self.body);
     }
 
     /// The hash this record should carry after `prev_hash`.
     pub fn expected_hash(&self) -> String {
         let mut h = Sha256::new();
+        h.update(b"portcullis-audit-v1\n");
         h.update(self.prev_hash.as_bytes());
         h.update(b"\n");
-        h.update(self.canonical());
+        self.canonical(&mut h);
         hex::encode(h.finalize())
     }
 }
@@ -221,6 +236,11 @@ mod tests {
         let mut other = base.clone();
         other.prev_hash = "1".repeat(64);
         assert_ne!(other.expected_hash(), h);
+        // Bytes moved from one column to the next change the hash.
+        let (mut a, mut b) = (base.clone(), base.clone());
+        (a.user, a.groups_json) = ("ab".into(), "c".into());
+        (b.user, b.groups_json) = ("a".into(), "bc".into());
+        assert_ne!(a.expected_hash(), b.expected_hash());
         let mut other = base;
         other.hash = "x".into();
         assert_eq!(

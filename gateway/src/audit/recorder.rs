@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use super::record::SessionInfo;
 use super::record::{
     new_id, now_us, Body, Record, KIND_SESSION_END, KIND_SESSION_START, KIND_STATEMENT,
 };
@@ -17,25 +18,6 @@ use super::writer::{Ack, Auditor, Caps};
 use crate::pg::backend::BackendMessage;
 use crate::pg::ErrorFields;
 use crate::session::registry::Statement;
-
-/// Who and where: the same for every record of a session.
-#[derive(Debug, Clone, Default)]
-pub struct SessionInfo {
-    /// Session id.
-    pub session_id: String,
-    /// User.
-    pub user: String,
-    /// Groups.
-    pub groups: Vec<String>,
-    /// Client address.
-    pub client_addr: String,
-    /// application_name.
-    pub application: String,
-    /// Connection.
-    pub connection: String,
-    /// Token issuer.
-    pub issuer: String,
-}
 
 /// Which in-flight request a backend message belongs to.
 pub enum Front<'a> {
@@ -58,6 +40,7 @@ struct Open {
 pub struct Recorder {
     auditor: Auditor,
     info: Arc<SessionInfo>,
+    groups_json: Arc<str>,
     open: Option<Open>,
     /// Approvals of admitted approved statements, oldest first: (request
     /// id, approvers).
@@ -145,9 +128,13 @@ fn tag_rows(tag: &str) -> i64 {
 impl Recorder {
     /// A recorder for one session.
     pub fn new(auditor: Auditor, info: SessionInfo) -> Self {
+        let groups_json = serde_json::to_string(&info.groups)
+            .unwrap_or_else(|_| "[]".into())
+            .into();
         Self {
             auditor,
             info: Arc::new(info),
+            groups_json,
             open: None,
             approvals: VecDeque::new(),
             acks: Vec::new(),
@@ -160,17 +147,12 @@ impl Recorder {
     }
 
     fn base(&self, kind: &'static str) -> Record {
-        let i = &self.info;
         Record {
             id: new_id(),
             at_us: now_us(),
             kind,
-            session_id: i.session_id.clone(),
-            user: i.user.clone(),
-            groups: i.groups.clone(),
-            client_addr: i.client_addr.clone(),
-            application: i.application.clone(),
-            connection: i.connection.clone(),
+            session: self.info.clone(),
+            groups_json: self.groups_json.clone(),
             ..Default::default()
         }
     }
@@ -216,7 +198,7 @@ impl Recorder {
     fn statement_record(&mut self, stmt: &Statement) -> Record {
         let mut r = self.base(KIND_STATEMENT);
         let v = &stmt.verdict;
-        r.action = v.decision.action.as_str().to_string();
+        r.action = v.decision.action.as_str();
         r.body = Body {
             statement: stmt.text.to_string(),
             reasons: v.decision.reasons.clone(),
@@ -239,7 +221,7 @@ impl Recorder {
             Some(s) => self.statement_record(s),
             None => {
                 let mut r = self.base(KIND_STATEMENT);
-                r.action = "deny".into();
+                r.action = "deny";
                 r.body.statement = text.to_string();
                 r
             }

@@ -51,7 +51,7 @@ impl Sinks {
     }
 
     /// Hands a committed batch to every sink.
-    pub fn send(&self, rows: &[Stored]) {
+    pub fn send(&self, rows: &[&Stored]) {
         if self.txs.is_empty() {
             return;
         }

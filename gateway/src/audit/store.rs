@@ -6,8 +6,13 @@
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{AnyPool, Row};
+use std::str::FromStr;
 
+use super::config::Sync;
 use super::record::Stored;
 
 const SQLITE_SCHEMA: &str = include_str!("../../../migrations/sqlite/0001_audit.sql");
@@ -128,11 +133,13 @@ pub struct SessionSummary {
 /// The store.
 #[derive(Clone)]
 pub struct Store {
+    /// Reads, checkpoints and pruning (both backends).
     pool: AnyPool,
-    /// SQLite: anonymous `?` placeholders in bulk inserts (SQLite looks a
-    /// numbered parameter's name up linearly, so `$n` costs grow with the
-    /// square of the parameters in a statement).
-    sqlite: bool,
+    /// SQLite: the writer's inserts, through sqlx's native driver.
+    sqlite: Option<SqlitePool>,
+    /// `audit.sync = "normal"`: PostgreSQL commits without waiting for
+    /// the server's WAL flush.
+    relaxed: bool,
 }
 
 fn stored(r: &AnyRow) -> Result<Stored, sqlx::Error> {
@@ -161,9 +168,77 @@ fn stored(r: &AnyRow) -> Result<Stored, sqlx::Error> {
     })
 }
 
+/// Binds the 21 columns of a record, in [`COLUMNS`] order.
+macro_rules! bind_row {
+    ($q:expr, $s:expr) => {
+        $q.bind(&$s.instance)
+            .bind($s.seq)
+            .bind(&$s.id)
+            .bind($s.at_us)
+            .bind(&$s.kind)
+            .bind(&$s.session_id)
+            .bind(&$s.user)
+            .bind(&$s.groups_json)
+            .bind(&$s.client_addr)
+            .bind(&$s.application)
+            .bind(&$s.connection)
+            .bind(&$s.action)
+            .bind(&$s.approval_id)
+            .bind(&$s.command_tag)
+            .bind($s.rows_affected)
+            .bind($s.duration_us)
+            .bind(&$s.error_code)
+            .bind(&$s.key_id)
+            .bind(&$s.body)
+            .bind(&$s.prev_hash)
+            .bind(&$s.hash)
+    };
+}
+
+/// Runs one multi-row INSERT of `chunk` on `executor`.
+macro_rules! insert_chunk {
+    ($db:ty, $executor:expr, $chunk:expr, $anonymous:expr) => {{
+        let sql = insert_sql($chunk.len(), $anonymous);
+        let mut q = sqlx::query::<$db>(&sql);
+        for s in $chunk {
+            q = bind_row!(q, s);
+        }
+        q.execute($executor).await?;
+    }};
+}
+
+/// `INSERT ... VALUES (...), ...` for `rows` rows: anonymous `?`
+/// placeholders for SQLite (it looks a numbered parameter's name up
+/// linearly, so `$n` costs grow with the square of the parameters in a
+/// statement), `$n` for PostgreSQL.
+fn insert_sql(rows: usize, anonymous: bool) -> String {
+    let mut sql = format!("INSERT INTO audit_records ({COLUMNS}) VALUES ");
+    for i in 0..rows {
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        for c in 1..=21 {
+            if c > 1 {
+                sql.push_str(", ");
+            }
+            if anonymous {
+                sql.push('?');
+            } else {
+                sql.push_str(&format!("${}", i * 21 + c));
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 impl Store {
-    /// Opens the store (creating a SQLite file) and applies the schema.
+    /// Opens the store (creating a SQLite file) and applies the schema;
+    /// commits are fsynced (`audit.sync = "full"`).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, Sync::Full).await
+    }
+
+    /// Opens the store for the writer, committing as `sync` says.
+    pub async fn open_with(url: &str, sync: Sync) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (url, schema, sqlite) = if let Some(file) = url.strip_prefix("sqlite://") {
             (format!("sqlite://{file}?mode=rwc"), SQLITE_SCHEMA, true)
@@ -186,7 +261,28 @@ impl Store {
         for stmt in schema_statements(schema) {
             sqlx::query(&stmt).execute(&pool).await?;
         }
-        Ok(Self { pool, sqlite })
+        let sqlite = match sqlite {
+            true => {
+                let opts = SqliteConnectOptions::from_str(&url)?
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(match sync {
+                        Sync::Full => SqliteSynchronous::Full,
+                        Sync::Normal => SqliteSynchronous::Normal,
+                    });
+                Some(
+                    SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .connect_with(opts)
+                        .await?,
+                )
+            }
+            false => None,
+        };
+        Ok(Self {
+            pool,
+            sqlite,
+            relaxed: sync == Sync::Normal,
+        })
     }
 
     /// The last record of `instance`: (seq, hash).
@@ -235,55 +331,32 @@ impl Store {
             .collect()
     }
 
-    /// Inserts a batch in one transaction (one commit for the group), with
-    /// multi-row INSERTs of up to [`ROWS_PER_INSERT`] rows.
-    pub async fn insert(&self, batch: &[Stored]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for chunk in batch.chunks(ROWS_PER_INSERT) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let ps: Vec<String> = (1..=21)
-                        .map(|c| {
-                            if self.sqlite {
-                                "?".to_string()
-                            } else {
-                                format!("${}", i * 21 + c)
-                            }
-                        })
-                        .collect();
-                    format!("({})", ps.join(", "))
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO audit_records ({COLUMNS}) VALUES {}",
-                values.join(", ")
-            );
-            let mut q = sqlx::query(&sql);
-            for s in chunk {
-                q = q
-                    .bind(&s.instance)
-                    .bind(s.seq)
-                    .bind(&s.id)
-                    .bind(s.at_us)
-                    .bind(&s.kind)
-                    .bind(&s.session_id)
-                    .bind(&s.user)
-                    .bind(&s.groups_json)
-                    .bind(&s.client_addr)
-                    .bind(&s.application)
-                    .bind(&s.connection)
-                    .bind(&s.action)
-                    .bind(&s.approval_id)
-                    .bind(&s.command_tag)
-                    .bind(s.rows_affected)
-                    .bind(s.duration_us)
-                    .bind(&s.error_code)
-                    .bind(&s.key_id)
-                    .bind(&s.body)
-                    .bind(&s.prev_hash)
-                    .bind(&s.hash);
+    /// Inserts a batch atomically: one multi-row INSERT (a transaction of
+    /// its own) when it has at most [`ROWS_PER_INSERT`] rows, else one
+    /// transaction of such INSERTs — one commit for the group either way.
+    /// SQLite goes through sqlx's own SQLite driver, which binds the texts
+    /// without copying them.
+    pub async fn insert(&self, batch: &[&Stored]) -> Result<(), StoreError> {
+        if let Some(pool) = &self.sqlite {
+            if batch.len() <= ROWS_PER_INSERT {
+                insert_chunk!(sqlx::Sqlite, pool, batch, true);
+                return Ok(());
             }
-            q.execute(&mut *tx).await?;
+            let mut tx = pool.begin().await?;
+            for chunk in batch.chunks(ROWS_PER_INSERT) {
+                insert_chunk!(sqlx::Sqlite, &mut *tx, chunk, true);
+            }
+            tx.commit().await?;
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        if self.relaxed {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+        }
+        for chunk in batch.chunks(ROWS_PER_INSERT) {
+            insert_chunk!(sqlx::Any, &mut *tx, chunk, false);
         }
         tx.commit().await?;
         Ok(())

@@ -297,19 +297,20 @@ impl Writer {
             None => (String::new(), body),
         };
         self.seq += 1;
+        let i = &r.session;
         let mut s = Stored {
             instance: self.instance.clone(),
             seq: self.seq,
             id: r.id,
             at_us: r.at_us,
             kind: r.kind.to_string(),
-            session_id: r.session_id,
-            user: r.user,
-            groups_json: serde_json::to_string(&r.groups).unwrap_or_else(|_| "[]".into()),
-            client_addr: r.client_addr,
-            application: r.application,
-            connection: r.connection,
-            action: r.action,
+            session_id: i.session_id.clone(),
+            user: i.user.clone(),
+            groups_json: r.groups_json.to_string(),
+            client_addr: i.client_addr.clone(),
+            application: i.application.clone(),
+            connection: i.connection.clone(),
+            action: r.action.to_string(),
             approval_id: r.approval_id,
             command_tag: r.command_tag,
             rows_affected: r.rows_affected,
@@ -321,53 +322,57 @@ impl Writer {
             hash: String::new(),
         };
         s.hash = s.expected_hash();
-        self.hash = s.hash.clone();
+        self.hash.clone_from(&s.hash);
         s
     }
 
-    /// Commits `pending` in batches; false when the store failed (all of
-    /// it stays pending).
+    /// Commits `pending` as one transaction; false when the store failed
+    /// (all of it stays pending).
     async fn commit(&mut self, pending: &mut Vec<(Stored, Waiter)>) -> bool {
         // One transaction (one fsync) for the whole group: the commit rate,
         // not the row rate, is what a disk limits.
-        while !pending.is_empty() {
-            let n = pending.len();
-            let rows: Vec<Stored> = pending[..n].iter().map(|(s, _)| s.clone()).collect();
-            let started = Instant::now();
-            match self.store.insert(&rows).await {
-                Ok(()) => {
-                    let us = started.elapsed().as_micros() as u64;
-                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                    self.stats.commit_us.fetch_add(us, Ordering::Relaxed);
-                    self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
-                    self.stats.queued.fetch_sub(n, Ordering::Relaxed);
-                    if self.stats.failing.swap(false, Ordering::Relaxed) {
-                        tracing::info!("audit store writable again");
-                    }
-                    self.since_checkpoint += n as u64;
-                    self.sinks.send(&rows);
-                    for (_, w) in pending.drain(..n) {
-                        if let Some(w) = w {
-                            let _ = w.send(Ok(()));
-                        }
+        let n = pending.len();
+        let started = Instant::now();
+        let result = {
+            let rows: Vec<&Stored> = pending.iter().map(|(s, _)| s).collect();
+            let r = self.store.insert(&rows).await;
+            if r.is_ok() {
+                self.sinks.send(&rows);
+            }
+            r
+        };
+        match result {
+            Ok(()) => {
+                let us = started.elapsed().as_micros() as u64;
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats.commit_us.fetch_add(us, Ordering::Relaxed);
+                self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
+                self.stats.queued.fetch_sub(n, Ordering::Relaxed);
+                if self.stats.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("audit store writable again");
+                }
+                self.since_checkpoint += n as u64;
+                for (_, w) in pending.drain(..) {
+                    if let Some(w) = w {
+                        let _ = w.send(Ok(()));
                     }
                 }
-                Err(e) => {
-                    if !self.stats.failing.swap(true, Ordering::Relaxed) {
-                        tracing::error!(error = %e, pending = pending.len(), "audit store cannot be written; records kept in memory and retried");
-                    }
-                    // Strict submitters learn now; their records stay
-                    // queued and are written when the store recovers.
-                    for (_, w) in pending.iter_mut() {
-                        if let Some(w) = w.take() {
-                            let _ = w.send(Err(e.to_string()));
-                        }
-                    }
-                    return false;
+                true
+            }
+            Err(e) => {
+                if !self.stats.failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(error = %e, pending = pending.len(), "audit store cannot be written; records kept in memory and retried");
                 }
+                // Strict submitters learn now; their records stay queued
+                // and are written when the store recovers.
+                for (_, w) in pending.iter_mut() {
+                    if let Some(w) = w.take() {
+                        let _ = w.send(Err(e.to_string()));
+                    }
+                }
+                false
             }
         }
-        true
     }
 
     async fn maybe_checkpoint(&mut self, force: bool) {

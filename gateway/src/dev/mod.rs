@@ -241,6 +241,8 @@ pub struct DevOptions {
     pub approvals_listen: Option<String>,
     /// Audit record: `batched`, `strict` or `off`.
     pub audit: String,
+    /// `audit.sync`: `full` or `normal`.
+    pub audit_sync: crate::audit::config::Sync,
 }
 
 /// Environment variable the dev config reads the upstream password from.
@@ -295,6 +297,7 @@ pub fn prepare(
     if opts.audit == "strict" {
         cfg.audit.durability = crate::audit::config::Durability::Strict;
     }
+    cfg.audit.sync = opts.audit_sync;
     cfg.policy.reload_interval = std::time::Duration::from_secs(1);
     cfg.identity.issuers.push(IssuerConfig {
         issuer: issuer.issuer.clone(),
