@@ -147,9 +147,10 @@ impl Recorder {
     }
 
     fn base(&self, kind: &'static str) -> Record {
+        let at_us = now_us();
         Record {
-            id: new_id(),
-            at_us: now_us(),
+            id: new_id(at_us),
+            at_us,
             kind,
             session: self.info.clone(),
             groups_json: self.groups_json.clone(),

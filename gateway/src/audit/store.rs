@@ -168,30 +168,31 @@ fn stored(r: &AnyRow) -> Result<Stored, sqlx::Error> {
     })
 }
 
-/// Binds the 21 columns of a record, in [`COLUMNS`] order.
+/// Binds the 21 columns of a record, in [`COLUMNS`] order (texts as
+/// `&str`, which the SQLite driver binds without copying).
 macro_rules! bind_row {
     ($q:expr, $s:expr) => {
-        $q.bind(&$s.instance)
+        $q.bind($s.instance.as_str())
             .bind($s.seq)
-            .bind(&$s.id)
+            .bind($s.id.as_str())
             .bind($s.at_us)
-            .bind(&$s.kind)
-            .bind(&$s.session_id)
-            .bind(&$s.user)
-            .bind(&$s.groups_json)
-            .bind(&$s.client_addr)
-            .bind(&$s.application)
-            .bind(&$s.connection)
-            .bind(&$s.action)
-            .bind(&$s.approval_id)
-            .bind(&$s.command_tag)
+            .bind($s.kind.as_str())
+            .bind($s.session_id.as_str())
+            .bind($s.user.as_str())
+            .bind($s.groups_json.as_str())
+            .bind($s.client_addr.as_str())
+            .bind($s.application.as_str())
+            .bind($s.connection.as_str())
+            .bind($s.action.as_str())
+            .bind($s.approval_id.as_str())
+            .bind($s.command_tag.as_str())
             .bind($s.rows_affected)
             .bind($s.duration_us)
-            .bind(&$s.error_code)
-            .bind(&$s.key_id)
-            .bind(&$s.body)
-            .bind(&$s.prev_hash)
-            .bind(&$s.hash)
+            .bind($s.error_code.as_str())
+            .bind($s.key_id.as_str())
+            .bind($s.body.as_str())
+            .bind($s.prev_hash.as_str())
+            .bind($s.hash.as_str())
     };
 }
 
