@@ -257,8 +257,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 approvals_listen: (!no_approvals).then_some(approvals_listen),
                 audit,
                 audit_sync: match audit_sync.as_str() {
-                    "normal" => portcullis::audit::config::Sync::Normal,
-                    _ => portcullis::audit::config::Sync::Full,
+                    "normal" => portcullis::audit::config::SyncMode::Normal,
+                    _ => portcullis::audit::config::SyncMode::Full,
                 },
             };
             runtime_with(env_workers())?.block_on(run_dev(opts, issuer_listen))?;

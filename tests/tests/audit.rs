@@ -275,12 +275,27 @@ fn postgres_store(db: &str) -> String {
 fn sessions_in_postgres_record_the_same_and_verify_names_tampering() {
     let url = postgres_store("audit_pg");
     let gw = Gateway::start(GatewayOptions {
-        // sync = "normal": the writer's PostgreSQL transactions run with
+        // sync = "normal": the writer's PostgreSQL sessions run with
         // synchronous_commit off (the records must still all arrive).
         extra: format!("[store]\nurl = \"{url}\"\n\n{}sync = \"normal\"\n", caps()),
         ..Default::default()
     });
     check_sessions_and_statements(&gw, "pg");
+    // What `sync` sets on the writer's PostgreSQL sessions.
+    let settings = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            use portcullis::audit::{config::SyncMode, store::Store};
+            let mut out = Vec::new();
+            for mode in [SyncMode::Normal, SyncMode::Full] {
+                let s = Store::open_writer(&url, mode).await.expect("store");
+                out.push(s.commit_setting().await.expect("setting"));
+            }
+            out
+        });
+    assert_eq!(settings, ["off", "on"]);
     let pg = postgres();
     let sql = |s: &str| pg.psql_super("audit_pg", s);
     // Verify against a key held outside the store.
@@ -351,6 +366,28 @@ fn sessions_in_postgres_record_the_same_and_verify_names_tampering() {
         audit_cli(&gw, &["verify"]).status.success(),
         "restored again"
     );
+    // An instance's key row deleted: its records are still checked, and
+    // reported as having no key.
+    sql("DELETE FROM audit_instances WHERE instance = 'gateway'");
+    let out = audit_cli(&gw, &["verify"]);
+    assert!(!out.status.success(), "a deleted key row must be detected");
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.contains("gateway: BROKEN — records of an instance with no public key"),
+        "{out}"
+    );
+    sql(&format!(
+        "INSERT INTO audit_instances (instance, public_key, created_us) VALUES ('gateway', '{key}', 0)"
+    ));
+    // A key given for an instance the store does not hold.
+    let out = audit_cli(&gw, &["verify", "--public-key", &format!("ghost={key}")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("ghost: BROKEN — no records and no key"),
+        "{stdout}"
+    );
+    assert!(audit_cli(&gw, &["verify"]).status.success(), "key restored");
     // A checkpoint signed with another key.
     sql("UPDATE audit_checkpoints SET signature = 'AAAA' WHERE seq = (SELECT min(seq) FROM audit_checkpoints)");
     let out = broken("a forged checkpoint");
@@ -435,6 +472,13 @@ fn strict_kill_9(audit: &str, table: &str) {
         stored >= acked,
         "every statement the client saw complete has its record: {stored} stored, {acked} acknowledged ({})",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // What the killed gateway left verifies.
+    let out = audit_cli(&gw, &["verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }
 

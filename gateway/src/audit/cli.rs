@@ -140,7 +140,7 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> Result<u8, CliError> {
                     ),
                     Some(b) => {
                         ok = false;
-                        println!("{}: BROKEN at {b}", r.instance);
+                        println!("{}: BROKEN {b}", r.instance);
                     }
                 }
             }

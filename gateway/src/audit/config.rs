@@ -40,15 +40,18 @@ pub enum Durability {
 /// What "committed" means to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum Sync {
-    /// A commit is on disk (fsync) before it counts: it survives a power
-    /// loss. SQLite `synchronous = FULL`; PostgreSQL as configured.
+pub enum SyncMode {
+    /// SQLite: a commit is on disk (fsync, `synchronous = FULL`) before it
+    /// counts, so it survives a power loss. PostgreSQL: as the server's
+    /// `synchronous_commit` says (on by default: flushed to its WAL).
     #[default]
     Full,
-    /// A commit is handed to the operating system (SQLite WAL, no fsync)
-    /// or to the PostgreSQL server (`synchronous_commit = off`) before it
-    /// counts: it survives a crash or kill -9 of the gateway, not a crash
-    /// of the machine (the last commits before it may be lost).
+    /// SQLite: a commit is written to the operating system (WAL, no
+    /// fsync). PostgreSQL: the writer's sessions set `synchronous_commit
+    /// = off`. It survives a crash or kill -9 of the gateway, but not a
+    /// crash of the machine (or of the PostgreSQL server, or a failover to
+    /// a standby): the last commits before one may be lost, and their
+    /// sequence numbers are then reused by later records.
     Normal,
 }
 
@@ -84,11 +87,11 @@ pub struct AuditConfig {
     /// `batched` (default) or `strict`.
     #[serde(default)]
     pub durability: Durability,
-    /// `full` (default: each commit is fsynced) or `normal` (each commit
+    /// `full` (default: each commit is durable) or `normal` (each commit
     /// reaches the OS or the PostgreSQL server; survives a gateway crash,
-    /// not a machine crash). See [`Sync`].
+    /// not a machine crash). See [`SyncMode`].
     #[serde(default)]
-    pub sync: Sync,
+    pub sync: SyncMode,
     /// How often batched records are written. Default
     /// [`DEFAULT_FLUSH_INTERVAL`].
     #[serde(default = "d_flush", with = "crate::config::duration")]
@@ -186,7 +189,7 @@ impl Default for AuditConfig {
             enabled: true,
             instance: d_instance(),
             durability: Durability::Batched,
-            sync: Sync::Full,
+            sync: SyncMode::Full,
             flush_interval: d_flush(),
             batch_size: DEFAULT_BATCH_SIZE,
             buffer_limit: DEFAULT_BUFFER_LIMIT,

@@ -43,7 +43,7 @@ pub async fn start(url: &str, cfg: &config::AuditConfig) -> Result<Option<Audito
         tracing::warn!("audit recording is off (audit.enabled = false)");
         return Ok(None);
     }
-    let store = store::Store::open_with(url, cfg.sync).await?;
+    let store = store::Store::open_writer(url, cfg.sync).await?;
     let auditor = writer::start(cfg, store).await?;
     tracing::info!(instance = %cfg.instance, durability = ?cfg.durability, "audit recording on");
     Ok(Some(auditor))

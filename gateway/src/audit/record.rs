@@ -188,6 +188,49 @@ impl Stored {
         text(h, &self.body);
     }
 
+    /// Whether `hash` is this record's hash after `prev_hash`, in the
+    /// current encoding or in the first one (a JSON array of the same
+    /// columns), which stores written before 2026-11-26 hold: a chain may
+    /// hold both, and each is a SHA-256 over every column.
+    pub fn hash_matches(&self) -> bool {
+        self.hash == self.expected_hash() || self.hash == self.legacy_hash()
+    }
+
+    /// The first encoding's hash (see [`Stored::hash_matches`]).
+    fn legacy_hash(&self) -> String {
+        let canonical = serde_json::to_vec(&(
+            (
+                &self.instance,
+                self.seq,
+                &self.id,
+                self.at_us,
+                &self.kind,
+                &self.session_id,
+                &self.user,
+                &self.groups_json,
+                &self.client_addr,
+                &self.application,
+            ),
+            (
+                &self.connection,
+                &self.action,
+                &self.approval_id,
+                &self.command_tag,
+                self.rows_affected,
+                self.duration_us,
+                &self.error_code,
+                &self.key_id,
+                &self.body,
+            ),
+        ))
+        .unwrap_or_default();
+        let mut h = Sha256::new();
+        h.update(self.prev_hash.as_bytes());
+        h.update(b"\n");
+        h.update(canonical);
+        hex::encode(h.finalize())
+    }
+
     /// The hash this record should carry after `prev_hash`.
     pub fn expected_hash(&self) -> String {
         let mut h = Sha256::new();
@@ -253,6 +296,24 @@ mod tests {
             h,
             "the stored hash itself is not covered"
         );
+    }
+
+    #[test]
+    fn records_hashed_in_the_first_encoding_still_verify() {
+        let mut r = Stored {
+            instance: "gw".into(),
+            seq: 1,
+            body: "{}".into(),
+            prev_hash: GENESIS.into(),
+            ..Default::default()
+        };
+        r.hash = r.legacy_hash();
+        assert_ne!(r.hash, r.expected_hash());
+        assert!(r.hash_matches());
+        r.rows_affected = 2;
+        assert!(!r.hash_matches(), "an edit breaks it in either encoding");
+        r.hash = r.expected_hash();
+        assert!(r.hash_matches());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use sqlx::sqlite::{
 use sqlx::{AnyPool, Row};
 use std::str::FromStr;
 
-use super::config::Sync;
+use super::config::SyncMode;
 use super::record::Stored;
 
 const SQLITE_SCHEMA: &str = include_str!("../../../migrations/sqlite/0001_audit.sql");
@@ -33,8 +33,12 @@ pub enum StoreError {
     #[error("audit store: {0}")]
     Db(#[from] sqlx::Error),
     /// The URL is not one the store takes.
-    #[error("audit.store_url must start with sqlite:// or postgres://")]
+    #[error("store.url must start with sqlite:// or postgres://")]
     Url,
+    /// An in-memory SQLite database would lose the record at exit (and
+    /// each connection would see a different one).
+    #[error("store.url: an in-memory SQLite database cannot hold the audit record; give a file (sqlite:///path/audit.db)")]
+    Memory,
 }
 
 /// A signed checkpoint.
@@ -135,11 +139,11 @@ pub struct SessionSummary {
 pub struct Store {
     /// Reads, checkpoints and pruning (both backends).
     pool: AnyPool,
-    /// SQLite: the writer's inserts, through sqlx's native driver.
-    sqlite: Option<SqlitePool>,
-    /// `audit.sync = "normal"`: PostgreSQL commits without waiting for
-    /// the server's WAL flush.
-    relaxed: bool,
+    /// SQLite, opened by the writer: its inserts, through sqlx's native
+    /// driver.
+    writer: Option<SqlitePool>,
+    /// The store is SQLite.
+    sqlite: bool,
 }
 
 fn stored(r: &AnyRow) -> Result<Stored, sqlx::Error> {
@@ -232,43 +236,62 @@ fn insert_sql(rows: usize, anonymous: bool) -> String {
 }
 
 impl Store {
-    /// Opens the store (creating a SQLite file) and applies the schema;
-    /// commits are fsynced (`audit.sync = "full"`).
+    /// Opens the store for reading (the CLI, the viewer), creating a
+    /// SQLite file and applying the schema if needed.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        Self::open_with(url, Sync::Full).await
+        Self::connect(url, None).await
     }
 
     /// Opens the store for the writer, committing as `sync` says.
-    pub async fn open_with(url: &str, sync: Sync) -> Result<Self, StoreError> {
+    pub async fn open_writer(url: &str, sync: SyncMode) -> Result<Self, StoreError> {
+        Self::connect(url, Some(sync)).await
+    }
+
+    async fn connect(url: &str, writer: Option<SyncMode>) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (url, schema, sqlite) = if let Some(file) = url.strip_prefix("sqlite://") {
+            if file.starts_with(":memory:") || file.contains("mode=memory") {
+                return Err(StoreError::Memory);
+            }
             (format!("sqlite://{file}?mode=rwc"), SQLITE_SCHEMA, true)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (url.to_string(), POSTGRES_SCHEMA, false)
         } else {
             return Err(StoreError::Url);
         };
+        let relaxed = writer == Some(SyncMode::Normal);
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 1 } else { 4 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    // audit.sync = "normal" on PostgreSQL: the writer's
+                    // commits do not wait for the server's WAL flush.
+                    if relaxed && !sqlite {
+                        sqlx::query("SET synchronous_commit = off")
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await?;
         if sqlite {
-            // WAL: readers (export, the viewer) do not block the writer;
-            // FULL: a commit is on disk when it returns.
-            for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL"] {
-                sqlx::query(pragma).execute(&pool).await?;
-            }
+            // WAL: readers (export, the viewer) do not block the writer.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
         }
         for stmt in schema_statements(schema) {
             sqlx::query(&stmt).execute(&pool).await?;
         }
-        let sqlite = match sqlite {
-            true => {
+        let writer = match (sqlite, writer) {
+            (true, Some(sync)) => {
                 let opts = SqliteConnectOptions::from_str(&url)?
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(match sync {
-                        Sync::Full => SqliteSynchronous::Full,
-                        Sync::Normal => SqliteSynchronous::Normal,
+                        SyncMode::Full => SqliteSynchronous::Full,
+                        SyncMode::Normal => SqliteSynchronous::Normal,
                     });
                 Some(
                     SqlitePoolOptions::new()
@@ -277,13 +300,30 @@ impl Store {
                         .await?,
                 )
             }
-            false => None,
+            _ => None,
         };
         Ok(Self {
             pool,
+            writer,
             sqlite,
-            relaxed: sync == Sync::Normal,
         })
+    }
+
+    /// SQLite's `synchronous` setting on the writer's connection (0 off,
+    /// 1 normal, 2 full), None for a reader or PostgreSQL; PostgreSQL's
+    /// `synchronous_commit` on the pool's connections otherwise.
+    pub async fn commit_setting(&self) -> Result<String, StoreError> {
+        if let Some(w) = &self.writer {
+            let r = sqlx::query("PRAGMA synchronous").fetch_one(w).await?;
+            return Ok(r.try_get::<i64, _>(0)?.to_string());
+        }
+        if self.sqlite {
+            return Ok(String::new());
+        }
+        let r = sqlx::query("SELECT current_setting('synchronous_commit') AS s")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get("s")?)
     }
 
     /// The last record of `instance`: (seq, hash).
@@ -321,12 +361,16 @@ impl Store {
         Ok(public_key.to_string())
     }
 
-    /// Public keys on record, by instance.
+    /// Every instance with a public key on record or with records, and
+    /// its key (empty when none is on record).
     pub async fn instances(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let rows =
-            sqlx::query("SELECT instance, public_key FROM audit_instances ORDER BY instance")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT i.instance AS instance, COALESCE(k.public_key, '') AS public_key \
+             FROM (SELECT instance FROM audit_instances UNION SELECT DISTINCT instance FROM audit_records) i \
+             LEFT JOIN audit_instances k ON k.instance = i.instance ORDER BY i.instance",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("instance")?, r.try_get("public_key")?)))
             .collect()
@@ -335,10 +379,10 @@ impl Store {
     /// Inserts a batch atomically: one multi-row INSERT (a transaction of
     /// its own) when it has at most [`ROWS_PER_INSERT`] rows, else one
     /// transaction of such INSERTs — one commit for the group either way.
-    /// SQLite goes through sqlx's own SQLite driver, which binds the texts
-    /// without copying them.
+    /// The writer's SQLite inserts go through sqlx's own SQLite driver,
+    /// which binds the texts without copying them.
     pub async fn insert(&self, batch: &[&Stored]) -> Result<(), StoreError> {
-        if let Some(pool) = &self.sqlite {
+        if let Some(pool) = &self.writer {
             if batch.len() <= ROWS_PER_INSERT {
                 insert_chunk!(sqlx::Sqlite, pool, batch, true);
                 return Ok(());
@@ -350,14 +394,13 @@ impl Store {
             tx.commit().await?;
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
-        if self.relaxed {
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
-                .await?;
+        if batch.len() <= ROWS_PER_INSERT {
+            insert_chunk!(sqlx::Any, &self.pool, batch, self.sqlite);
+            return Ok(());
         }
+        let mut tx = self.pool.begin().await?;
         for chunk in batch.chunks(ROWS_PER_INSERT) {
-            insert_chunk!(sqlx::Any, &mut *tx, chunk, false);
+            insert_chunk!(sqlx::Any, &mut *tx, chunk, self.sqlite);
         }
         tx.commit().await?;
         Ok(())
@@ -527,4 +570,31 @@ fn tokio_stream_from<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::Receiver<T>,
 ) -> impl futures_util::Stream<Item = T> + Send {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_writer_commits_as_audit_sync_says_and_memory_is_refused() {
+        let dir = std::env::temp_dir().join(format!("pc-store-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("a.db").display());
+        let full = Store::open_writer(&url, SyncMode::Full).await.unwrap();
+        assert_eq!(full.commit_setting().await.unwrap(), "2");
+        let normal = Store::open_writer(&url, SyncMode::Normal).await.unwrap();
+        assert_eq!(normal.commit_setting().await.unwrap(), "1");
+        let reader = Store::open(&url).await.unwrap();
+        assert!(reader.writer.is_none(), "readers open no writer pool");
+        for url in ["sqlite://:memory:", "sqlite://file:x?mode=memory"] {
+            assert!(matches!(Store::open(url).await, Err(StoreError::Memory)));
+        }
+        assert!(matches!(
+            Store::open("mysql://x").await,
+            Err(StoreError::Url)
+        ));
+        drop((full, normal, reader));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

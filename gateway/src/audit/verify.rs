@@ -40,10 +40,11 @@ pub struct Broken {
 
 impl std::fmt::Display for Broken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.id.is_empty() {
-            write!(f, "record {}: {}", self.seq, self.what)
-        } else {
-            write!(f, "record {} ({}): {}", self.seq, self.id, self.what)
+        match (self.seq, self.id.is_empty()) {
+            // A whole instance, not one record.
+            (0, true) => write!(f, "— {}", self.what),
+            (_, true) => write!(f, "at record {}: {}", self.seq, self.what),
+            _ => write!(f, "at record {} ({}): {}", self.seq, self.id, self.what),
         }
     }
 }
@@ -63,30 +64,68 @@ fn check_signature(cp: &Checkpoint, public_b64: &str) -> bool {
         .is_ok()
 }
 
-/// Verifies every instance in the store. `trusted`: public keys given on
-/// the command line (instance → key); otherwise the keys on record are
-/// used (and the report says so).
+/// Verifies every instance in the store — each with a public key on
+/// record and each with records — and each instance in `trusted`.
+/// `trusted`: public keys given on the command line (instance → key);
+/// otherwise the keys on record are used (and the report says so).
 pub async fn verify(
     store: &Store,
     trusted: &HashMap<String, String>,
 ) -> Result<Vec<Report>, StoreError> {
     let mut out = Vec::new();
-    for (instance, stored_key) in store.instances().await? {
-        let key = trusted.get(&instance).cloned().unwrap_or(stored_key);
-        out.push(verify_instance(store, &instance, &key).await?);
+    let listed = store.instances().await?;
+    for (instance, stored_key) in &listed {
+        let key = trusted.get(instance).unwrap_or(stored_key);
+        if key.is_empty() {
+            // Records whose instance has no key on record: its row in
+            // audit_instances was deleted (or never written).
+            out.push(Report {
+                broken: Some(Broken {
+                    seq: 0,
+                    id: String::new(),
+                    what: "records of an instance with no public key on record (pass --public-key INSTANCE=KEY)".into(),
+                }),
+                ..Report::new(instance)
+            });
+            continue;
+        }
+        out.push(verify_instance(store, instance, key).await?);
+    }
+    // A key given for an instance the store no longer holds: its records
+    // and its key were removed.
+    let mut missing: Vec<&String> = trusted
+        .keys()
+        .filter(|i| !listed.iter().any(|(l, _)| l == *i))
+        .collect();
+    missing.sort();
+    for instance in missing {
+        out.push(Report {
+            broken: Some(Broken {
+                seq: 0,
+                id: String::new(),
+                what: "no records and no key of this instance in the store (deleted?)".into(),
+            }),
+            ..Report::new(instance)
+        });
     }
     Ok(out)
 }
 
+impl Report {
+    fn new(instance: &str) -> Self {
+        Self {
+            instance: instance.to_string(),
+            records: 0,
+            checkpoints: 0,
+            unsigned_tail: 0,
+            broken: None,
+        }
+    }
+}
+
 async fn verify_instance(store: &Store, instance: &str, key: &str) -> Result<Report, StoreError> {
     let cps = store.checkpoints(instance).await?;
-    let mut report = Report {
-        instance: instance.to_string(),
-        records: 0,
-        checkpoints: 0,
-        unsigned_tail: 0,
-        broken: None,
-    };
+    let mut report = Report::new(instance);
     let mut by_seq: HashMap<i64, &Checkpoint> = HashMap::new();
     for cp in &cps {
         if !check_signature(cp, key) {
@@ -156,8 +195,7 @@ async fn verify_instance(store: &Store, instance: &str, key: &str) -> Result<Rep
             }
         };
         let problem = problem.or_else(|| {
-            (r.expected_hash() != r.hash)
-                .then(|| fail(&r, "content does not match its hash (edited)"))
+            (!r.hash_matches()).then(|| fail(&r, "content does not match its hash (edited)"))
         });
         let problem = problem.or_else(|| {
             by_seq.get(&r.seq).and_then(|cp| {

@@ -306,7 +306,10 @@ impl Writer {
             kind: r.kind.to_string(),
             session_id: i.session_id.clone(),
             user: i.user.clone(),
-            groups_json: r.groups_json.to_string(),
+            groups_json: match &*r.groups_json {
+                "" => "[]".to_string(),
+                g => g.to_string(),
+            },
             client_addr: i.client_addr.clone(),
             application: i.application.clone(),
             connection: i.connection.clone(),
@@ -341,6 +344,16 @@ impl Writer {
             }
             r
         };
+        let result = match result {
+            Err(e) => match self.already_committed(pending).await {
+                true => {
+                    tracing::warn!(error = %e, records = n, "audit commit reported an error but the store holds the group (the answer was lost); counted as committed");
+                    Ok(())
+                }
+                false => Err(e),
+            },
+            ok => ok,
+        };
         match result {
             Ok(()) => {
                 let us = started.elapsed().as_micros() as u64;
@@ -372,6 +385,24 @@ impl Writer {
                 }
                 false
             }
+        }
+    }
+
+    /// After a failed commit: whether the store's head is the group's last
+    /// record (a commit whose answer was lost, e.g. the connection broke
+    /// after the server committed). A head inside or past the group with
+    /// another hash means another writer uses this instance's chain.
+    async fn already_committed(&self, pending: &[(Stored, Waiter)]) -> bool {
+        let (Some((first, _)), Some((last, _))) = (pending.first(), pending.last()) else {
+            return false;
+        };
+        match self.store.head(&self.instance).await {
+            Ok(Some((seq, hash))) if seq == last.seq && hash == last.hash => true,
+            Ok(Some((seq, _))) if seq >= first.seq => {
+                tracing::error!(instance = %self.instance, head = seq, "the audit store's chain for this instance moved on without this gateway: another gateway uses the same audit.instance; records are kept in memory and statements will be refused");
+                false
+            }
+            _ => false,
         }
     }
 
@@ -415,5 +446,65 @@ impl Writer {
             Ok(n) => tracing::info!(records = n, "audit records past retention pruned"),
             Err(e) => tracing::warn!(error = %e, "audit retention prune failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::config::SyncMode;
+    use crate::audit::record::{Record, KIND_STATEMENT};
+
+    fn writer(store: Store) -> Writer {
+        Writer {
+            store,
+            instance: "gw".into(),
+            key: Ed25519KeyPair::from_seed_unchecked(&[7u8; 32]).unwrap(),
+            keys: Keys::default(),
+            seq: 0,
+            hash: GENESIS.into(),
+            since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
+            cfg: AuditConfig::default(),
+            stats: Arc::new(AuditStats::default()),
+            sinks: Sinks::new(&[]),
+        }
+    }
+
+    fn group(w: &mut Writer, n: usize) -> Vec<(Stored, Waiter)> {
+        (0..n)
+            .map(|_| {
+                let r = Record {
+                    kind: KIND_STATEMENT,
+                    ..Default::default()
+                };
+                (w.chain(r), None)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_answer_was_lost_counts_and_a_fork_does_not() {
+        let dir = std::env::temp_dir().join(format!("pc-writer-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("a.db").display());
+        let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
+        let mut w = writer(store.clone());
+        let mut pending = group(&mut w, 3);
+        // The batch reached the store, but the writer never heard so.
+        let rows: Vec<&Stored> = pending.iter().map(|(s, _)| s).collect();
+        store.insert(&rows).await.unwrap();
+        assert!(w.commit(&mut pending).await, "the store holds the group");
+        assert!(pending.is_empty());
+        assert_eq!(w.stats.written.load(Ordering::Relaxed), 3);
+        assert!(!w.stats.failing.load(Ordering::Relaxed));
+        // A second writer on the same instance starts a chain from the
+        // beginning: its commit fails, and is not taken for committed.
+        let mut other = writer(store.clone());
+        let mut forked = group(&mut other, 1);
+        assert!(!other.commit(&mut forked).await);
+        assert_eq!(forked.len(), 1, "kept for a retry");
+        assert!(other.stats.failing.load(Ordering::Relaxed));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

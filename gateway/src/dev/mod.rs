@@ -242,7 +242,7 @@ pub struct DevOptions {
     /// Audit record: `batched`, `strict` or `off`.
     pub audit: String,
     /// `audit.sync`: `full` or `normal`.
-    pub audit_sync: crate::audit::config::Sync,
+    pub audit_sync: crate::audit::config::SyncMode,
 }
 
 /// Environment variable the dev config reads the upstream password from.
