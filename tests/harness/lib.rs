@@ -109,7 +109,10 @@ pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 
 /// Waits until a TCP port accepts connections.
 pub fn wait_port(port: u16, what: &str) {
-    wait_for(what, Duration::from_secs(30), || {
+    // A deadline, not a delay: it returns as soon as the port opens. Node
+    // processes (the OIDC provider) have taken over 30 s to start while
+    // the whole suite runs in parallel on 2 cores.
+    wait_for(what, Duration::from_secs(90), || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
 }
