@@ -212,6 +212,22 @@ macro_rules! insert_chunk {
     }};
 }
 
+/// Inserts `batch` on `pool` atomically: one INSERT when it fits in one,
+/// else one transaction of [`ROWS_PER_INSERT`]-row INSERTs.
+macro_rules! insert_batch {
+    ($db:ty, $pool:expr, $batch:expr, $anonymous:expr) => {{
+        if $batch.len() <= ROWS_PER_INSERT {
+            insert_chunk!($db, $pool, $batch, $anonymous);
+        } else {
+            let mut tx = $pool.begin().await?;
+            for chunk in $batch.chunks(ROWS_PER_INSERT) {
+                insert_chunk!($db, &mut *tx, chunk, $anonymous);
+            }
+            tx.commit().await?;
+        }
+    }};
+}
+
 /// `INSERT ... VALUES (...), ...` for `rows` rows: anonymous `?`
 /// placeholders for SQLite (it looks a numbered parameter's name up
 /// linearly, so `$n` costs grow with the square of the parameters in a
@@ -309,9 +325,10 @@ impl Store {
         })
     }
 
-    /// SQLite's `synchronous` setting on the writer's connection (0 off,
-    /// 1 normal, 2 full), None for a reader or PostgreSQL; PostgreSQL's
-    /// `synchronous_commit` on the pool's connections otherwise.
+    /// How this store's commits are made durable: SQLite's `synchronous`
+    /// on the writer's connection (`0` off, `1` normal, `2` full; empty for
+    /// a reader), or PostgreSQL's `synchronous_commit` on the pool's
+    /// connections.
     pub async fn commit_setting(&self) -> Result<String, StoreError> {
         if let Some(w) = &self.writer {
             let r = sqlx::query("PRAGMA synchronous").fetch_one(w).await?;
@@ -382,27 +399,10 @@ impl Store {
     /// The writer's SQLite inserts go through sqlx's own SQLite driver,
     /// which binds the texts without copying them.
     pub async fn insert(&self, batch: &[&Stored]) -> Result<(), StoreError> {
-        if let Some(pool) = &self.writer {
-            if batch.len() <= ROWS_PER_INSERT {
-                insert_chunk!(sqlx::Sqlite, pool, batch, true);
-                return Ok(());
-            }
-            let mut tx = pool.begin().await?;
-            for chunk in batch.chunks(ROWS_PER_INSERT) {
-                insert_chunk!(sqlx::Sqlite, &mut *tx, chunk, true);
-            }
-            tx.commit().await?;
-            return Ok(());
+        match &self.writer {
+            Some(pool) => insert_batch!(sqlx::Sqlite, pool, batch, true),
+            None => insert_batch!(sqlx::Any, &self.pool, batch, self.sqlite),
         }
-        if batch.len() <= ROWS_PER_INSERT {
-            insert_chunk!(sqlx::Any, &self.pool, batch, self.sqlite);
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await?;
-        for chunk in batch.chunks(ROWS_PER_INSERT) {
-            insert_chunk!(sqlx::Any, &mut *tx, chunk, self.sqlite);
-        }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -573,14 +573,20 @@ fn tokio_stream_from<T: Send + 'static>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn the_writer_commits_as_audit_sync_says_and_memory_is_refused() {
+    /// A new directory for a SQLite store, and the store's URL in it.
+    pub(crate) fn temp_sqlite() -> (std::path::PathBuf, String) {
         let dir = std::env::temp_dir().join(format!("pc-store-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}", dir.join("a.db").display());
+        (dir, url)
+    }
+
+    #[tokio::test]
+    async fn the_writer_commits_as_audit_sync_says_and_memory_is_refused() {
+        let (dir, url) = temp_sqlite();
         let full = Store::open_writer(&url, SyncMode::Full).await.unwrap();
         assert_eq!(full.commit_setting().await.unwrap(), "2");
         let normal = Store::open_writer(&url, SyncMode::Normal).await.unwrap();

@@ -306,10 +306,7 @@ impl Writer {
             kind: r.kind.to_string(),
             session_id: i.session_id.clone(),
             user: i.user.clone(),
-            groups_json: match &*r.groups_json {
-                "" => "[]".to_string(),
-                g => g.to_string(),
-            },
+            groups_json: r.groups_json.to_string(),
             client_addr: i.client_addr.clone(),
             application: i.application.clone(),
             connection: i.connection.clone(),
@@ -485,9 +482,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_commit_whose_answer_was_lost_counts_and_a_fork_does_not() {
-        let dir = std::env::temp_dir().join(format!("pc-writer-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}", dir.join("a.db").display());
+        let (dir, url) = crate::audit::store::tests::temp_sqlite();
         let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
         let mut w = writer(store.clone());
         let mut pending = group(&mut w, 3);

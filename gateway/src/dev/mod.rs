@@ -356,3 +356,37 @@ pub async fn seed(conn: &ConnectionConfig) -> Result<(), String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::config::{Durability, SyncMode};
+
+    #[test]
+    fn the_audit_flags_set_the_dev_gateways_audit_config() {
+        let dir = std::env::temp_dir().join(format!("pc-dev-audit-{}", uuid::Uuid::new_v4()));
+        let cases = [
+            ("batched", SyncMode::Full, true, Durability::Batched),
+            ("strict", SyncMode::Normal, true, Durability::Strict),
+            ("off", SyncMode::Full, false, Durability::Batched),
+        ];
+        for (audit, sync, enabled, durability) in cases {
+            let opts = DevOptions {
+                upstream: Some("postgres://u:pw@127.0.0.1:1/db".into()),
+                listen: "127.0.0.1:0".into(),
+                admin_listen: "127.0.0.1:0".into(),
+                state_dir: dir.clone(),
+                user: "alice".into(),
+                groups: vec!["dev".into()],
+                approvals_listen: None,
+                audit: audit.into(),
+                audit_sync: sync,
+            };
+            let (cfg, _, _) = prepare(&opts, "http://127.0.0.1:1").unwrap();
+            assert_eq!(cfg.audit.enabled, enabled, "--audit {audit}");
+            assert_eq!(cfg.audit.durability, durability, "--audit {audit}");
+            assert_eq!(cfg.audit.sync, sync, "--audit {audit}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
