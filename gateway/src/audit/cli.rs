@@ -114,6 +114,15 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> Result<u8, CliError> {
     let store = Store::open(&cfg.store.url)
         .await
         .map_err(AuditError::from)?;
+    // Records a crashed strict gateway left in its journal go into the
+    // store first (a running gateway keeps its journal locked and does
+    // this itself).
+    if let Some(n) = super::journal::recover_idle(&store, &cfg.store.url)
+        .await
+        .map_err(|e| AuditError::Start(e.into()))?
+    {
+        eprintln!("audit: {n} records recovered from the journal of a gateway that stopped without committing them");
+    }
     match cmd {
         AuditCmd::Verify { public_keys } => {
             let mut trusted = HashMap::new();

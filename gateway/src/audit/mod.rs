@@ -4,12 +4,16 @@
 //! signed checkpoints ([`verify`]), optionally sealed at rest ([`crypt`]),
 //! pruned to a checkpoint after `retention`, streamed to SIEM sinks
 //! ([`sink`]) and read back as exports and transcripts ([`export`]).
+//! In strict mode on SQLite, clients wait for a journal ([`journal`])
+//! rather than for the store's commit.
 //! SQLite or PostgreSQL ([`store`]).
 
 pub mod cli;
+pub mod commit;
 pub mod config;
 pub mod crypt;
 pub mod export;
+pub mod journal;
 pub mod record;
 pub mod recorder;
 pub mod sink;
@@ -44,7 +48,12 @@ pub async fn start(url: &str, cfg: &config::AuditConfig) -> Result<Option<Audito
         return Ok(None);
     }
     let store = store::Store::open_writer(url, cfg.sync).await?;
-    let auditor = writer::start(cfg, store).await?;
+    // Strict on SQLite: clients wait for the journal, not the commit.
+    let journal = match cfg.durability {
+        config::Durability::Strict => journal::paths_for(url),
+        config::Durability::Batched => None,
+    };
+    let auditor = writer::start(cfg, store, journal).await?;
     tracing::info!(instance = %cfg.instance, durability = ?cfg.durability, "audit recording on");
     Ok(Some(auditor))
 }

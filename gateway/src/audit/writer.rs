@@ -1,32 +1,37 @@
 //! The writer: sessions hand records to [`Auditor::submit`] (a channel
 //! send, nothing else on the hot path); one task per gateway numbers them,
-//! seals their bodies, chains their hashes and writes them in batches, one
+//! seals their bodies and chains their hashes, and hands them in groups to
+//! the committer ([`super::commit`]), which writes them in batches, one
 //! commit per batch (group commit across sessions). In `strict` mode the
-//! submitter gets a receiver that resolves when its record is committed.
-//! Every `checkpoint_every` records (or `checkpoint_interval`) the chain
-//! head is signed with the instance's Ed25519 key. When the store cannot
-//! be written, records stay in memory and are retried; nothing is dropped.
+//! submitter gets a receiver that resolves when its record is durable:
+//! in the journal (SQLite, [`super::journal`]) or committed to the store
+//! (PostgreSQL, or when the journal cannot be written).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine as _;
 use ring::signature::Ed25519KeyPair;
 use tokio::sync::{mpsc, oneshot};
 
+use super::commit::{Batch, Committer, Waiter};
 use super::config::{AuditConfig, Durability};
 use super::crypt::Keys;
-use super::record::{now_us, Record, Stored, GENESIS};
+use super::journal::{self, Journal};
+use super::record::{Record, Stored, GENESIS};
 use super::sink::Sinks;
-use super::store::{Checkpoint, Store};
+use super::store::Store;
 
 /// What the writer answers a strict submitter.
 pub type Ack = oneshot::Receiver<Result<(), String>>;
 
+type Flush = oneshot::Sender<()>;
+
 enum Msg {
-    Record(Box<Record>, Option<oneshot::Sender<Result<(), String>>>),
-    Flush(oneshot::Sender<()>),
+    Record(Box<Record>, Waiter),
+    Flush(Flush),
 }
 
 /// Counters for `/metrics`.
@@ -132,6 +137,12 @@ pub enum StartError {
     /// Encryption keys.
     #[error(transparent)]
     Crypt(#[from] super::crypt::CryptError),
+    /// The strict-mode journal.
+    #[error(transparent)]
+    Journal(#[from] super::journal::JournalError),
+    /// The journal's thread.
+    #[error("cannot start the audit journal's thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Loads the instance's signing key, creating it (mode 0600) if missing.
@@ -148,8 +159,13 @@ pub fn signing_key(path: &std::path::Path) -> Result<Ed25519KeyPair, StartError>
         .ok_or_else(|| err("not a base64 32-byte Ed25519 seed".into()))
 }
 
-/// Starts the writer for `cfg` on `store`.
-pub async fn start(cfg: &AuditConfig, store: Store) -> Result<Auditor, StartError> {
+/// Starts the writer for `cfg` on `store`; `journal`: the journal's
+/// files, for a SQLite store in strict mode (see [`super::journal`]).
+pub async fn start(
+    cfg: &AuditConfig,
+    store: Store,
+    journal: Option<[PathBuf; 2]>,
+) -> Result<Auditor, StartError> {
     let key = signing_key(&cfg.signing_key_file)?;
     let public = crate::approvals::protocol::public_key_b64(&key);
     let on_record = store.announce(&cfg.instance, &public).await?;
@@ -163,23 +179,59 @@ pub async fn start(cfg: &AuditConfig, store: Store) -> Result<Auditor, StartErro
             why: other.to_string(),
         },
     })?;
-    let head = store.head(&cfg.instance).await?;
+    // A journal left by a crash goes into the store before anything else.
+    let journal = match journal {
+        Some(paths) => {
+            let (mut j, held) = Journal::open(&paths, cfg.sync)?;
+            let n = journal::recover(&store, j.name(), held).await?;
+            if n > 0 {
+                tracing::info!(records = n, journal = %j.name(), "audit records recovered from the journal into the store");
+            }
+            j.clear()?;
+            Some(j)
+        }
+        None => None,
+    };
+    let head = store
+        .head(&cfg.instance)
+        .await?
+        .unwrap_or_else(|| (0, GENESIS.to_string()));
     let (tx, rx) = mpsc::unbounded_channel();
+    let (to_commit, batches) = mpsc::unbounded_channel();
     let stats = Arc::new(AuditStats::default());
-    let w = Writer {
+    let committed = Arc::new(AtomicI64::new(head.0));
+    let committer = Committer {
         store,
         instance: cfg.instance.clone(),
         key,
-        keys,
-        seq: head.as_ref().map_or(0, |h| h.0),
-        hash: head.map_or_else(|| GENESIS.to_string(), |h| h.1),
+        head: head.clone(),
+        committed: committed.clone(),
         since_checkpoint: 0,
         last_checkpoint: Instant::now(),
+        gather: journal.is_some(),
         cfg: cfg.clone(),
         stats: stats.clone(),
         sinks: Sinks::new(&cfg.sinks),
     };
-    tokio::spawn(w.run(rx));
+    let w = Writer {
+        instance: cfg.instance.clone(),
+        keys,
+        seq: head.0,
+        hash: head.1,
+        journal,
+        committed,
+        cfg: cfg.clone(),
+        to_commit,
+    };
+    tokio::spawn(committer.run(batches));
+    if w.journal.as_ref().is_some_and(Journal::syncs) {
+        std::thread::Builder::new()
+            .name("portcullis-audit-journal".into())
+            .spawn(move || w.run_blocking(rx))
+            .map_err(StartError::Thread)?;
+    } else {
+        tokio::spawn(w.run(rx));
+    }
     Ok(Auditor {
         tx,
         strict: cfg.durability == Durability::Strict,
@@ -193,99 +245,94 @@ pub async fn start(cfg: &AuditConfig, store: Store) -> Result<Auditor, StartErro
     })
 }
 
+/// The writer's first task: numbers, seals and chains records, journals
+/// them in strict mode with a journal, and hands them to the committer.
 struct Writer {
-    store: Store,
     instance: String,
-    key: Ed25519KeyPair,
     keys: Keys,
     seq: i64,
     hash: String,
-    since_checkpoint: u64,
-    last_checkpoint: Instant,
+    journal: Option<Journal>,
+    committed: Arc<AtomicI64>,
     cfg: AuditConfig,
-    stats: Arc<AuditStats>,
-    sinks: Sinks,
+    to_commit: mpsc::UnboundedSender<Batch>,
 }
 
-type Waiter = Option<oneshot::Sender<Result<(), String>>>;
-
 impl Writer {
+    /// A task on the runtime (no journal, or one whose appends do not
+    /// wait for the disk: a `write` to the page cache).
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         let strict = self.cfg.durability == Durability::Strict;
-        // Sealed and chained, not yet committed (kept across failures).
-        let mut pending: Vec<(Stored, Waiter)> = Vec::new();
-        let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
-        let mut closed = false;
-        let mut tick =
-            tokio::time::interval(self.cfg.checkpoint_interval.max(Duration::from_millis(10)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            if pending.is_empty() && flushes.is_empty() {
-                if closed {
-                    break;
-                }
-                tokio::select! {
-                    m = rx.recv() => match m {
-                        Some(m) => self.take(m, &mut pending, &mut flushes),
-                        None => closed = true,
-                    },
-                    _ = tick.tick() => {
-                        self.maybe_checkpoint(false).await;
-                        // Retention runs while idle too.
-                        if let Some(ret) = self.cfg.retention {
-                            self.prune(ret).await;
-                        }
-                        continue;
-                    }
-                }
-                // Batched: let a batch gather; strict: commit now (the
-                // group forms while the previous commit runs).
-                if !strict {
-                    tokio::time::sleep(self.cfg.flush_interval).await;
-                }
+        while let Some(first) = rx.recv().await {
+            // Batched: let a batch gather; strict: go now (the next group
+            // forms while this one is committed).
+            if !strict {
+                tokio::time::sleep(self.cfg.flush_interval).await;
             }
-            // What waits joins this group (committed in batches of
-            // batch_size), so the writer keeps up with any rate the store
-            // can take.
-            while pending.len() < self.cfg.batch_size {
-                match rx.try_recv() {
-                    Ok(m) => self.take(m, &mut pending, &mut flushes),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        closed = true;
-                        break;
-                    }
-                }
-            }
-            if !pending.is_empty() && !self.commit(&mut pending).await {
-                // Keep them; try again shortly (new records queue behind).
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-            if !flushes.is_empty() {
-                self.maybe_checkpoint(true).await;
-                for f in flushes.drain(..) {
-                    let _ = f.send(());
-                }
-            } else {
-                self.maybe_checkpoint(false).await;
-            }
+            self.group(first, &mut rx);
         }
-        self.maybe_checkpoint(true).await;
     }
 
-    fn take(
-        &mut self,
-        m: Msg,
-        pending: &mut Vec<(Stored, Waiter)>,
-        flushes: &mut Vec<oneshot::Sender<()>>,
-    ) {
+    /// With a journal whose appends wait for the disk (`sync = full`): a
+    /// thread of its own, since each group's fdatasync blocks.
+    fn run_blocking(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        while let Some(first) = rx.blocking_recv() {
+            self.group(first, &mut rx);
+        }
+    }
+
+    /// Chains `first` and what else waits, journals the group and hands
+    /// it to the committer.
+    fn group(&mut self, first: Msg, rx: &mut mpsc::UnboundedReceiver<Msg>) {
+        let mut group = Vec::new();
+        let mut flushes = Vec::new();
+        self.take(first, &mut group, &mut flushes);
+        while group.len() < self.cfg.batch_size {
+            match rx.try_recv() {
+                Ok(m) => self.take(m, &mut group, &mut flushes),
+                Err(_) => break,
+            }
+        }
+        if !group.is_empty() {
+            self.journal(&mut group);
+            let _ = self.to_commit.send(Batch::Records(group));
+        }
+        for f in flushes {
+            let _ = self.to_commit.send(Batch::Flush(f));
+        }
+    }
+
+    fn take(&mut self, m: Msg, group: &mut Vec<(Stored, Waiter)>, flushes: &mut Vec<Flush>) {
         match m {
             Msg::Record(r, ack) => {
                 let s = self.chain(*r);
-                pending.push((s, ack));
+                group.push((s, ack));
             }
             Msg::Flush(t) => flushes.push(t),
+        }
+    }
+
+    /// Strict mode with a journal: appends the group to it and answers its
+    /// submitters. If the journal cannot be written, they wait for the
+    /// store's commit instead.
+    fn journal(&mut self, group: &mut [(Stored, Waiter)]) {
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        let rows: Vec<&Stored> = group.iter().map(|(s, _)| s).collect();
+        let last = rows.last().map_or(0, |s| s.seq);
+        let buf = journal::encode(&rows);
+        match j.append(&buf, last, self.committed.load(Ordering::Acquire)) {
+            Ok(()) => {
+                for (_, w) in group.iter_mut() {
+                    if let Some(w) = w.take() {
+                        let _ = w.send(Ok(()));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, journal = %j.name(), "cannot write the audit journal; these clients wait for the store's commit");
+            }
         }
     }
 
@@ -325,125 +372,6 @@ impl Writer {
         self.hash.clone_from(&s.hash);
         s
     }
-
-    /// Commits `pending` as one transaction; false when the store failed
-    /// (all of it stays pending).
-    async fn commit(&mut self, pending: &mut Vec<(Stored, Waiter)>) -> bool {
-        // One transaction (one fsync) for the whole group: the commit rate,
-        // not the row rate, is what a disk limits.
-        let n = pending.len();
-        let started = Instant::now();
-        let result = {
-            let rows: Vec<&Stored> = pending.iter().map(|(s, _)| s).collect();
-            let r = self.store.insert(&rows).await;
-            if r.is_ok() {
-                self.sinks.send(&rows);
-            }
-            r
-        };
-        let result = match result {
-            Err(e) => match self.already_committed(pending).await {
-                true => {
-                    tracing::warn!(error = %e, records = n, "audit commit reported an error but the store holds the group (the answer was lost); counted as committed");
-                    Ok(())
-                }
-                false => Err(e),
-            },
-            ok => ok,
-        };
-        match result {
-            Ok(()) => {
-                let us = started.elapsed().as_micros() as u64;
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                self.stats.commit_us.fetch_add(us, Ordering::Relaxed);
-                self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
-                self.stats.queued.fetch_sub(n, Ordering::Relaxed);
-                if self.stats.failing.swap(false, Ordering::Relaxed) {
-                    tracing::info!("audit store writable again");
-                }
-                self.since_checkpoint += n as u64;
-                for (_, w) in pending.drain(..) {
-                    if let Some(w) = w {
-                        let _ = w.send(Ok(()));
-                    }
-                }
-                true
-            }
-            Err(e) => {
-                if !self.stats.failing.swap(true, Ordering::Relaxed) {
-                    tracing::error!(error = %e, pending = pending.len(), "audit store cannot be written; records kept in memory and retried");
-                }
-                // Strict submitters learn now; their records stay queued
-                // and are written when the store recovers.
-                for (_, w) in pending.iter_mut() {
-                    if let Some(w) = w.take() {
-                        let _ = w.send(Err(e.to_string()));
-                    }
-                }
-                false
-            }
-        }
-    }
-
-    /// After a failed commit: whether the store's head is the group's last
-    /// record (a commit whose answer was lost, e.g. the connection broke
-    /// after the server committed). A head inside or past the group with
-    /// another hash means another writer uses this instance's chain.
-    async fn already_committed(&self, pending: &[(Stored, Waiter)]) -> bool {
-        let (Some((first, _)), Some((last, _))) = (pending.first(), pending.last()) else {
-            return false;
-        };
-        match self.store.head(&self.instance).await {
-            Ok(Some((seq, hash))) if seq == last.seq && hash == last.hash => true,
-            Ok(Some((seq, _))) if seq >= first.seq => {
-                tracing::error!(instance = %self.instance, head = seq, "the audit store's chain for this instance moved on without this gateway: another gateway uses the same audit.instance; records are kept in memory and statements will be refused");
-                false
-            }
-            _ => false,
-        }
-    }
-
-    async fn maybe_checkpoint(&mut self, force: bool) {
-        if self.since_checkpoint == 0 {
-            return;
-        }
-        let due = force
-            || self.since_checkpoint >= self.cfg.checkpoint_every
-            || self.last_checkpoint.elapsed() >= self.cfg.checkpoint_interval;
-        if !due {
-            return;
-        }
-        let at_us = now_us();
-        let msg = Checkpoint::message(&self.instance, self.seq, &self.hash, at_us);
-        let cp = Checkpoint {
-            instance: self.instance.clone(),
-            seq: self.seq,
-            hash: self.hash.clone(),
-            at_us,
-            signature: base64::engine::general_purpose::STANDARD.encode(self.key.sign(&msg)),
-        };
-        match self.store.checkpoint(&cp).await {
-            Ok(()) => {
-                self.since_checkpoint = 0;
-                self.last_checkpoint = Instant::now();
-                if let Some(ret) = self.cfg.retention {
-                    self.prune(ret).await;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot store an audit checkpoint; will retry"),
-        }
-    }
-
-    /// Deletes records older than `retention`, only up to a signed
-    /// checkpoint so what remains still verifies from there.
-    async fn prune(&self, retention: Duration) {
-        let before = now_us() - retention.as_micros() as i64;
-        match self.store.prune(&self.instance, before).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(records = n, "audit records past retention pruned"),
-            Err(e) => tracing::warn!(error = %e, "audit retention prune failed"),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -452,20 +380,39 @@ mod tests {
     use crate::audit::config::SyncMode;
     use crate::audit::record::{Record, KIND_STATEMENT};
 
-    fn writer(store: Store) -> Writer {
+    /// A writer for instance `gw` whose committer channel goes nowhere.
+    fn chainer(committed: Arc<AtomicI64>) -> Writer {
         Writer {
-            store,
             instance: "gw".into(),
-            key: Ed25519KeyPair::from_seed_unchecked(&[7u8; 32]).unwrap(),
             keys: Keys::default(),
             seq: 0,
             hash: GENESIS.into(),
+            journal: None,
+            committed,
+            cfg: AuditConfig::default(),
+            to_commit: mpsc::unbounded_channel().0,
+        }
+    }
+
+    /// A writer (whose committer channel goes nowhere) and a committer
+    /// on `store`, for instance `gw`.
+    fn writer(store: Store) -> (Writer, Committer) {
+        let committed = Arc::new(AtomicI64::new(0));
+        let w = chainer(committed.clone());
+        let c = Committer {
+            store,
+            instance: "gw".into(),
+            key: Ed25519KeyPair::from_seed_unchecked(&[7u8; 32]).unwrap(),
+            head: (0, GENESIS.into()),
+            committed,
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
+            gather: false,
             cfg: AuditConfig::default(),
             stats: Arc::new(AuditStats::default()),
             sinks: Sinks::new(&[]),
-        }
+        };
+        (w, c)
     }
 
     fn group(w: &mut Writer, n: usize) -> Vec<(Stored, Waiter)> {
@@ -481,25 +428,114 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_strict_start_recovers_the_journal_and_refuses_a_gap() {
+        let (dir, url) = crate::audit::store::tests::temp_sqlite();
+        let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
+        let paths = journal::paths_for(&url).unwrap();
+        let recs = journal::tests::chain(3);
+        let refs: Vec<&Stored> = recs.iter().collect();
+        // A crashed gateway's journal: records 1..=3, none in the store.
+        Journal::open(&paths, SyncMode::Full)
+            .unwrap()
+            .0
+            .append(&journal::encode(&refs), 3, 0)
+            .unwrap();
+        let cfg = AuditConfig {
+            instance: "gw".into(),
+            durability: Durability::Strict,
+            signing_key_file: dir.join("signing.key"),
+            ..Default::default()
+        };
+        let a = start(&cfg, store.clone(), Some(paths.clone()))
+            .await
+            .unwrap();
+        assert_eq!(store.head("gw").await.unwrap().unwrap().0, 3, "recovered");
+        assert_eq!(std::fs::metadata(&paths[0]).unwrap().len(), 0);
+        // A new record is answered once journaled, and committed after.
+        let ack = a.submit(Record {
+            kind: KIND_STATEMENT,
+            ..Default::default()
+        });
+        assert_eq!(ack.expect("strict").await.unwrap(), Ok(()));
+        a.flush().await;
+        assert_eq!(store.head("gw").await.unwrap().unwrap().0, 4);
+        assert!(std::fs::metadata(&paths[0]).unwrap().len() > 0, "journaled");
+        drop(a);
+        // A journal that does not continue the store's chain stops the
+        // start, naming the journal.
+        let (dir2, url2) = crate::audit::store::tests::temp_sqlite();
+        let store2 = Store::open_writer(&url2, SyncMode::Full).await.unwrap();
+        let paths2 = journal::paths_for(&url2).unwrap();
+        Journal::open(&paths2, SyncMode::Full)
+            .unwrap()
+            .0
+            .append(&journal::encode(&refs[1..]), 3, 0)
+            .unwrap();
+        let cfg2 = AuditConfig {
+            signing_key_file: dir2.join("signing.key"),
+            ..cfg
+        };
+        let e = start(&cfg2, store2, Some(paths2)).await.err().unwrap();
+        assert!(e.to_string().contains(".audit-journal.0"), "{e}");
+        assert!(e.to_string().contains("do not continue"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir2);
+    }
+
+    #[test]
+    fn clients_wait_for_the_store_when_the_journal_cannot_be_written() {
+        let mut w = chainer(Arc::new(AtomicI64::new(0)));
+        w.journal = Some(Journal::over(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open("/dev/full")
+                .unwrap(),
+        ));
+        let (t, mut r) = oneshot::channel();
+        let s = w.chain(Record {
+            kind: KIND_STATEMENT,
+            ..Default::default()
+        });
+        let mut group = vec![(s, Some(t))];
+        w.journal(&mut group);
+        assert!(group[0].1.is_some(), "left for the committer to answer");
+        assert!(r.try_recv().is_err(), "not answered yet");
+        // A journal that works answers at once.
+        let dir = std::env::temp_dir().join(format!("portcullis-j-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (j, _) = Journal::open(&[dir.join("j.0"), dir.join("j.1")], SyncMode::Normal).unwrap();
+        w.journal = Some(j);
+        w.journal(&mut group);
+        assert!(group[0].1.is_none());
+        assert_eq!(r.try_recv().unwrap(), Ok(()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
     async fn a_commit_whose_answer_was_lost_counts_and_a_fork_does_not() {
         let (dir, url) = crate::audit::store::tests::temp_sqlite();
         let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
-        let mut w = writer(store.clone());
+        let (mut w, mut c) = writer(store.clone());
         let mut pending = group(&mut w, 3);
         // The batch reached the store, but the writer never heard so.
         let rows: Vec<&Stored> = pending.iter().map(|(s, _)| s).collect();
         store.insert(&rows).await.unwrap();
-        assert!(w.commit(&mut pending).await, "the store holds the group");
+        assert!(c.commit(&mut pending).await, "the store holds the group");
         assert!(pending.is_empty());
-        assert_eq!(w.stats.written.load(Ordering::Relaxed), 3);
-        assert!(!w.stats.failing.load(Ordering::Relaxed));
+        assert_eq!(c.stats.written.load(Ordering::Relaxed), 3);
+        assert!(!c.stats.failing.load(Ordering::Relaxed));
+        assert_eq!(
+            c.committed.load(Ordering::Relaxed),
+            3,
+            "the journal learns it"
+        );
         // A second writer on the same instance starts a chain from the
         // beginning: its commit fails, and is not taken for committed.
-        let mut other = writer(store.clone());
+        let (mut other, mut oc) = writer(store.clone());
         let mut forked = group(&mut other, 1);
-        assert!(!other.commit(&mut forked).await);
+        assert!(!oc.commit(&mut forked).await);
         assert_eq!(forked.len(), 1, "kept for a retry");
-        assert!(other.stats.failing.load(Ordering::Relaxed));
+        assert!(oc.stats.failing.load(Ordering::Relaxed));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
