@@ -50,6 +50,6 @@ echo "$table"
   echo
   echo "$table"
   echo
-  echo "\`bash bench/audit.sh\`: pgbench -S, scale 10, 8 clients, through four release-build gateways in one run (shipped policy, decision logging on): audit recording off, \`batched\` (flush every 20 ms), \`strict\` (ReadyForQuery waits for the commit; group commit across sessions) with \`audit.sync = full\` (each commit fsynced) and \`strict\` with \`audit.sync = normal\` (commits reach the OS, not the disk); SQLite store on the same disk."
+  echo "\`bash bench/audit.sh\`: pgbench -S, scale 10, 8 clients, through four release-build gateways in one run (shipped policy, decision logging on): audit recording off, \`batched\` (flush every 20 ms), \`strict\` (ReadyForQuery waits until the record is in the journal beside the SQLite store; the store commits in batches behind it) with \`audit.sync = full\` (each journal append fdatasynced) and \`strict\` with \`audit.sync = normal\` (appends reach the OS, not the disk); SQLite store on the same disk."
 } >> BENCHMARKS.md
 echo "bench: results appended to BENCHMARKS.md"
