@@ -117,11 +117,14 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> Result<u8, CliError> {
     // Records a crashed strict gateway left in its journal go into the
     // store first (a running gateway keeps its journal locked and does
     // this itself).
-    if let Some(n) = super::journal::recover_idle(&store, &cfg.store.url)
-        .await
-        .map_err(|e| AuditError::Start(e.into()))?
-    {
-        eprintln!("audit: {n} records recovered from the journal of a gateway that stopped without committing them");
+    match super::journal::recover_idle(&store, &cfg.store.url).await {
+        Ok(Some(n)) => eprintln!("audit: {n} records recovered from the journal of a gateway that stopped without committing them"),
+        Ok(None) => {}
+        // A journal this user cannot open: read the store as it is.
+        Err(e @ super::journal::JournalError::Io { .. }) => eprintln!(
+            "audit: warning: {e}; records only the journal holds are not in what follows (run this as the gateway's user, or start the gateway, to move them into the store)"
+        ),
+        Err(e) => return Err(AuditError::from(e).into()),
     }
     match cmd {
         AuditCmd::Verify { public_keys } => {

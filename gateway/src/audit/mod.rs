@@ -39,6 +39,9 @@ pub enum AuditError {
     /// Keys.
     #[error(transparent)]
     Crypt(#[from] crypt::CryptError),
+    /// The strict-mode journal.
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
 }
 
 /// Opens the store at `url` and starts the writer, when recording is on.
