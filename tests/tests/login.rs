@@ -24,7 +24,18 @@ fn start_login(
     args: &[&str],
     pick: impl Fn(&str) -> Option<String>,
 ) -> (Child, String, Vec<String>) {
+    start_login_with(home, args, &[], pick)
+}
+
+/// [`start_login`] with extra environment variables.
+fn start_login_with(
+    home: &Path,
+    args: &[&str],
+    env: &[(&str, String)],
+    pick: impl Fn(&str) -> Option<String>,
+) -> (Child, String, Vec<String>) {
     let mut child = cli(home)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("login")
         // Issuer and client id from the environment, as a team would set them.
         .env("PORTCULLIS_ISSUER", &idp().issuer)
@@ -82,6 +93,78 @@ fn cached(home: &Path) -> serde_json::Value {
         assert_eq!(mode & 0o777, 0o600, "{}", file.display());
     }
     serde_json::from_str(&std::fs::read_to_string(file).expect("read")).expect("json")
+}
+
+/// A stand-in for the desktop's URL opener (`xdg-open` first on PATH):
+/// it writes the URL it was asked to open to `opened`. Returns the PATH
+/// to run with.
+fn fake_opener(dir: &Path, opened: &Path) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let script = bin.join("xdg-open");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", opened.display()),
+    )
+    .expect("write xdg-open");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn login_opens_the_browser_at_the_printed_url_unless_told_not_to() {
+    let home = temp_dir("login-opener");
+    let opened = home.join("opened-url");
+    let path = fake_opener(&home, &opened);
+    let redirect_port = portcullis_e2e::free_port().to_string();
+    let (child, url, _) = start_login_with(
+        &home,
+        &["--redirect-port", &redirect_port],
+        &[("PATH", path.clone())],
+        |l| {
+            let t = l.trim();
+            t.starts_with("http").then(|| t.to_string())
+        },
+    );
+    portcullis_e2e::wait_for(
+        "the URL opener to run",
+        std::time::Duration::from_secs(30),
+        || std::fs::read_to_string(&opened).is_ok_and(|u| !u.is_empty()),
+    );
+    let asked = std::fs::read_to_string(&opened).expect("opened");
+    assert_eq!(asked, url, "the opener gets the printed sign-in URL");
+    // Signing in at that URL completes the login.
+    let page = browser(&[&asked, "alice"]);
+    assert_eq!(page["done"], true, "{page}");
+    let out = child.wait_with_output().expect("login");
+    assert!(out.status.success(), "login failed");
+    assert_eq!(cached(&home)["tokens"]["email"], "alice@example.com");
+
+    // --no-browser only prints it.
+    std::fs::remove_file(&opened).expect("rm");
+    let redirect_port = portcullis_e2e::free_port().to_string();
+    let (mut child, url, _) = start_login_with(
+        &home,
+        &["--no-browser", "--redirect-port", &redirect_port],
+        &[("PATH", path)],
+        |l| {
+            let t = l.trim();
+            t.starts_with("http").then(|| t.to_string())
+        },
+    );
+    assert!(url.contains("code_challenge"), "{url}");
+    let page = browser(&[&url, "alice"]);
+    assert_eq!(page["done"], true, "{page}");
+    assert!(child.wait().expect("login").success());
+    assert!(!opened.exists(), "--no-browser opened a browser");
 }
 
 #[test]
