@@ -210,10 +210,24 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("portcullis: {e:#}");
+            eprintln!("portcullis: {}", error_chain(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, `: `-separated, leaving out a cause whose
+/// text the message already holds (errors that embed their source).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -500,4 +514,23 @@ async fn run_dev(opts: dev::DevOptions, issuer_listen: String) -> anyhow::Result
     drop(approvals);
     drop(cluster);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner failed")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Outer(#[from] Inner);
+
+    #[test]
+    fn an_error_that_embeds_its_source_is_printed_once() {
+        let e = anyhow::Error::from(Outer(Inner)).context("starting");
+        assert_eq!(super::error_chain(&e), "starting: outer: inner failed");
+        let plain = anyhow::anyhow!("no source");
+        assert_eq!(super::error_chain(&plain), "no source");
+    }
 }

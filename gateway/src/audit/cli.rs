@@ -118,8 +118,8 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> Result<u8, CliError> {
     // store first (a running gateway keeps its journal locked and does
     // this itself).
     match super::journal::recover_idle(&store, &cfg.store.url).await {
-        Ok(Some(n)) => eprintln!("audit: {n} records recovered from the journal of a gateway that stopped without committing them"),
-        Ok(None) => {}
+        Ok(Some(n)) if n > 0 => eprintln!("audit: {n} records recovered from the journal of a gateway that stopped without committing them"),
+        Ok(_) => {}
         // A journal this user cannot open: read the store as it is.
         Err(e @ super::journal::JournalError::Io { .. }) => eprintln!(
             "audit: warning: {e}; records only the journal holds are not in what follows (run this as the gateway's user, or start the gateway, to move them into the store)"

@@ -36,8 +36,34 @@ pub enum JournalError {
         #[source]
         source: std::io::Error,
     },
+    /// Another process holds the journal.
+    #[error("audit journal {path} is locked by another process (another gateway using this SQLite store?); give each gateway its own store, or use PostgreSQL to share one")]
+    Locked {
+        /// File.
+        path: String,
+    },
+    /// A complete record that cannot be read.
+    #[error("audit journal {path}: the record at byte {offset} cannot be read ({why}); look at the file before deleting it")]
+    Corrupt {
+        /// File.
+        path: String,
+        /// Where.
+        offset: usize,
+        /// Why.
+        why: String,
+    },
+    /// The journal holds a record the store holds with other contents.
+    #[error("audit journal {path}: record {seq} of instance {instance} differs from the store's record {seq}; look at the files before deleting them")]
+    Differs {
+        /// First file.
+        path: String,
+        /// Instance.
+        instance: String,
+        /// The record.
+        seq: i64,
+    },
     /// The journal's records do not continue the store's chain.
-    #[error("audit journal {path}: its records do not continue the store's chain for instance {instance} (the store ends at record {head}; the journal holds record {next} after it, linked to another hash): look at the files before deleting them")]
+    #[error("audit journal {path}: its records do not continue the store's chain for instance {instance} (the store ends at record {head}; the journal's record {next} does not follow it); look at the files before deleting them")]
     Gap {
         /// First file.
         path: String,
@@ -72,7 +98,13 @@ pub struct Journal {
     parts: [Part; 2],
     current: usize,
     sync: bool,
+    /// A failed append could not be cut off: the file must not be
+    /// appended to again.
+    broken: bool,
     name: String,
+    /// Tests: the next append writes this many bytes, then fails.
+    #[cfg(test)]
+    pub(crate) fail_after: Option<usize>,
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
@@ -82,17 +114,30 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
     }
 }
 
+/// Opens (creating, mode 0600: records hold statements and rows) a
+/// journal file.
 fn open_part(path: &Path) -> Result<File, JournalError> {
-    OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(io_err(path))
+    let mut o = OpenOptions::new();
+    o.read(true).append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path).map_err(io_err(path))
 }
 
-/// The records in a journal file, in order; a torn or unreadable tail
-/// (a write cut short by a crash) ends them.
+/// Takes the file's lock without waiting.
+fn try_lock(file: &File, path: &Path) -> Result<(), JournalError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(JournalError::Locked {
+            path: path.display().to_string(),
+        }),
+        Err(TryLockError::Error(e)) => Err(io_err(path)(e)),
+    }
+}
+
+/// The records in a journal file, in order. An incomplete last record
+/// (a write cut short by a crash; a failed append is cut off at once)
+/// ends them; a complete record that cannot be read is an error.
 fn read_records(file: &mut File, path: &Path) -> Result<Vec<Stored>, JournalError> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(io_err(path))?;
@@ -101,9 +146,11 @@ fn read_records(file: &mut File, path: &Path) -> Result<Vec<Stored>, JournalErro
     while let Some((len, body)) = rest.split_first_chunk::<4>() {
         let len = u32::from_be_bytes(*len) as usize;
         let Some(frame) = body.get(..len) else { break };
-        let Ok(r) = serde_json::from_slice::<Stored>(frame) else {
-            break;
-        };
+        let r = serde_json::from_slice::<Stored>(frame).map_err(|e| JournalError::Corrupt {
+            path: path.display().to_string(),
+            offset: bytes.len() - rest.len(),
+            why: e.to_string(),
+        })?;
         out.push(r);
         rest = &body[len..];
     }
@@ -129,14 +176,15 @@ pub fn encode(records: &[&Stored]) -> Vec<u8> {
 }
 
 impl Journal {
-    /// Opens and locks (waiting for another holder) the journal at
-    /// `paths`; returns it with the records it holds, oldest first.
+    /// Opens and locks the journal at `paths` ([`JournalError::Locked`]
+    /// if another process holds it); returns it with the records it
+    /// holds, oldest first.
     pub fn open(paths: &[PathBuf; 2], sync: SyncMode) -> Result<(Self, Vec<Stored>), JournalError> {
         let mut records = Vec::new();
         let mut parts = Vec::with_capacity(2);
         for path in paths {
             let mut file = open_part(path)?;
-            file.lock().map_err(io_err(path))?;
+            try_lock(&file, path)?;
             let held = read_records(&mut file, path)?;
             let len = file.metadata().map_err(io_err(path))?.len();
             parts.push(Part {
@@ -154,8 +202,19 @@ impl Journal {
             parts: [a, b],
             current: 0,
             sync: sync == SyncMode::Full,
+            broken: false,
             name: paths[0].display().to_string(),
+            #[cfg(test)]
+            fail_after: None,
         };
+        if journal.sync {
+            // The files' names are on disk too.
+            if let Some(dir) = paths[0].parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io_err(dir))?;
+            }
+        }
         Ok((journal, records))
     }
 
@@ -177,24 +236,57 @@ impl Journal {
     /// is `last_seq`; `committed` is the store's last committed record, so
     /// the other file may be reused once the current one is long.
     /// Returns when the bytes are written (and, with `sync = full`, on
-    /// disk).
+    /// disk). A failed append is cut off the file, so what follows it
+    /// stays readable; if even that fails, the journal is
+    /// [`Journal::broken`].
     pub fn append(&mut self, buf: &[u8], last_seq: i64, committed: i64) -> std::io::Result<()> {
         if self.parts[self.current].len >= ROTATE_BYTES {
             let other = 1 - self.current;
             if self.parts[other].last_seq <= committed {
                 self.parts[other].file.set_len(0)?;
                 self.parts[other].len = 0;
+                self.parts[other].last_seq = 0;
                 self.current = other;
             }
         }
+        let sync = self.sync;
+        #[cfg(test)]
+        let buf = match self.fail_after.take() {
+            Some(n) => {
+                let p = &mut self.parts[self.current];
+                let _ = p.file.write_all(&buf[..n.min(buf.len())]);
+                let e = Err(std::io::Error::other("injected failure"));
+                return self.cut(e);
+            }
+            None => buf,
+        };
         let p = &mut self.parts[self.current];
-        p.file.write_all(buf)?;
-        if self.sync {
-            p.file.sync_data()?;
+        let written = p.file.write_all(buf).and_then(|()| match sync {
+            true => p.file.sync_data(),
+            false => Ok(()),
+        });
+        if written.is_ok() {
+            p.len += buf.len() as u64;
+            p.last_seq = last_seq;
         }
-        p.len += buf.len() as u64;
-        p.last_seq = last_seq;
-        Ok(())
+        self.cut(written)
+    }
+
+    /// After a failed append: cuts what it wrote off the current file.
+    fn cut(&mut self, written: std::io::Result<()>) -> std::io::Result<()> {
+        if written.is_err() {
+            let p = &mut self.parts[self.current];
+            if p.file.set_len(p.len).is_err() {
+                self.broken = true;
+            }
+        }
+        written
+    }
+
+    /// Whether a failed append could not be cut off (see
+    /// [`Journal::append`]).
+    pub fn broken(&self) -> bool {
+        self.broken
     }
 
     /// Whether appends wait for the disk (`sync = full`).
@@ -232,6 +324,19 @@ pub async fn recover(
             .await?
             .unwrap_or_else(|| (0, GENESIS.to_string()));
         let head = seq;
+        // Records the store already has must be the same records.
+        if let Some(low) = mine.first().map(|r| r.seq).filter(|&s| s <= head) {
+            let stored = store.hashes(&first.instance, low, head).await?;
+            for r in mine.iter().take_while(|r| r.seq <= head) {
+                if stored.get(&r.seq).is_some_and(|h| *h != r.hash) {
+                    return Err(JournalError::Differs {
+                        path: name.to_string(),
+                        instance: first.instance.clone(),
+                        seq: r.seq,
+                    });
+                }
+            }
+        }
         let missing: Vec<&Stored> = mine.iter().filter(|r| r.seq > head).collect();
         for r in &missing {
             if r.seq != seq + 1 || r.prev_hash != hash || !r.hash_matches() {
@@ -268,10 +373,10 @@ pub async fn recover_idle(store: &Store, url: &str) -> Result<Option<usize>, Jou
             continue;
         }
         let mut file = open_part(path)?;
-        match file.try_lock() {
+        match try_lock(&file, path) {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Ok(None),
-            Err(TryLockError::Error(e)) => return Err(io_err(path)(e)),
+            Err(JournalError::Locked { .. }) => return Ok(None),
+            Err(e) => return Err(e),
         }
         records.extend(read_records(&mut file, path)?);
         files.push((file, path));
@@ -300,7 +405,9 @@ impl Journal {
             parts: [part(file), part(other)],
             current: 0,
             sync: false,
+            broken: false,
             name: "test journal".into(),
+            fail_after: None,
         }
     }
 }
@@ -354,6 +461,12 @@ pub(crate) mod tests {
         drop(j);
         let n = recover_idle(&store, &url).await.unwrap();
         assert_eq!(n, Some(2), "records 4 and 5");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&paths[0]).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "records hold statements and rows");
+        }
         assert_eq!(store.head("gw").await.unwrap().unwrap().0, 5);
         assert_eq!(std::fs::metadata(&paths[0]).unwrap().len(), 0, "emptied");
         assert_eq!(recover_idle(&store, &url).await.unwrap(), None);
@@ -371,6 +484,9 @@ pub(crate) mod tests {
         // Record 1 never reached the journal or the store.
         j.append(&encode(&refs[1..]), 4, 0).unwrap();
         assert_eq!(recover_idle(&store, &url).await.unwrap(), None, "locked");
+        let e = Journal::open(&paths, SyncMode::Normal).err().unwrap();
+        assert!(matches!(e, JournalError::Locked { .. }), "{e}");
+        assert!(e.to_string().contains("locked by another process"), "{e}");
         drop(j);
         let e = recover_idle(&store, &url).await.unwrap_err().to_string();
         assert!(e.contains("do not continue the store's chain"), "{e}");
@@ -396,6 +512,49 @@ pub(crate) mod tests {
             last.len() as u64,
             "emptied before reuse"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_complete_record_that_cannot_be_read_is_an_error() {
+        let (dir, url) = temp_sqlite();
+        let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
+        let paths = paths_for(&url).unwrap();
+        let recs = chain(2);
+        let mut bytes = encode(&[&recs[0]]);
+        bytes.extend([0, 0, 0, 2, b'{', b'x']);
+        bytes.extend(encode(&[&recs[1]]));
+        std::fs::write(&paths[0], &bytes).unwrap();
+        let e = recover_idle(&store, &url).await.unwrap_err().to_string();
+        assert!(e.contains("cannot be read"), "{e}");
+        assert!(e.contains(".audit-journal.0"), "{e}");
+        assert_eq!(store.head("gw").await.unwrap(), None);
+        assert_eq!(
+            std::fs::metadata(&paths[0]).unwrap().len(),
+            bytes.len() as u64,
+            "kept"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failed_append_is_cut_off_and_what_follows_stays_readable() {
+        let dir = std::env::temp_dir().join(format!("pc-j-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let paths = [dir.join("j.0"), dir.join("j.1")];
+        let recs = chain(3);
+        let (mut j, _) = Journal::open(&paths, SyncMode::Full).unwrap();
+        j.append(&encode(&[&recs[0]]), 1, 0).unwrap();
+        let one = std::fs::metadata(&paths[0]).unwrap().len();
+        j.fail_after = Some(10);
+        assert!(j.append(&encode(&[&recs[1]]), 2, 0).is_err());
+        assert_eq!(std::fs::metadata(&paths[0]).unwrap().len(), one, "cut");
+        assert!(!j.broken());
+        j.append(&encode(&[&recs[2]]), 3, 0).unwrap();
+        drop(j);
+        let (_, held) = Journal::open(&paths, SyncMode::Full).unwrap();
+        let seqs: Vec<i64> = held.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 3]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -51,12 +51,9 @@ pub async fn start(url: &str, cfg: &config::AuditConfig) -> Result<Option<Audito
         return Ok(None);
     }
     let store = store::Store::open_writer(url, cfg.sync).await?;
-    // Strict on SQLite: clients wait for the journal, not the commit.
-    let journal = match cfg.durability {
-        config::Durability::Strict => journal::paths_for(url),
-        config::Durability::Batched => None,
-    };
-    let auditor = writer::start(cfg, store, journal).await?;
+    // SQLite: a journal left by a strict run is recovered in any mode;
+    // in strict mode clients wait for it, not for the commit.
+    let auditor = writer::start(cfg, store, journal::paths_for(url)).await?;
     tracing::info!(instance = %cfg.instance, durability = ?cfg.durability, "audit recording on");
     Ok(Some(auditor))
 }

@@ -343,18 +343,47 @@ impl Store {
         Ok(r.try_get("s")?)
     }
 
-    /// The last record of `instance`: (seq, hash).
+    /// Where `instance`'s chain ends: (seq, hash) of its last record, or
+    /// of its last checkpoint when retention pruned every record up to
+    /// it (the chain goes on from there).
     pub async fn head(&self, instance: &str) -> Result<Option<(i64, String)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT seq, hash FROM audit_records WHERE instance = $1 ORDER BY seq DESC LIMIT 1",
+        let mut head = None;
+        for table in ["audit_records", "audit_checkpoints"] {
+            let row = sqlx::query(&format!(
+                "SELECT seq, hash FROM {table} WHERE instance = $1 ORDER BY seq DESC LIMIT 1"
+            ))
+            .bind(instance)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(r) = row {
+                let (seq, hash): (i64, String) = (r.try_get("seq")?, r.try_get("hash")?);
+                if head.as_ref().is_none_or(|(s, _)| seq > *s) {
+                    head = Some((seq, hash));
+                }
+            }
+        }
+        Ok(head)
+    }
+
+    /// The hashes of `instance`'s records `from..=to` that are stored, by
+    /// seq.
+    pub async fn hashes(
+        &self,
+        instance: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, hash FROM audit_records WHERE instance = $1 AND seq >= $2 AND seq <= $3",
         )
         .bind(instance)
-        .fetch_optional(&self.pool)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(match row {
-            Some(r) => Some((r.try_get("seq")?, r.try_get("hash")?)),
-            None => None,
-        })
+        rows.iter()
+            .map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?)))
+            .collect()
     }
 
     /// Records `instance`'s public key at its first start; returns the key
@@ -601,6 +630,33 @@ pub(crate) mod tests {
             Err(StoreError::Url)
         ));
         drop((full, normal, reader));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn the_head_survives_a_prune_of_every_record() {
+        let (dir, url) = temp_sqlite();
+        let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
+        let recs = crate::audit::journal::tests::chain(3);
+        let refs: Vec<&Stored> = recs.iter().collect();
+        store.insert(&refs).await.unwrap();
+        store
+            .checkpoint(&Checkpoint {
+                instance: "gw".into(),
+                seq: 3,
+                hash: recs[2].hash.clone(),
+                at_us: 1,
+                signature: String::new(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.prune("gw", 2).await.unwrap(), 3, "all of them");
+        assert_eq!(store.first_seq("gw").await.unwrap(), None);
+        // The chain goes on after the checkpoint, not from the genesis.
+        assert_eq!(
+            store.head("gw").await.unwrap(),
+            Some((3, recs[2].hash.clone()))
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

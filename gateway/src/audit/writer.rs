@@ -76,7 +76,7 @@ pub struct Caps {
 
 impl Auditor {
     /// Hands a record to the writer. Strict mode: the receiver resolves
-    /// when it is committed (or failed).
+    /// when it is durable (in the journal, or committed) or failed.
     pub fn submit(&self, r: Record) -> Option<Ack> {
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
         let (ack, rx) = if self.strict {
@@ -159,8 +159,35 @@ pub fn signing_key(path: &std::path::Path) -> Result<Ed25519KeyPair, StartError>
         .ok_or_else(|| err("not a base64 32-byte Ed25519 seed".into()))
 }
 
+/// How long a start waits for a journal another process holds (the
+/// `portcullis audit` commands hold it while they recover it).
+const JOURNAL_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens the journal, waiting up to [`JOURNAL_LOCK_WAIT`] for another
+/// holder.
+async fn open_journal(
+    paths: &[PathBuf; 2],
+    sync: super::config::SyncMode,
+) -> Result<(Journal, Vec<Stored>), StartError> {
+    let deadline = Instant::now() + JOURNAL_LOCK_WAIT;
+    let mut told = false;
+    loop {
+        match Journal::open(paths, sync) {
+            Err(journal::JournalError::Locked { path }) if Instant::now() < deadline => {
+                if !told {
+                    tracing::warn!(journal = %path, "the audit journal is locked by another process; waiting");
+                    told = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            r => return Ok(r?),
+        }
+    }
+}
+
 /// Starts the writer for `cfg` on `store`; `journal`: the journal's
-/// files, for a SQLite store in strict mode (see [`super::journal`]).
+/// files of a SQLite store (see [`super::journal`]): recovered in any
+/// mode, written in strict mode.
 pub async fn start(
     cfg: &AuditConfig,
     store: Store,
@@ -179,16 +206,17 @@ pub async fn start(
             why: other.to_string(),
         },
     })?;
-    // A journal left by a crash goes into the store before anything else.
+    // A journal left by a crash (whatever the durability now) goes into
+    // the store before anything else; strict mode keeps it open.
     let journal = match journal {
         Some(paths) => {
-            let (mut j, held) = Journal::open(&paths, cfg.sync)?;
+            let (mut j, held) = open_journal(&paths, cfg.sync).await?;
             let n = journal::recover(&store, j.name(), held).await?;
             if n > 0 {
                 tracing::info!(records = n, journal = %j.name(), "audit records recovered from the journal into the store");
             }
             j.clear()?;
-            Some(j)
+            (cfg.durability == Durability::Strict).then_some(j)
         }
         None => None,
     };
@@ -219,6 +247,7 @@ pub async fn start(
         seq: head.0,
         hash: head.1,
         journal,
+        hold_until: 0,
         committed,
         cfg: cfg.clone(),
         to_commit,
@@ -253,6 +282,10 @@ struct Writer {
     seq: i64,
     hash: String,
     journal: Option<Journal>,
+    /// After a failed journal append: groups are neither journaled nor
+    /// answered from it until the store has committed up to here (the
+    /// journal must not skip records).
+    hold_until: i64,
     committed: Arc<AtomicI64>,
     cfg: AuditConfig,
     to_commit: mpsc::UnboundedSender<Batch>,
@@ -313,16 +346,21 @@ impl Writer {
     }
 
     /// Strict mode with a journal: appends the group to it and answers its
-    /// submitters. If the journal cannot be written, they wait for the
+    /// submitters. If the journal cannot be written, they (and the groups
+    /// after them, until the store has committed them) wait for the
     /// store's commit instead.
     fn journal(&mut self, group: &mut [(Stored, Waiter)]) {
         let Some(j) = self.journal.as_mut() else {
             return;
         };
+        let committed = self.committed.load(Ordering::Acquire);
+        if committed < self.hold_until {
+            return;
+        }
         let rows: Vec<&Stored> = group.iter().map(|(s, _)| s).collect();
         let last = rows.last().map_or(0, |s| s.seq);
         let buf = journal::encode(&rows);
-        match j.append(&buf, last, self.committed.load(Ordering::Acquire)) {
+        match j.append(&buf, last, committed) {
             Ok(()) => {
                 for (_, w) in group.iter_mut() {
                     if let Some(w) = w.take() {
@@ -331,7 +369,12 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, journal = %j.name(), "cannot write the audit journal; these clients wait for the store's commit");
+                self.hold_until = last;
+                tracing::warn!(error = %e, journal = %j.name(), "cannot write the audit journal; strict clients wait for the store's commits until it has these records");
+                if j.broken() {
+                    tracing::error!(journal = %j.name(), "a failed audit journal append could not be cut off; the journal is no longer used (strict clients wait for the store's commits)");
+                    self.journal = None;
+                }
             }
         }
     }
@@ -388,6 +431,7 @@ mod tests {
             seq: 0,
             hash: GENESIS.into(),
             journal: None,
+            hold_until: 0,
             committed,
             cfg: AuditConfig::default(),
             to_commit: mpsc::unbounded_channel().0,
@@ -482,6 +526,65 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir2);
     }
 
+    #[tokio::test]
+    async fn a_start_waits_for_a_held_journal_then_refuses() {
+        let (dir, url) = crate::audit::store::tests::temp_sqlite();
+        let paths = journal::paths_for(&url).unwrap();
+        let held = Journal::open(&paths, SyncMode::Full).unwrap();
+        let started = Instant::now();
+        let e = open_journal(&paths, SyncMode::Full).await.err().unwrap();
+        assert!(started.elapsed() >= JOURNAL_LOCK_WAIT, "it waited");
+        assert!(e.to_string().contains("locked by another process"), "{e}");
+        drop(held);
+        assert!(open_journal(&paths, SyncMode::Full).await.is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_batched_start_recovers_a_strict_journal_and_refuses_one_that_differs() {
+        let (dir, url) = crate::audit::store::tests::temp_sqlite();
+        let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
+        let paths = journal::paths_for(&url).unwrap();
+        let recs = journal::tests::chain(3);
+        let refs: Vec<&Stored> = recs.iter().collect();
+        store.insert(&refs[..1]).await.unwrap();
+        Journal::open(&paths, SyncMode::Full)
+            .unwrap()
+            .0
+            .append(&journal::encode(&refs), 3, 0)
+            .unwrap();
+        let cfg = AuditConfig {
+            instance: "gw".into(),
+            durability: Durability::Batched,
+            signing_key_file: dir.join("signing.key"),
+            ..Default::default()
+        };
+        let a = start(&cfg, store.clone(), Some(paths.clone()))
+            .await
+            .unwrap();
+        assert_eq!(store.head("gw").await.unwrap().unwrap().0, 3, "recovered");
+        // Batched mode does not keep the journal (or its lock).
+        assert!(Journal::open(&paths, SyncMode::Full).unwrap().1.is_empty());
+        drop(a);
+        // A journal whose record 2 is not the store's record 2 (say the
+        // store went on without it) is refused, not skipped.
+        let mut other = journal::tests::chain(2);
+        other[1].command_tag = "forged".into();
+        other[1].hash = other[1].expected_hash();
+        let orefs: Vec<&Stored> = other.iter().collect();
+        Journal::open(&paths, SyncMode::Full)
+            .unwrap()
+            .0
+            .append(&journal::encode(&orefs), 2, 0)
+            .unwrap();
+        let e = start(&cfg, store, Some(paths)).await.err().unwrap();
+        assert!(
+            e.to_string().contains("record 2 of instance gw differs"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn clients_wait_for_the_store_when_the_journal_cannot_be_written() {
         let mut w = chainer(Arc::new(AtomicI64::new(0)));
@@ -500,14 +603,28 @@ mod tests {
         w.journal(&mut group);
         assert!(group[0].1.is_some(), "left for the committer to answer");
         assert!(r.try_recv().is_err(), "not answered yet");
-        // A journal that works answers at once.
-        let dir = std::env::temp_dir().join(format!("portcullis-j-{}", std::process::id()));
+        // Once the journal works again, groups still wait for the store
+        // until it has committed the failed one (the journal must not
+        // skip a record).
+        let dir = std::env::temp_dir().join(format!("portcullis-j-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (j, _) = Journal::open(&[dir.join("j.0"), dir.join("j.1")], SyncMode::Normal).unwrap();
-        w.journal = Some(j);
-        w.journal(&mut group);
-        assert!(group[0].1.is_none());
-        assert_eq!(r.try_recv().unwrap(), Ok(()));
+        let paths = [dir.join("j.0"), dir.join("j.1")];
+        w.journal = Some(Journal::open(&paths, SyncMode::Normal).unwrap().0);
+        let (t2, mut r2) = oneshot::channel();
+        let s2 = w.chain(Record {
+            kind: KIND_STATEMENT,
+            ..Default::default()
+        });
+        let mut next = vec![(s2, Some(t2))];
+        w.journal(&mut next);
+        assert!(next[0].1.is_some() && r2.try_recv().is_err(), "held");
+        assert_eq!(std::fs::metadata(&paths[0]).unwrap().len(), 0);
+        // The store committed record 1: the journal answers again.
+        w.committed.store(1, Ordering::Release);
+        w.journal(&mut next);
+        assert!(next[0].1.is_none());
+        assert_eq!(r2.try_recv().unwrap(), Ok(()));
+        assert!(std::fs::metadata(&paths[0]).unwrap().len() > 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
