@@ -92,7 +92,8 @@ pub struct AuditConfig {
     /// not a machine crash). See [`SyncMode`].
     #[serde(default)]
     pub sync: SyncMode,
-    /// How often batched records are written. Default
+    /// How often batched records (and, in strict mode on SQLite, records
+    /// already in the journal) are committed. Default
     /// [`DEFAULT_FLUSH_INTERVAL`].
     #[serde(default = "d_flush", with = "crate::config::duration")]
     pub flush_interval: Duration,
