@@ -471,6 +471,27 @@ mod tests {
             .collect()
     }
 
+    /// Leaves `records` in the journal at `paths`, as a crashed strict
+    /// gateway would.
+    fn crashed_journal(paths: &[PathBuf; 2], records: &[&Stored]) {
+        let last = records.last().map_or(0, |r| r.seq);
+        Journal::open(paths, SyncMode::Full)
+            .unwrap()
+            .0
+            .append(&journal::encode(records), last, 0)
+            .unwrap();
+    }
+
+    /// Settings for instance `gw` with its signing key in `dir`.
+    fn settings(dir: &std::path::Path, durability: Durability) -> AuditConfig {
+        AuditConfig {
+            instance: "gw".into(),
+            durability,
+            signing_key_file: dir.join("signing.key"),
+            ..Default::default()
+        }
+    }
+
     #[tokio::test]
     async fn a_strict_start_recovers_the_journal_and_refuses_a_gap() {
         let (dir, url) = crate::audit::store::tests::temp_sqlite();
@@ -479,17 +500,8 @@ mod tests {
         let recs = journal::tests::chain(3);
         let refs: Vec<&Stored> = recs.iter().collect();
         // A crashed gateway's journal: records 1..=3, none in the store.
-        Journal::open(&paths, SyncMode::Full)
-            .unwrap()
-            .0
-            .append(&journal::encode(&refs), 3, 0)
-            .unwrap();
-        let cfg = AuditConfig {
-            instance: "gw".into(),
-            durability: Durability::Strict,
-            signing_key_file: dir.join("signing.key"),
-            ..Default::default()
-        };
+        crashed_journal(&paths, &refs);
+        let cfg = settings(&dir, Durability::Strict);
         let a = start(&cfg, store.clone(), Some(paths.clone()))
             .await
             .unwrap();
@@ -510,15 +522,8 @@ mod tests {
         let (dir2, url2) = crate::audit::store::tests::temp_sqlite();
         let store2 = Store::open_writer(&url2, SyncMode::Full).await.unwrap();
         let paths2 = journal::paths_for(&url2).unwrap();
-        Journal::open(&paths2, SyncMode::Full)
-            .unwrap()
-            .0
-            .append(&journal::encode(&refs[1..]), 3, 0)
-            .unwrap();
-        let cfg2 = AuditConfig {
-            signing_key_file: dir2.join("signing.key"),
-            ..cfg
-        };
+        crashed_journal(&paths2, &refs[1..]);
+        let cfg2 = settings(&dir2, Durability::Strict);
         let e = start(&cfg2, store2, Some(paths2)).await.err().unwrap();
         assert!(e.to_string().contains(".audit-journal.0"), "{e}");
         assert!(e.to_string().contains("do not continue"), "{e}");
@@ -548,17 +553,8 @@ mod tests {
         let recs = journal::tests::chain(3);
         let refs: Vec<&Stored> = recs.iter().collect();
         store.insert(&refs[..1]).await.unwrap();
-        Journal::open(&paths, SyncMode::Full)
-            .unwrap()
-            .0
-            .append(&journal::encode(&refs), 3, 0)
-            .unwrap();
-        let cfg = AuditConfig {
-            instance: "gw".into(),
-            durability: Durability::Batched,
-            signing_key_file: dir.join("signing.key"),
-            ..Default::default()
-        };
+        crashed_journal(&paths, &refs);
+        let cfg = settings(&dir, Durability::Batched);
         let a = start(&cfg, store.clone(), Some(paths.clone()))
             .await
             .unwrap();
@@ -572,11 +568,7 @@ mod tests {
         other[1].command_tag = "forged".into();
         other[1].hash = other[1].expected_hash();
         let orefs: Vec<&Stored> = other.iter().collect();
-        Journal::open(&paths, SyncMode::Full)
-            .unwrap()
-            .0
-            .append(&journal::encode(&orefs), 2, 0)
-            .unwrap();
+        crashed_journal(&paths, &orefs);
         let e = start(&cfg, store, Some(paths)).await.err().unwrap();
         assert!(
             e.to_string().contains("record 2 of instance gw differs"),
