@@ -459,6 +459,15 @@ fn strict_kill_9(audit: &str, table: &str, journal_only: bool) {
         acked += 1;
         if acked == 300 {
             let pid = gw.pid().expect("gateway pid");
+            // With sync full the journal's fdatasync runs on a thread of
+            // its own; with sync normal the append is a plain write on the
+            // runtime.
+            let names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+                .expect("tasks")
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .collect();
+            let own = names.iter().any(|n| n.trim() == "portcullis-audi");
+            assert_eq!(own, !audit.contains("normal"), "{names:?}");
             let st = Command::new("kill")
                 .args(["-9", &pid.to_string()])
                 .status()

@@ -93,6 +93,25 @@ struct Part {
     last_seq: i64,
 }
 
+impl Part {
+    /// Opens and locks a journal file; returns it with its records.
+    fn open(path: &Path) -> Result<(Self, Vec<Stored>), JournalError> {
+        let mut file = open_part(path)?;
+        try_lock(&file, path)?;
+        let held = read_records(&mut file, path)?;
+        let len = file.metadata().map_err(io_err(path))?.len();
+        let last_seq = held.iter().map(|r| r.seq).max().unwrap_or(0);
+        Ok((
+            Self {
+                file,
+                len,
+                last_seq,
+            },
+            held,
+        ))
+    }
+}
+
 /// The writer's open, locked journal.
 pub struct Journal {
     parts: [Part; 2],
@@ -180,24 +199,9 @@ impl Journal {
     /// if another process holds it); returns it with the records it
     /// holds, oldest first.
     pub fn open(paths: &[PathBuf; 2], sync: SyncMode) -> Result<(Self, Vec<Stored>), JournalError> {
-        let mut records = Vec::new();
-        let mut parts = Vec::with_capacity(2);
-        for path in paths {
-            let mut file = open_part(path)?;
-            try_lock(&file, path)?;
-            let held = read_records(&mut file, path)?;
-            let len = file.metadata().map_err(io_err(path))?.len();
-            parts.push(Part {
-                file,
-                len,
-                last_seq: held.iter().map(|r| r.seq).max().unwrap_or(0),
-            });
-            records.extend(held);
-        }
-        let [a, b]: [Part; 2] = parts.try_into().map_err(|_| JournalError::Io {
-            path: paths[0].display().to_string(),
-            source: std::io::Error::other("two journal files expected"),
-        })?;
+        let (a, mut records) = Part::open(&paths[0])?;
+        let (b, more) = Part::open(&paths[1])?;
+        records.extend(more);
         let journal = Self {
             parts: [a, b],
             current: 0,
