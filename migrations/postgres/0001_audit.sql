@@ -41,3 +41,11 @@ CREATE TABLE IF NOT EXISTS audit_instances (
     public_key TEXT NOT NULL,
     created_us BIGINT NOT NULL
 );
+-- Audit viewer sign-ins: the SHA-256 (hex) of each session cookie (never
+-- the cookie itself), whose it is and until when (Unix µs). They survive a
+-- gateway restart, and gateways sharing the store share them.
+CREATE TABLE IF NOT EXISTS audit_viewer_logins (
+    token_hash TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    expires_us BIGINT NOT NULL
+);

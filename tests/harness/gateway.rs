@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use crate::idp::AUDIENCE;
 use crate::{free_port, idp, portcullis_bin, postgres, root, temp_dir, wait_port, Guarded};
@@ -58,6 +59,9 @@ pub struct Gateway {
     pub admin_port: u16,
     /// Its working directory (config, log).
     pub dir: PathBuf,
+    /// The process started by [`Gateway::restart`]; declared first, so it
+    /// stops before `_guard` removes the directory.
+    _restarted: Option<Guarded>,
     _guard: Guarded,
 }
 
@@ -172,8 +176,32 @@ groups = ["dba"]
             port,
             admin_port,
             dir,
+            _restarted: None,
             _guard: guard,
         }
+    }
+
+    /// Stops the gateway (SIGTERM; waits until it has exited) and starts
+    /// it again with the same configuration, ports and directory.
+    pub fn restart(&mut self) {
+        let pid = self.pid().expect("gateway pid");
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        crate::wait_for("the gateway to exit", Duration::from_secs(30), || {
+            self.pid().is_none()
+        });
+        self._restarted = None;
+        let cfg_path = self.dir.join("portcullis.toml");
+        self._restarted = Some(Guarded::spawn(
+            &portcullis_bin().display().to_string(),
+            &[
+                "serve".into(),
+                "--config".into(),
+                cfg_path.display().to_string(),
+            ],
+            "",
+            &self.dir.join("gateway.log"),
+        ));
+        wait_port(self.port, "the restarted gateway");
     }
 
     /// Process id of the gateway (not of its guard).

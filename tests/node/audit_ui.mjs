@@ -2,7 +2,7 @@
 // opens the gateway's audit viewer, signs in at the OIDC provider, opens
 // the session SESSION_ID from the list (after trying the filter form),
 // and reports what the timeline
-// shows; optionally saves a screenshot.
+// shows and the session cookie; optionally saves a screenshot.
 //
 // usage: node audit_ui.mjs ADMIN_URL USER SESSION_ID [SCREENSHOT.png]
 import { chromium } from 'playwright-core';
@@ -51,7 +51,9 @@ try {
   if (shot) {
     await page.screenshot({ path: shot, fullPage: true });
   }
-  console.log(JSON.stringify({ status, list, filtered, statements, badges, results, exported_lines: exported.trim().split('\n').length }));
+  // The session cookie, so the test can use the sign-in after a restart.
+  const cookie = ((await page.context().cookies()).find((c) => c.name === 'pca_session') || {}).value || '';
+  console.log(JSON.stringify({ status, list, filtered, statements, badges, results, exported_lines: exported.trim().split('\n').length, cookie }));
 } finally {
   await browser.close();
 }

@@ -875,7 +875,7 @@ fn viewer(
 
 #[test]
 fn auditors_read_sessions_in_the_web_viewer_in_real_chromium() {
-    let gw = Gateway::start(GatewayOptions {
+    let mut gw = Gateway::start(GatewayOptions {
         extra: format!(
             "[audit.viewer]\nissuer = \"{}\"\nclient_id = \"portcullis-audit\"\n",
             idp().issuer
@@ -936,6 +936,40 @@ fn auditors_read_sessions_in_the_web_viewer_in_real_chromium() {
     assert!(page["exported_lines"].as_u64().unwrap_or(0) >= 4, "{page}");
     assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000));
     // Someone outside the auditor group is turned away.
-    let page = viewer(&base, "bob", &sid, None);
-    assert_eq!(page["status"], 403, "{page}");
+    let page_bob = viewer(&base, "bob", &sid, None);
+    assert_eq!(page_bob["status"], 403, "{page_bob}");
+    // The sign-in outlives a restart of the gateway; a made-up cookie
+    // gets the sign-in page.
+    let cookie = page["cookie"].as_str().unwrap_or_default().to_string();
+    assert!(!cookie.is_empty(), "{page}");
+    let list = |cookie: &str| {
+        let r = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+            .get(format!("{base}/audit/sessions"))
+            .header("Cookie", format!("pca_session={cookie}"))
+            .send()
+            .expect("GET /audit/sessions");
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        (r.status().as_u16(), location, r.text().unwrap_or_default())
+    };
+    let (status, _, body) = list(&cookie);
+    assert!(status == 200 && body.contains(&sid), "{status} {body}");
+    gw.restart();
+    let (status, _, body) = list(&cookie);
+    assert!(
+        status == 200 && body.contains(&sid),
+        "after a restart: {status} {body}"
+    );
+    let (status, location, _) = list("made-up");
+    assert!(
+        (300..400).contains(&status) && location.starts_with("/audit/login"),
+        "{status} {location}"
+    );
 }

@@ -22,7 +22,7 @@ use super::{cookie_value, escape_html as esc, random_token};
 use crate::audit::config::ViewerConfig;
 use crate::audit::crypt::Keys;
 use crate::audit::export::{body, rfc3339, to_json};
-use crate::audit::record::Stored;
+use crate::audit::record::{now_us, Stored};
 use crate::audit::store::{Filter, Store};
 use crate::identity::rp::{Pending, Rp};
 use crate::identity::Verifier;
@@ -39,11 +39,6 @@ struct Login {
     at: Instant,
 }
 
-struct Session {
-    user: String,
-    until: Instant,
-}
-
 /// The viewer's state.
 pub struct Viewer {
     cfg: ViewerConfig,
@@ -53,7 +48,6 @@ pub struct Viewer {
     rp: tokio::sync::OnceCell<Rp>,
     id_tokens: Verifier,
     logins: Mutex<HashMap<String, Login>>,
-    sessions: Mutex<HashMap<String, Session>>,
 }
 
 impl Viewer {
@@ -68,15 +62,21 @@ impl Viewer {
             rp: tokio::sync::OnceCell::new(),
             id_tokens,
             logins: Mutex::default(),
-            sessions: Mutex::default(),
         }
     }
 
-    fn who(&self, headers: &HeaderMap) -> Option<String> {
-        let id = cookie_value(headers, COOKIE)?;
-        let mut s = self.sessions.lock().ok()?;
-        s.retain(|_, v| v.until > Instant::now());
-        s.get(&id).map(|v| v.user.clone())
+    /// The signed-in auditor, from the session cookie. Sign-ins live in
+    /// the audit store (hashed), so they survive a restart; a store that
+    /// cannot be read signs no one in.
+    async fn who(&self, headers: &HeaderMap) -> Option<String> {
+        let token = cookie_value(headers, COOKIE)?;
+        match self.store.login_user(&token, now_us()).await {
+            Ok(user) => user,
+            Err(e) => {
+                tracing::error!(error = %e, "audit viewer: cannot read sign-ins from the audit store");
+                None
+            }
+        }
     }
 }
 
@@ -223,14 +223,16 @@ async fn callback(State(v): State<Arc<Viewer>>, Query(cb): Query<Callback>) -> R
             .into_response();
     }
     let sid = random_token();
-    if let Ok(mut s) = v.sessions.lock() {
-        s.insert(
-            sid.clone(),
-            Session {
-                user: id.display().to_string(),
-                until: Instant::now() + v.cfg.session_ttl,
-            },
-        );
+    let now = now_us();
+    let until =
+        now.saturating_add(i64::try_from(v.cfg.session_ttl.as_micros()).unwrap_or(i64::MAX));
+    if let Err(e) = v.store.save_login(&sid, id.display(), now, until).await {
+        tracing::error!(error = %e, "audit viewer: cannot keep a sign-in in the audit store");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit store cannot be written; sign in again later",
+        )
+            .into_response();
     }
     tracing::info!(auditor = %id.display(), "auditor signed in");
     let secure = if v.public_url.starts_with("https://") {
@@ -261,7 +263,7 @@ async fn sessions(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let Some(user) = v.who(&headers) else {
+    let Some(user) = v.who(&headers).await else {
         return to_login("/audit/sessions");
     };
     let f = Filter {
@@ -361,7 +363,7 @@ async fn session(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let Some(user) = v.who(&headers) else {
+    let Some(user) = v.who(&headers).await else {
         return to_login(&format!("/audit/sessions/{id}"));
     };
     let mut recs = match session_records(&v, &id).await {
@@ -448,7 +450,7 @@ async fn export(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if v.who(&headers).is_none() {
+    if v.who(&headers).await.is_none() {
         return to_login(&format!("/audit/sessions/{id}"));
     }
     let recs = match session_records(&v, &id).await {
