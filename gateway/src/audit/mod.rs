@@ -14,7 +14,6 @@ pub mod config;
 pub mod crypt;
 pub mod export;
 pub mod journal;
-pub mod logins;
 pub mod record;
 pub mod recorder;
 pub mod sink;

@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::store::{Store, StoreError};
+use super::{Store, StoreError};
 
 /// The stored form of a session cookie.
 fn token_hash(token: &str) -> String {

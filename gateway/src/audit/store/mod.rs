@@ -2,10 +2,15 @@
 //! gateways share it), through sqlx; the schema of each backend is in
 //! `migrations/<backend>/` and applied at open. Reads stream rows, so an
 //! export of millions of records runs in constant memory.
+//!
+//! Opening and the schema are here; writing records in [`insert`], reading
+//! them in [`read`], the viewer's sign-ins in [`logins`].
 
-use futures_util::stream::BoxStream;
-use futures_util::StreamExt;
-use sqlx::any::{AnyPoolOptions, AnyRow};
+mod insert;
+mod logins;
+mod read;
+
+use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -13,10 +18,9 @@ use sqlx::{AnyPool, Row};
 use std::str::FromStr;
 
 use super::config::SyncMode;
-use super::record::Stored;
 
-const SQLITE_SCHEMA: &str = include_str!("../../../migrations/sqlite/0001_audit.sql");
-const POSTGRES_SCHEMA: &str = include_str!("../../../migrations/postgres/0001_audit.sql");
+const SQLITE_SCHEMA: &str = include_str!("../../../../migrations/sqlite/0001_audit.sql");
+const POSTGRES_SCHEMA: &str = include_str!("../../../../migrations/postgres/0001_audit.sql");
 
 const COLUMNS: &str = "instance, seq, id, at_us, kind, session_id, user_name, groups_json, \
     client_addr, application, connection, action, approval_id, command_tag, rows_affected, \
@@ -138,133 +142,13 @@ pub struct SessionSummary {
 #[derive(Clone)]
 pub struct Store {
     /// Reads, checkpoints and pruning (both backends); the viewer's
-    /// sign-ins ([`super::logins`]).
-    pub(super) pool: AnyPool,
+    /// sign-ins.
+    pool: AnyPool,
     /// SQLite, opened by the writer: its inserts, through sqlx's native
     /// driver.
     writer: Option<SqlitePool>,
     /// The store is SQLite.
     sqlite: bool,
-}
-
-fn stored(r: &AnyRow) -> Result<Stored, sqlx::Error> {
-    Ok(Stored {
-        instance: r.try_get("instance")?,
-        seq: r.try_get("seq")?,
-        id: r.try_get("id")?,
-        at_us: r.try_get("at_us")?,
-        kind: r.try_get("kind")?,
-        session_id: r.try_get("session_id")?,
-        user: r.try_get("user_name")?,
-        groups_json: r.try_get("groups_json")?,
-        client_addr: r.try_get("client_addr")?,
-        application: r.try_get("application")?,
-        connection: r.try_get("connection")?,
-        action: r.try_get("action")?,
-        approval_id: r.try_get("approval_id")?,
-        command_tag: r.try_get("command_tag")?,
-        rows_affected: r.try_get("rows_affected")?,
-        duration_us: r.try_get("duration_us")?,
-        error_code: r.try_get("error_code")?,
-        key_id: r.try_get("key_id")?,
-        body: r.try_get("body")?,
-        prev_hash: r.try_get("prev_hash")?,
-        hash: r.try_get("hash")?,
-    })
-}
-
-/// Binds the 21 columns of a record, in [`COLUMNS`] order (texts as
-/// `&str`, which the SQLite driver binds without copying).
-macro_rules! bind_row {
-    ($q:expr, $s:expr) => {
-        $q.bind($s.instance.as_str())
-            .bind($s.seq)
-            .bind($s.id.as_str())
-            .bind($s.at_us)
-            .bind($s.kind.as_str())
-            .bind($s.session_id.as_str())
-            .bind($s.user.as_str())
-            .bind($s.groups_json.as_str())
-            .bind($s.client_addr.as_str())
-            .bind($s.application.as_str())
-            .bind($s.connection.as_str())
-            .bind($s.action.as_str())
-            .bind($s.approval_id.as_str())
-            .bind($s.command_tag.as_str())
-            .bind($s.rows_affected)
-            .bind($s.duration_us)
-            .bind($s.error_code.as_str())
-            .bind($s.key_id.as_str())
-            .bind($s.body.as_str())
-            .bind($s.prev_hash.as_str())
-            .bind($s.hash.as_str())
-    };
-}
-
-/// Runs one multi-row INSERT of `chunk` on `executor` (`$in_tx`: inside
-/// a transaction of several; see [`insert_sql`]).
-macro_rules! insert_chunk {
-    ($db:ty, $executor:expr, $chunk:expr, $anonymous:expr, $in_tx:expr) => {{
-        let sql = insert_sql($chunk.len(), $anonymous, $in_tx);
-        let mut q = sqlx::query::<$db>(&sql);
-        for s in $chunk {
-            q = bind_row!(q, s);
-        }
-        q.execute($executor).await?;
-    }};
-}
-
-/// Inserts `batch` on `pool` atomically: one INSERT when it fits in one,
-/// else one transaction of [`ROWS_PER_INSERT`]-row INSERTs.
-macro_rules! insert_batch {
-    ($db:ty, $pool:expr, $batch:expr, $anonymous:expr) => {{
-        if $batch.len() <= ROWS_PER_INSERT {
-            insert_chunk!($db, $pool, $batch, $anonymous, false);
-        } else {
-            let mut tx = $pool.begin().await?;
-            for chunk in $batch.chunks(ROWS_PER_INSERT) {
-                insert_chunk!($db, &mut *tx, chunk, $anonymous, true);
-            }
-            tx.commit().await?;
-        }
-    }};
-}
-
-/// `INSERT ... VALUES (...), ...` for `rows` rows: anonymous `?`
-/// placeholders for SQLite (it looks a numbered parameter's name up
-/// linearly, so `$n` costs grow with the square of the parameters in a
-/// statement), `$n` for PostgreSQL.
-///
-/// SQLite inside a transaction of several INSERTs (`in_tx`): `INSERT OR
-/// FAIL`. A plain INSERT there may abort halfway, so SQLite copies every
-/// page it touches to a statement journal first (about 15 % of the
-/// store's cost per record); FAIL needs no such copy, and the caller rolls
-/// the whole transaction back on any error, so the batch stays atomic.
-/// Alone (autocommit) a statement keeps the plain INSERT: FAIL would
-/// commit the rows before a conflict, and SQLite keeps no statement
-/// journal in autocommit anyway.
-fn insert_sql(rows: usize, anonymous: bool, in_tx: bool) -> String {
-    let verb = if anonymous && in_tx {
-        "INSERT OR FAIL"
-    } else {
-        "INSERT"
-    };
-    let mut sql = format!("{verb} INTO audit_records ({COLUMNS}) VALUES ");
-    for i in 0..rows {
-        sql.push_str(if i == 0 { "(" } else { ", (" });
-        for c in 1..=21 {
-            if c > 1 {
-                sql.push_str(", ");
-            }
-            if anonymous {
-                sql.push('?');
-            } else {
-                sql.push_str(&format!("${}", i * 21 + c));
-            }
-        }
-        sql.push(')');
-    }
-    sql
 }
 
 impl Store {
@@ -359,49 +243,6 @@ impl Store {
         Ok(r.try_get("s")?)
     }
 
-    /// Where `instance`'s chain ends: (seq, hash) of its last record, or
-    /// of its last checkpoint when retention pruned every record up to
-    /// it (the chain goes on from there).
-    pub async fn head(&self, instance: &str) -> Result<Option<(i64, String)>, StoreError> {
-        let mut head = None;
-        for table in ["audit_records", "audit_checkpoints"] {
-            let row = sqlx::query(&format!(
-                "SELECT seq, hash FROM {table} WHERE instance = $1 ORDER BY seq DESC LIMIT 1"
-            ))
-            .bind(instance)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(r) = row {
-                let (seq, hash): (i64, String) = (r.try_get("seq")?, r.try_get("hash")?);
-                if head.as_ref().is_none_or(|(s, _)| seq > *s) {
-                    head = Some((seq, hash));
-                }
-            }
-        }
-        Ok(head)
-    }
-
-    /// The hashes of `instance`'s records `from..=to` that are stored, by
-    /// seq.
-    pub async fn hashes(
-        &self,
-        instance: &str,
-        from: i64,
-        to: i64,
-    ) -> Result<std::collections::HashMap<i64, String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, hash FROM audit_records WHERE instance = $1 AND seq >= $2 AND seq <= $3",
-        )
-        .bind(instance)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?)))
-            .collect()
-    }
-
     /// Records `instance`'s public key at its first start; returns the key
     /// on record (which may differ: the caller decides).
     pub async fn announce(&self, instance: &str, public_key: &str) -> Result<String, StoreError> {
@@ -436,19 +277,6 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("instance")?, r.try_get("public_key")?)))
             .collect()
-    }
-
-    /// Inserts a batch atomically: one multi-row INSERT (a transaction of
-    /// its own) when it has at most [`ROWS_PER_INSERT`] rows, else one
-    /// transaction of such INSERTs — one commit for the group either way.
-    /// The writer's SQLite inserts go through sqlx's own SQLite driver,
-    /// which binds the texts without copying them.
-    pub async fn insert(&self, batch: &[&Stored]) -> Result<(), StoreError> {
-        match &self.writer {
-            Some(pool) => insert_batch!(sqlx::Sqlite, pool, batch, true),
-            None => insert_batch!(sqlx::Any, &self.pool, batch, self.sqlite),
-        }
-        Ok(())
     }
 
     /// Stores a signed checkpoint.
@@ -486,83 +314,6 @@ impl Store {
             })
             .collect()
     }
-
-    /// Records matching `f`, in chain order (instance, seq), streamed.
-    pub fn stream<'a>(&'a self, f: &Filter) -> BoxStream<'a, Result<Stored, StoreError>> {
-        let (w, texts, ints) = f.sql();
-        let sql = format!("SELECT {COLUMNS} FROM audit_records{w} ORDER BY instance, seq");
-        async_stream_rows(&self.pool, sql, texts, ints)
-    }
-
-    /// Sessions matching `f`, newest first, at most `limit`.
-    pub async fn sessions(
-        &self,
-        f: &Filter,
-        limit: i64,
-    ) -> Result<Vec<SessionSummary>, StoreError> {
-        let (w, texts, ints) = f.sql();
-        let sql = format!(
-            "SELECT session_id, MAX(user_name) AS user_name, MAX(connection) AS connection, \
-             MAX(client_addr) AS client_addr, MIN(at_us) AS first_us, MAX(at_us) AS last_us, \
-             SUM(CASE WHEN kind = 'statement' THEN 1 ELSE 0 END) AS statements, \
-             SUM(CASE WHEN action = 'deny' THEN 1 ELSE 0 END) AS denied \
-             FROM audit_records{w} GROUP BY session_id ORDER BY MIN(at_us) DESC LIMIT {limit}"
-        );
-        let mut q = sqlx::query(&sql);
-        for t in &texts {
-            q = q.bind(t);
-        }
-        for i in &ints {
-            q = q.bind(*i);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SessionSummary {
-                    session_id: r.try_get("session_id")?,
-                    user: r.try_get("user_name")?,
-                    connection: r.try_get("connection")?,
-                    client_addr: r.try_get("client_addr")?,
-                    first_us: r.try_get("first_us")?,
-                    last_us: r.try_get("last_us")?,
-                    statements: r.try_get("statements")?,
-                    denied: r.try_get("denied")?,
-                })
-            })
-            .collect()
-    }
-
-    /// Deletes the records of `instance` up to the last checkpoint signed
-    /// before `before_us` — a prefix of the chain, all older than that
-    /// time — so what remains verifies from that checkpoint. Returns how
-    /// many were deleted.
-    pub async fn prune(&self, instance: &str, before_us: i64) -> Result<u64, StoreError> {
-        let r = sqlx::query(
-            "SELECT MAX(seq) AS s FROM audit_checkpoints WHERE instance = $1 AND at_us < $2",
-        )
-        .bind(instance)
-        .bind(before_us)
-        .fetch_one(&self.pool)
-        .await?;
-        let Some(upto) = r.try_get::<Option<i64>, _>("s")? else {
-            return Ok(0);
-        };
-        let r = sqlx::query("DELETE FROM audit_records WHERE instance = $1 AND seq <= $2")
-            .bind(instance)
-            .bind(upto)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected())
-    }
-
-    /// The first record of `instance` still stored (after pruning).
-    pub async fn first_seq(&self, instance: &str) -> Result<Option<i64>, StoreError> {
-        let r = sqlx::query("SELECT MIN(seq) AS s FROM audit_records WHERE instance = $1")
-            .bind(instance)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(r.try_get::<Option<i64>, _>("s")?)
-    }
 }
 
 /// The statements of a schema file (split at `;`, `--` comment lines
@@ -580,46 +331,10 @@ pub fn schema_statements(schema: &str) -> Vec<String> {
         .collect()
 }
 
-fn async_stream_rows<'a>(
-    pool: &'a AnyPool,
-    sql: String,
-    texts: Vec<String>,
-    ints: Vec<i64>,
-) -> BoxStream<'a, Result<Stored, StoreError>> {
-    // The query borrows its SQL and binds: keep them alive in the stream.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Stored, StoreError>>(256);
-    let pool = pool.clone();
-    tokio::spawn(async move {
-        let mut q = sqlx::query(&sql);
-        for t in &texts {
-            q = q.bind(t);
-        }
-        for i in &ints {
-            q = q.bind(*i);
-        }
-        let mut rows = q.fetch(&pool);
-        while let Some(r) = rows.next().await {
-            let item = r
-                .map_err(StoreError::from)
-                .and_then(|row| Ok(stored(&row)?));
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                break;
-            }
-        }
-    });
-    tokio_stream_from(rx).boxed()
-}
-
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures_util::Stream<Item = T> + Send {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::audit::record::Stored;
 
     /// A new directory for a SQLite store, and the store's URL in it.
     pub(crate) fn temp_sqlite() -> (std::path::PathBuf, String) {
@@ -673,24 +388,6 @@ pub(crate) mod tests {
             store.head("gw").await.unwrap(),
             Some((3, recs[2].hash.clone()))
         );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[tokio::test]
-    async fn a_batch_of_several_inserts_is_stored_whole_or_not_at_all() {
-        let (dir, url) = temp_sqlite();
-        let store = Store::open_writer(&url, SyncMode::Normal).await.unwrap();
-        let recs = crate::audit::journal::tests::chain(2 * ROWS_PER_INSERT as i64 + 50);
-        // Record 230 is already there: the batch's third INSERT conflicts
-        // after two have gone in.
-        store.insert(&[&recs[229]]).await.unwrap();
-        let refs: Vec<&Stored> = recs.iter().collect();
-        assert!(store.insert(&refs).await.is_err());
-        assert_eq!(store.hashes("gw", 1, 1000).await.unwrap().len(), 1);
-        // The connection is usable again and takes the batch without it.
-        let rest: Vec<&Stored> = recs.iter().filter(|r| r.seq != 230).collect();
-        store.insert(&rest).await.unwrap();
-        assert_eq!(store.hashes("gw", 1, 1000).await.unwrap().len(), recs.len());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,0 +1,230 @@
+//! The writer's tests, on real SQLite files.
+
+use super::*;
+use crate::audit::config::SyncMode;
+use crate::audit::record::{Record, KIND_STATEMENT};
+
+/// A writer for instance `gw` whose committer channel goes nowhere.
+fn chainer(committed: Arc<AtomicI64>) -> Writer {
+    Writer {
+        instance: "gw".into(),
+        keys: Keys::default(),
+        seq: 0,
+        hash: GENESIS.into(),
+        journal: None,
+        hold_until: 0,
+        committed,
+        cfg: AuditConfig::default(),
+        to_commit: mpsc::unbounded_channel().0,
+    }
+}
+
+/// A writer (whose committer channel goes nowhere) and a committer
+/// on `store`, for instance `gw`.
+fn writer(store: Store) -> (Writer, Committer) {
+    let committed = Arc::new(AtomicI64::new(0));
+    let w = chainer(committed.clone());
+    let c = Committer {
+        store,
+        instance: "gw".into(),
+        key: Ed25519KeyPair::from_seed_unchecked(&[7u8; 32]).unwrap(),
+        head: (0, GENESIS.into()),
+        committed,
+        since_checkpoint: 0,
+        last_checkpoint: Instant::now(),
+        gather: false,
+        cfg: AuditConfig::default(),
+        stats: Arc::new(AuditStats::default()),
+        sinks: Sinks::new(&[]),
+    };
+    (w, c)
+}
+
+fn group(w: &mut Writer, n: usize) -> Vec<(Stored, Waiter)> {
+    (0..n)
+        .map(|_| {
+            let r = Record {
+                kind: KIND_STATEMENT,
+                ..Default::default()
+            };
+            (w.chain(r), None)
+        })
+        .collect()
+}
+
+/// Leaves `records` in the journal at `paths`, as a crashed strict
+/// gateway would.
+fn crashed_journal(paths: &[PathBuf; 2], records: &[&Stored]) {
+    let last = records.last().map_or(0, |r| r.seq);
+    Journal::open(paths, SyncMode::Full)
+        .unwrap()
+        .0
+        .append(&journal::encode(records), last, 0)
+        .unwrap();
+}
+
+/// Settings for instance `gw` with its signing key in `dir`.
+fn settings(dir: &std::path::Path, durability: Durability) -> AuditConfig {
+    AuditConfig {
+        instance: "gw".into(),
+        durability,
+        signing_key_file: dir.join("signing.key"),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_strict_start_recovers_the_journal_and_refuses_a_gap() {
+    let (dir, url) = crate::audit::store::tests::temp_sqlite();
+    let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
+    let paths = journal::paths_for(&url).unwrap();
+    let recs = journal::tests::chain(3);
+    let refs: Vec<&Stored> = recs.iter().collect();
+    // A crashed gateway's journal: records 1..=3, none in the store.
+    crashed_journal(&paths, &refs);
+    let cfg = settings(&dir, Durability::Strict);
+    let a = start(&cfg, store.clone(), Some(paths.clone()))
+        .await
+        .unwrap();
+    assert_eq!(store.head("gw").await.unwrap().unwrap().0, 3, "recovered");
+    assert_eq!(std::fs::metadata(&paths[0]).unwrap().len(), 0);
+    // A new record is answered once journaled, and committed after.
+    let ack = a.submit(Record {
+        kind: KIND_STATEMENT,
+        ..Default::default()
+    });
+    assert_eq!(ack.expect("strict").await.unwrap(), Ok(()));
+    a.flush().await;
+    assert_eq!(store.head("gw").await.unwrap().unwrap().0, 4);
+    assert!(std::fs::metadata(&paths[0]).unwrap().len() > 0, "journaled");
+    drop(a);
+    // A journal that does not continue the store's chain stops the
+    // start, naming the journal.
+    let (dir2, url2) = crate::audit::store::tests::temp_sqlite();
+    let store2 = Store::open_writer(&url2, SyncMode::Full).await.unwrap();
+    let paths2 = journal::paths_for(&url2).unwrap();
+    crashed_journal(&paths2, &refs[1..]);
+    let cfg2 = settings(&dir2, Durability::Strict);
+    let e = start(&cfg2, store2, Some(paths2)).await.err().unwrap();
+    assert!(e.to_string().contains(".audit-journal.0"), "{e}");
+    assert!(e.to_string().contains("do not continue"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir2);
+}
+
+#[tokio::test]
+async fn a_start_waits_for_a_held_journal_then_refuses() {
+    let (dir, url) = crate::audit::store::tests::temp_sqlite();
+    let paths = journal::paths_for(&url).unwrap();
+    let held = Journal::open(&paths, SyncMode::Full).unwrap();
+    let started = Instant::now();
+    let e = open_journal(&paths, SyncMode::Full).await.err().unwrap();
+    assert!(started.elapsed() >= JOURNAL_LOCK_WAIT, "it waited");
+    assert!(e.to_string().contains("locked by another process"), "{e}");
+    drop(held);
+    assert!(open_journal(&paths, SyncMode::Full).await.is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_batched_start_recovers_a_strict_journal_and_refuses_one_that_differs() {
+    let (dir, url) = crate::audit::store::tests::temp_sqlite();
+    let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
+    let paths = journal::paths_for(&url).unwrap();
+    let recs = journal::tests::chain(3);
+    let refs: Vec<&Stored> = recs.iter().collect();
+    store.insert(&refs[..1]).await.unwrap();
+    crashed_journal(&paths, &refs);
+    let cfg = settings(&dir, Durability::Batched);
+    let a = start(&cfg, store.clone(), Some(paths.clone()))
+        .await
+        .unwrap();
+    assert_eq!(store.head("gw").await.unwrap().unwrap().0, 3, "recovered");
+    // Batched mode does not keep the journal (or its lock).
+    assert!(Journal::open(&paths, SyncMode::Full).unwrap().1.is_empty());
+    drop(a);
+    // A journal whose record 2 is not the store's record 2 (say the
+    // store went on without it) is refused, not skipped.
+    let mut other = journal::tests::chain(2);
+    other[1].command_tag = "forged".into();
+    other[1].hash = other[1].expected_hash();
+    let orefs: Vec<&Stored> = other.iter().collect();
+    crashed_journal(&paths, &orefs);
+    let e = start(&cfg, store, Some(paths)).await.err().unwrap();
+    assert!(
+        e.to_string().contains("record 2 of instance gw differs"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn clients_wait_for_the_store_when_the_journal_cannot_be_written() {
+    let mut w = chainer(Arc::new(AtomicI64::new(0)));
+    w.journal = Some(Journal::over(
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open("/dev/full")
+            .unwrap(),
+    ));
+    let (t, mut r) = oneshot::channel();
+    let s = w.chain(Record {
+        kind: KIND_STATEMENT,
+        ..Default::default()
+    });
+    let mut group = vec![(s, Some(t))];
+    w.journal(&mut group);
+    assert!(group[0].1.is_some(), "left for the committer to answer");
+    assert!(r.try_recv().is_err(), "not answered yet");
+    // Once the journal works again, groups still wait for the store
+    // until it has committed the failed one (the journal must not
+    // skip a record).
+    let dir = std::env::temp_dir().join(format!("portcullis-j-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let paths = [dir.join("j.0"), dir.join("j.1")];
+    w.journal = Some(Journal::open(&paths, SyncMode::Normal).unwrap().0);
+    let (t2, mut r2) = oneshot::channel();
+    let s2 = w.chain(Record {
+        kind: KIND_STATEMENT,
+        ..Default::default()
+    });
+    let mut next = vec![(s2, Some(t2))];
+    w.journal(&mut next);
+    assert!(next[0].1.is_some() && r2.try_recv().is_err(), "held");
+    assert_eq!(std::fs::metadata(&paths[0]).unwrap().len(), 0);
+    // The store committed record 1: the journal answers again.
+    w.committed.store(1, Ordering::Release);
+    w.journal(&mut next);
+    assert!(next[0].1.is_none());
+    assert_eq!(r2.try_recv().unwrap(), Ok(()));
+    assert!(std::fs::metadata(&paths[0]).unwrap().len() > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_commit_whose_answer_was_lost_counts_and_a_fork_does_not() {
+    let (dir, url) = crate::audit::store::tests::temp_sqlite();
+    let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
+    let (mut w, mut c) = writer(store.clone());
+    let mut pending = group(&mut w, 3);
+    // The batch reached the store, but the writer never heard so.
+    let rows: Vec<&Stored> = pending.iter().map(|(s, _)| s).collect();
+    store.insert(&rows).await.unwrap();
+    assert!(c.commit(&mut pending).await, "the store holds the group");
+    assert!(pending.is_empty());
+    assert_eq!(c.stats.written.load(Ordering::Relaxed), 3);
+    assert!(!c.stats.failing.load(Ordering::Relaxed));
+    assert_eq!(
+        c.committed.load(Ordering::Relaxed),
+        3,
+        "the journal learns it"
+    );
+    // A second writer on the same instance starts a chain from the
+    // beginning: its commit fails, and is not taken for committed.
+    let (mut other, mut oc) = writer(store.clone());
+    let mut forked = group(&mut other, 1);
+    assert!(!oc.commit(&mut forked).await);
+    assert_eq!(forked.len(), 1, "kept for a retry");
+    assert!(oc.stats.failing.load(Ordering::Relaxed));
+    let _ = std::fs::remove_dir_all(&dir);
+}
