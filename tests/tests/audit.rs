@@ -972,4 +972,27 @@ fn auditors_read_sessions_in_the_web_viewer_in_real_chromium() {
         (300..400).contains(&status) && location.starts_with("/audit/login"),
         "{status} {location}"
     );
+    // Signing out ends it: the cookie is cleared and no longer admits.
+    let out = reqwest::blocking::Client::new()
+        .post(format!("{base}/audit/logout"))
+        .header("Cookie", format!("pca_session={cookie}"))
+        .send()
+        .expect("POST /audit/logout");
+    let cleared = out
+        .headers()
+        .get("set-cookie")
+        .and_then(|c| c.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        out.status().as_u16() == 200
+            && cleared.starts_with("pca_session=;")
+            && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    let (status, location, _) = list(&cookie);
+    assert!(
+        (300..400).contains(&status) && location.starts_with("/audit/login"),
+        "after signing out: {status} {location}"
+    );
 }

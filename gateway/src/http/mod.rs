@@ -5,12 +5,16 @@
 pub mod admin;
 pub mod viewer;
 
-/// A random URL-safe token (256 bits): session ids, login states.
+/// A random URL-safe token (256 bits): session ids, login states. From
+/// the system's generator; should that fail, from the thread's CSPRNG
+/// (seeded by the system), never a fixed value.
 pub fn random_token() -> String {
     use base64::Engine as _;
     use ring::rand::SecureRandom;
     let mut b = [0u8; 32];
-    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        b = rand::random();
+    }
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 

@@ -3,8 +3,9 @@
 //! [`crate::identity::rp`]; membership of `audit.viewer.groups` required),
 //! list sessions with filters, open a session's timeline (each statement
 //! with its decision, approvers and result table) and export it as JSON
-//! lines. Server-rendered from `web/audit/`; read-only, so no forms that
-//! change anything.
+//! lines. Server-rendered from `web/audit/`; read-only: the one form
+//! signs the auditor out. Sign-ins are kept in the audit store
+//! ([`crate::audit::store`]), so they outlive a restart.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -65,19 +66,35 @@ impl Viewer {
         }
     }
 
-    /// The signed-in auditor, from the session cookie. Sign-ins live in
-    /// the audit store (hashed), so they survive a restart; a store that
-    /// cannot be read signs no one in.
-    async fn who(&self, headers: &HeaderMap) -> Option<String> {
-        let token = cookie_value(headers, COOKIE)?;
+    /// The signed-in auditor, from the session cookie; for anyone else
+    /// the response to send: the sign-in page (back to `next` after), or
+    /// 503 when the store that keeps sign-ins cannot be read.
+    async fn auditor(&self, headers: &HeaderMap, next: &str) -> Result<String, Response> {
+        let Some(token) = cookie_value(headers, COOKIE) else {
+            return Err(to_login(next));
+        };
         match self.store.login_user(&token, now_us()).await {
-            Ok(user) => user,
+            Ok(Some(user)) => Ok(user),
+            Ok(None) => Err(to_login(next)),
             Err(e) => {
                 tracing::error!(error = %e, "audit viewer: cannot read sign-ins from the audit store");
-                None
+                Err(store_unavailable())
             }
         }
     }
+}
+
+fn store_unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the audit store cannot be read; try again shortly",
+    )
+        .into_response()
+}
+
+/// When a sign-in made at `now_us` for `ttl` ends (Unix µs).
+fn expiry(now_us: i64, ttl: Duration) -> i64 {
+    now_us.saturating_add(i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// The viewer's routes (under `/audit`).
@@ -86,6 +103,7 @@ pub fn routes(v: Arc<Viewer>) -> Router {
         .route("/audit/assets/style.css", get(style))
         .route("/audit/login", get(login))
         .route("/audit/callback", get(callback))
+        .route("/audit/logout", post(logout))
         .route("/audit/sessions", get(sessions))
         .route("/audit/sessions/{id}", get(session))
         .route("/audit/sessions/{id}/export", get(export))
@@ -224,8 +242,7 @@ async fn callback(State(v): State<Arc<Viewer>>, Query(cb): Query<Callback>) -> R
     }
     let sid = random_token();
     let now = now_us();
-    let until =
-        now.saturating_add(i64::try_from(v.cfg.session_ttl.as_micros()).unwrap_or(i64::MAX));
+    let until = expiry(now, v.cfg.session_ttl);
     if let Err(e) = v.store.save_login(&sid, id.display(), now, until).await {
         tracing::error!(error = %e, "audit viewer: cannot keep a sign-in in the audit store");
         return (
@@ -250,6 +267,24 @@ async fn callback(State(v): State<Arc<Viewer>>, Query(cb): Query<Callback>) -> R
         .into_response()
 }
 
+/// Ends the sign-in: forgets it in the store and clears the cookie.
+async fn logout(State(v): State<Arc<Viewer>>, headers: HeaderMap) -> Response {
+    if let Some(token) = cookie_value(&headers, COOKIE) {
+        if let Err(e) = v.store.end_login(&token).await {
+            tracing::error!(error = %e, "audit viewer: cannot end a sign-in in the audit store");
+            return store_unavailable();
+        }
+    }
+    (
+        [(
+            header::SET_COOKIE,
+            format!("{COOKIE}=; Path=/audit; Max-Age=0; HttpOnly; SameSite=Lax"),
+        )],
+        Html("<!doctype html><title>Signed out · Portcullis audit</title><p>Signed out. <a href=\"/audit/sessions\">Sign in again</a></p>"),
+    )
+        .into_response()
+}
+
 #[derive(Deserialize, Default)]
 struct ListQuery {
     #[serde(default)]
@@ -263,8 +298,9 @@ async fn sessions(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let Some(user) = v.who(&headers).await else {
-        return to_login("/audit/sessions");
+    let user = match v.auditor(&headers, "/audit/sessions").await {
+        Ok(u) => u,
+        Err(r) => return r,
     };
     let f = Filter {
         user: (!q.user.is_empty()).then(|| q.user.clone()),
@@ -363,8 +399,9 @@ async fn session(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let Some(user) = v.who(&headers).await else {
-        return to_login(&format!("/audit/sessions/{id}"));
+    let user = match v.auditor(&headers, &format!("/audit/sessions/{id}")).await {
+        Ok(u) => u,
+        Err(r) => return r,
     };
     let mut recs = match session_records(&v, &id).await {
         Ok(r) => r,
@@ -450,8 +487,8 @@ async fn export(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if v.who(&headers).await.is_none() {
-        return to_login(&format!("/audit/sessions/{id}"));
+    if let Err(r) = v.auditor(&headers, &format!("/audit/sessions/{id}")).await {
+        return r;
     }
     let recs = match session_records(&v, &id).await {
         Ok(r) => r,
@@ -476,4 +513,18 @@ async fn export(
         out,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sign_in_ends_session_ttl_after_it_was_made() {
+        assert_eq!(
+            expiry(1_000_000, Duration::from_secs(8 * 3600)),
+            1_000_000 + 28_800_000_000
+        );
+        assert_eq!(expiry(5, Duration::MAX), i64::MAX);
+    }
 }

@@ -53,11 +53,24 @@ macro_rules! insert_batch {
         if $batch.len() <= ROWS_PER_INSERT {
             insert_chunk!($db, $pool, $batch, $anonymous, false);
         } else {
-            let mut tx = $pool.begin().await?;
-            for chunk in $batch.chunks(ROWS_PER_INSERT) {
-                insert_chunk!($db, &mut *tx, chunk, $anonymous, true);
+            let mut conn = $pool.acquire().await?;
+            let r: Result<(), sqlx::Error> = async {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                for chunk in $batch.chunks(ROWS_PER_INSERT) {
+                    insert_chunk!($db, &mut *tx, chunk, $anonymous, true);
+                }
+                tx.commit().await
             }
-            tx.commit().await?;
+            .await;
+            if let Err(e) = r {
+                // SQLite may have rolled the whole transaction back itself
+                // (disk full, I/O error) while sqlx believes it open, and
+                // would then nest the next batches in savepoints that are
+                // never committed: a connection in doubt is closed, and
+                // the pool opens a fresh one.
+                let _ = conn.close().await;
+                return Err(e.into());
+            }
         }
     }};
 }
@@ -119,6 +132,60 @@ mod tests {
     use super::*;
     use crate::audit::config::SyncMode;
     use crate::audit::store::tests::temp_sqlite;
+
+    #[test]
+    fn only_inserts_inside_a_transaction_of_several_may_fail_halfway() {
+        assert!(insert_sql(2, true, true).starts_with("INSERT OR FAIL INTO"));
+        assert!(insert_sql(2, true, false).starts_with("INSERT INTO"));
+        assert!(
+            insert_sql(2, false, true).starts_with("INSERT INTO"),
+            "PostgreSQL"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_single_insert_that_conflicts_stores_none_of_its_rows() {
+        let (dir, url) = temp_sqlite();
+        let store = Store::open_writer(&url, SyncMode::Normal).await.unwrap();
+        let recs = crate::audit::journal::tests::chain(ROWS_PER_INSERT as i64);
+        store.insert(&[&recs[49]]).await.unwrap();
+        let refs: Vec<&Stored> = recs.iter().collect();
+        assert!(store.insert(&refs).await.is_err());
+        assert_eq!(store.hashes("gw", 1, 1000).await.unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn after_sqlite_rolls_a_batch_back_itself_later_batches_still_commit() {
+        let (dir, url) = temp_sqlite();
+        let store = Store::open_writer(&url, SyncMode::Normal).await.unwrap();
+        let w = store.writer.clone().unwrap();
+        let recs = crate::audit::journal::tests::chain(2 * ROWS_PER_INSERT as i64 + 50);
+        let all: Vec<&Stored> = recs.iter().collect();
+        // The disk is full: SQLite rolls the whole transaction back.
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&w)
+            .await
+            .unwrap();
+        sqlx::query(&format!("PRAGMA max_page_count = {}", pages + 2))
+            .execute(&w)
+            .await
+            .unwrap();
+        let e = store.insert(&all).await.unwrap_err();
+        assert!(e.to_string().contains("full"), "{e}");
+        sqlx::query("PRAGMA max_page_count = 1000000")
+            .execute(&w)
+            .await
+            .unwrap();
+        // A batch that fails on a conflict, then one that must commit.
+        store.insert(&[&recs[240]]).await.unwrap();
+        assert!(store.insert(&all).await.is_err());
+        let rest: Vec<&Stored> = recs.iter().filter(|r| r.seq != 241).collect();
+        store.insert(&rest).await.unwrap();
+        // Committed: another connection sees every record.
+        assert_eq!(store.hashes("gw", 1, 1000).await.unwrap().len(), recs.len());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[tokio::test]
     async fn a_batch_of_several_inserts_is_stored_whole_or_not_at_all() {

@@ -38,6 +38,15 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets the sign-in `token` (signing out).
+    pub async fn end_login(&self, token: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM audit_viewer_logins WHERE token_hash = $1")
+            .bind(token_hash(token))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Whose sign-in `token` is, if it is one and has not expired at
     /// `now_us`.
     pub async fn login_user(&self, token: &str, now_us: i64) -> Result<Option<String>, StoreError> {
@@ -91,7 +100,11 @@ mod tests {
             .await
             .unwrap();
         let stored: String = rows[0].try_get("token_hash").unwrap();
-        assert_eq!(stored, token_hash("tok-a"));
+        // SHA-256 of "tok-a", hex.
+        assert_eq!(
+            stored,
+            "4f66a4283f8bc9768c3cb97fd06d267b79315aee941c9c1727b9354509242ffe"
+        );
         assert!(!stored.contains("tok-a"));
         // A later sign-in forgets the expired one.
         store.save_login("tok-c", "bob", 300, 400).await.unwrap();
@@ -101,6 +114,9 @@ mod tests {
             .unwrap()
             .len();
         assert_eq!(n, 1);
+        // Signing out forgets it.
+        store.end_login("tok-c").await.unwrap();
+        assert_eq!(store.login_user("tok-c", 350).await.unwrap(), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
