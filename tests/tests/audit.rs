@@ -942,22 +942,39 @@ fn auditors_read_sessions_in_the_web_viewer_in_real_chromium() {
     // gets the sign-in page.
     let cookie = page["cookie"].as_str().unwrap_or_default().to_string();
     assert!(!cookie.is_empty(), "{page}");
-    let list = |cookie: &str| {
-        let r = reqwest::blocking::Client::builder()
+    // (status, Location, Set-Cookie, body) of a request with `cookie`.
+    let call = |post: bool, path: &str, cookie: &str| {
+        let client = reqwest::blocking::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .expect("client")
-            .get(format!("{base}/audit/sessions"))
-            .header("Cookie", format!("pca_session={cookie}"))
-            .send()
-            .expect("GET /audit/sessions");
-        let location = r
-            .headers()
-            .get("location")
-            .and_then(|l| l.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        (r.status().as_u16(), location, r.text().unwrap_or_default())
+            .expect("client");
+        let url = format!("{base}{path}");
+        let r = if post {
+            client.post(url)
+        } else {
+            client.get(url)
+        }
+        .header("Cookie", format!("pca_session={cookie}"))
+        .send()
+        .expect(path);
+        let header = |name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (location, set_cookie) = (header("location"), header("set-cookie"));
+        (
+            r.status().as_u16(),
+            location,
+            set_cookie,
+            r.text().unwrap_or_default(),
+        )
+    };
+    let list = |cookie: &str| {
+        let (status, location, _, body) = call(false, "/audit/sessions", cookie);
+        (status, location, body)
     };
     let (status, _, body) = list(&cookie);
     assert!(status == 200 && body.contains(&sid), "{status} {body}");
@@ -973,21 +990,9 @@ fn auditors_read_sessions_in_the_web_viewer_in_real_chromium() {
         "{status} {location}"
     );
     // Signing out ends it: the cookie is cleared and no longer admits.
-    let out = reqwest::blocking::Client::new()
-        .post(format!("{base}/audit/logout"))
-        .header("Cookie", format!("pca_session={cookie}"))
-        .send()
-        .expect("POST /audit/logout");
-    let cleared = out
-        .headers()
-        .get("set-cookie")
-        .and_then(|c| c.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let (status, _, cleared, _) = call(true, "/audit/logout", &cookie);
     assert!(
-        out.status().as_u16() == 200
-            && cleared.starts_with("pca_session=;")
-            && cleared.contains("Max-Age=0"),
+        status == 200 && cleared.starts_with("pca_session=;") && cleared.contains("Max-Age=0"),
         "{cleared}"
     );
     let (status, location, _) = list(&cookie);

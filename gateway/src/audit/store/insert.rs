@@ -36,8 +36,8 @@ macro_rules! bind_row {
 /// Runs one multi-row INSERT of `chunk` on `executor` (`$in_tx`: inside
 /// a transaction of several; see [`insert_sql`]).
 macro_rules! insert_chunk {
-    ($db:ty, $executor:expr, $chunk:expr, $anonymous:expr, $in_tx:expr) => {{
-        let sql = insert_sql($chunk.len(), $anonymous, $in_tx);
+    ($db:ty, $executor:expr, $chunk:expr, $sqlite:expr, $in_tx:expr) => {{
+        let sql = insert_sql($chunk.len(), $sqlite, $in_tx);
         let mut q = sqlx::query::<$db>(&sql);
         for s in $chunk {
             q = bind_row!(q, s);
@@ -49,15 +49,15 @@ macro_rules! insert_chunk {
 /// Inserts `batch` on `pool` atomically: one INSERT when it fits in one,
 /// else one transaction of [`ROWS_PER_INSERT`]-row INSERTs.
 macro_rules! insert_batch {
-    ($db:ty, $pool:expr, $batch:expr, $anonymous:expr) => {{
+    ($db:ty, $pool:expr, $batch:expr, $sqlite:expr) => {{
         if $batch.len() <= ROWS_PER_INSERT {
-            insert_chunk!($db, $pool, $batch, $anonymous, false);
+            insert_chunk!($db, $pool, $batch, $sqlite, false);
         } else {
             let mut conn = $pool.acquire().await?;
             let r: Result<(), sqlx::Error> = async {
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 for chunk in $batch.chunks(ROWS_PER_INSERT) {
-                    insert_chunk!($db, &mut *tx, chunk, $anonymous, true);
+                    insert_chunk!($db, &mut *tx, chunk, $sqlite, true);
                 }
                 tx.commit().await
             }
@@ -88,8 +88,8 @@ macro_rules! insert_batch {
 /// Alone (autocommit) a statement keeps the plain INSERT: FAIL would
 /// commit the rows before a conflict, and SQLite keeps no statement
 /// journal in autocommit anyway.
-fn insert_sql(rows: usize, anonymous: bool, in_tx: bool) -> String {
-    let verb = if anonymous && in_tx {
+fn insert_sql(rows: usize, sqlite: bool, in_tx: bool) -> String {
+    let verb = if sqlite && in_tx {
         "INSERT OR FAIL"
     } else {
         "INSERT"
@@ -101,7 +101,7 @@ fn insert_sql(rows: usize, anonymous: bool, in_tx: bool) -> String {
             if c > 1 {
                 sql.push_str(", ");
             }
-            if anonymous {
+            if sqlite {
                 sql.push('?');
             } else {
                 sql.push_str(&format!("${}", i * 21 + c));
