@@ -30,6 +30,9 @@ pub enum StoreError {
     /// A stored value does not parse.
     #[error("store holds a malformed {0}")]
     Corrupt(&'static str),
+    /// The SQLite file could not be created.
+    #[error("store_url: cannot create the SQLite file: {0}")]
+    Create(std::io::Error),
 }
 
 /// A stored request.
@@ -117,7 +120,10 @@ impl Store {
         // One schema for both backends (types and statements they share).
         let schema = include_str!("../migrations/0001_init.sql");
         let url = match url.strip_prefix("sqlite://") {
-            Some(file) => format!("sqlite://{file}?mode=rwc"),
+            Some(file) => {
+                portcullis::secrets::create_private_sqlite(url).map_err(StoreError::Create)?;
+                format!("sqlite://{file}?mode=rwc")
+            }
             None => url.to_string(),
         };
         let sqlite = url.starts_with("sqlite:");
@@ -522,4 +528,23 @@ fn request(row: &sqlx::any::AnyRow) -> Result<Request, StoreError> {
 /// JSON text of a value (for binds).
 fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_sqlite_store_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("pc-approvals-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("approvals.db");
+        let store = super::Store::open(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -1,5 +1,7 @@
 //! Secret files the gateway creates for itself (signing keys, tokens):
 //! read when present, otherwise created with mode 0600 — never replaced.
+//! SQLite stores (audit records, approval requests) are created private
+//! the same way.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -25,6 +27,33 @@ pub fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> std::io::Re
     Ok(value)
 }
 
+/// Creates the file of a `sqlite://FILE[?options]` URL, empty and with
+/// mode 0600, when it does not exist yet, so that SQLite (which would
+/// create it 0644, and its `-wal` and `-shm` files with the same mode)
+/// opens a private file. An existing file is left as it is; other URLs
+/// (PostgreSQL, in-memory SQLite) are ignored.
+pub fn create_private_sqlite(url: &str) -> std::io::Result<()> {
+    let Some(file) = url.strip_prefix("sqlite://") else {
+        return Ok(());
+    };
+    let file = file.split('?').next().unwrap_or_default();
+    if file.is_empty() || file.starts_with(':') || file.starts_with("file:") {
+        return Ok(());
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -42,6 +71,33 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&f).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn sqlite_files_are_created_private_and_existing_ones_left_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("pc-sqlite-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mode = |f: &std::path::Path| std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        let new = dir.join("new.db");
+        super::create_private_sqlite(&format!("sqlite://{}?mode=rwc", new.display())).unwrap();
+        assert_eq!(mode(&new), 0o600);
+        assert_eq!(std::fs::metadata(&new).unwrap().len(), 0);
+        let old = dir.join("old.db");
+        std::fs::write(&old, b"kept").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o640)).unwrap();
+        super::create_private_sqlite(&format!("sqlite://{}", old.display())).unwrap();
+        assert_eq!(mode(&old), 0o640);
+        assert_eq!(std::fs::read(&old).unwrap(), b"kept");
+        for url in [
+            "sqlite://:memory:",
+            "postgres://h/db",
+            "sqlite://file:x?mode=memory",
+        ] {
+            super::create_private_sqlite(url).unwrap();
         }
         std::fs::remove_dir_all(dir).ok();
     }

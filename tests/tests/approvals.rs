@@ -33,6 +33,8 @@ decision := hold(1, "2s") if input.statement.kind == "truncate"
 
 decision := hold(1, "60s") if input.statement.kind == "delete"
 
+decision := hold(1, "60s") if input.statement.kind == "alter_role"
+
 decision := {"action": "approve", "reasons": ["views need a DBA"],
   "approval": {"groups": ["dba"], "quorum": 1, "mode": "retry", "timeout": "60s"}} if input.statement.kind == "create_view"
 "#;
@@ -185,6 +187,45 @@ fn approved_statement_runs_and_its_result_reaches_the_waiting_client() {
     );
     assert_eq!(record["command_tag"], "CREATE TABLE");
     assert_eq!(record["action"], "approve");
+}
+
+#[test]
+fn approvers_see_a_password_redacted_and_the_approved_statement_sets_it() {
+    let e = env();
+    postgres().psql_super("app", "CREATE ROLE appr_pw_role; ALTER ROLE svc CREATEROLE");
+    let psql = spawn_psql(
+        &e.gateway,
+        "ALTER ROLE appr_pw_role PASSWORD 'pw-hunter2-appr'",
+    );
+    let req = pending("appr_pw_role");
+    assert_eq!(
+        req["statement"], "ALTER ROLE appr_pw_role PASSWORD '[redacted]'",
+        "{req}"
+    );
+    assert_eq!(
+        req["facts"][0]["text"],
+        "ALTER ROLE appr_pw_role PASSWORD '[redacted]'"
+    );
+    let id = req["id"].as_str().expect("id").to_string();
+    // The request as the service stores it (and its UI, e-mail and Slack
+    // show it).
+    assert!(
+        !req.to_string().contains("hunter2"),
+        "the password reaches no approver: {req}"
+    );
+    // The decision binds the text approvers saw; the statement that runs
+    // is the client's own, password and all.
+    let (status, body) = e.approvals.decide("dana", &id, "approve", "");
+    assert_eq!(status, 200, "{body}");
+    let out = finish(psql);
+    assert!(out.ok, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        postgres().psql_super(
+            "app",
+            "SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = 'appr_pw_role'"
+        ),
+        "t"
+    );
 }
 
 #[test]

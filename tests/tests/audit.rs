@@ -85,6 +85,7 @@ fn check_sessions_and_statements(gw: &Gateway, tag: &str) {
             &format!("insert into {table} values (50, 's50')"),
             &format!("select id, secret from {table} order by id"),
             &format!("delete from {table}"),
+            &format!("alter role audit_{tag} password 'pw-{tag}-hunter2'"),
         ],
     );
     assert!(
@@ -142,6 +143,15 @@ fn check_sessions_and_statements(gw: &Gateway, tag: &str) {
         .as_str()
         .unwrap_or("")
         .contains("DELETE without WHERE"));
+    // A password in a statement is not recorded (nor shown anywhere).
+    let role = statement(&all, &format!("alter role audit_{tag}"));
+    assert_eq!(
+        role["statement"],
+        format!("alter role audit_{tag} password '[redacted]'")
+    );
+    assert!(!serde_json::to_string(&all)
+        .unwrap_or_default()
+        .contains("hunter2"));
     let prepared = statement(&all, "where id = $1 and secret = $2");
     // psycopg sends the int in binary: recorded as hex, the text as text.
     assert_eq!(

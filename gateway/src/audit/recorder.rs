@@ -18,6 +18,7 @@ use super::writer::{Ack, Auditor, Caps};
 use crate::pg::backend::BackendMessage;
 use crate::pg::ErrorFields;
 use crate::session::registry::Statement;
+use crate::sql::{redact_secrets, ParseSettings};
 
 /// Which in-flight request a backend message belongs to.
 pub enum Front<'a> {
@@ -201,7 +202,7 @@ impl Recorder {
         let v = &stmt.verdict;
         r.action = v.decision.action.as_str();
         r.body = Body {
-            statement: stmt.text.to_string(),
+            statement: redact_secrets(&stmt.text, stmt.settings, Some(&v.statements)).into_owned(),
             reasons: v.decision.reasons.clone(),
             policy_hash: v.policy_hash.clone(),
             ..Default::default()
@@ -223,7 +224,8 @@ impl Recorder {
             None => {
                 let mut r = self.base(KIND_STATEMENT);
                 r.action = "deny";
-                r.body.statement = text.to_string();
+                r.body.statement =
+                    redact_secrets(text, ParseSettings::default(), None).into_owned();
                 r
             }
         };

@@ -17,6 +17,7 @@ use crate::approvals::protocol::{statement_hash, NewRequest, Requester};
 use crate::approvals::{ApprovalsClient, HoldOutcome};
 use crate::pg::{ErrorFields, Frame, Severity};
 use crate::policy::Action;
+use crate::sql::{may_carry_secrets, redact_secrets};
 
 /// What the session knows about itself for approval requests.
 pub struct HoldContext {
@@ -233,7 +234,10 @@ impl Holds {
         let (Some(ctx), Some(spec)) = (&self.context, d.approval.as_ref()) else {
             return Approval::None;
         };
-        let hash = statement_hash(&stmt.text, params);
+        // Approvers see (and the decision binds) the text with its
+        // secrets redacted.
+        let shown = redact_secrets(&stmt.text, stmt.settings, Some(&stmt.verdict.statements));
+        let hash = statement_hash(&shown, params);
         let id = uuid::Uuid::now_v7().to_string();
         let timeout = spec
             .timeout
@@ -265,9 +269,9 @@ impl Holds {
             client_addr: ctx.client_addr.clone(),
             connection: ctx.connection.clone(),
             database: ctx.database.clone(),
-            statement: stmt.text.to_string(),
+            statement: shown.into_owned(),
             params: params.to_vec(),
-            facts: serde_json::to_value(&stmt.verdict.statements).unwrap_or_default(),
+            facts: shown_facts(stmt),
             reasons: d.reasons.clone(),
             groups: spec.groups.clone(),
             quorum: spec.quorum.max(1),
@@ -324,4 +328,23 @@ impl Holds {
             )),
         };
     }
+}
+
+/// The statement's facts as approvers see them: each statement's text
+/// with its secrets redacted.
+fn shown_facts(stmt: &Statement) -> serde_json::Value {
+    let facts = &stmt.verdict.statements;
+    if !may_carry_secrets(facts) {
+        return serde_json::to_value(facts).unwrap_or_default();
+    }
+    let shown: Vec<_> = facts
+        .iter()
+        .map(|f| {
+            let text = redact_secrets(&f.text, stmt.settings, Some(std::slice::from_ref(f)));
+            let mut f = f.clone();
+            f.text = text.into_owned();
+            f
+        })
+        .collect();
+    serde_json::to_value(shown).unwrap_or_default()
 }

@@ -4,6 +4,7 @@
 pub(crate) mod functions;
 mod kinds;
 mod normalize;
+mod redact;
 mod walk;
 
 #[doc(hidden)]
@@ -18,6 +19,7 @@ use sha2::{Digest, Sha256};
 pub use kinds::Class;
 
 pub use normalize::{normalize, FactsCache};
+pub use redact::{may_carry_secrets, redact_secrets, REDACTED, WITHHELD};
 use walk::{mentions_column, node_of, Walker};
 
 /// How a statement touches a relation; ordered from weakest to strongest.

@@ -43,6 +43,9 @@ pub enum StoreError {
     /// each connection would see a different one).
     #[error("store.url: an in-memory SQLite database cannot hold the audit record; give a file (sqlite:///path/audit.db)")]
     Memory,
+    /// The SQLite file could not be created.
+    #[error("store.url: cannot create the SQLite file: {0}")]
+    Create(std::io::Error),
 }
 
 /// A signed checkpoint.
@@ -151,6 +154,10 @@ pub struct Store {
     sqlite: bool,
 }
 
+/// Connections of a store's pool for reads (and the writes that are not
+/// records: sign-ins, checkpoints, pruning).
+const READERS: u32 = 4;
+
 impl Store {
     /// Opens the store for reading (the CLI, the viewer), creating a
     /// SQLite file and applying the schema if needed.
@@ -169,6 +176,7 @@ impl Store {
             if file.starts_with(":memory:") || file.contains("mode=memory") {
                 return Err(StoreError::Memory);
             }
+            crate::secrets::create_private_sqlite(url).map_err(StoreError::Create)?;
             (format!("sqlite://{file}?mode=rwc"), SQLITE_SCHEMA, true)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (url.to_string(), POSTGRES_SCHEMA, false)
@@ -176,8 +184,11 @@ impl Store {
             return Err(StoreError::Url);
         };
         let relaxed = writer == Some(SyncMode::Normal);
+        // Several connections for SQLite too: in WAL mode readers do not
+        // block each other, so a long export does not hold up the viewer's
+        // pages (or its sign-in checks) while it streams.
         let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 1 } else { 4 })
+            .max_connections(READERS)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     // audit.sync = "normal" on PostgreSQL: the writer's
@@ -353,6 +364,18 @@ pub(crate) mod tests {
         assert_eq!(normal.commit_setting().await.unwrap(), "1");
         let reader = Store::open(&url).await.unwrap();
         assert!(reader.writer.is_none(), "readers open no writer pool");
+        #[cfg(unix)]
+        {
+            // The database and its WAL are the owner's alone.
+            use std::os::unix::fs::PermissionsExt;
+            full.insert(&[&crate::audit::journal::tests::chain(1)[0]])
+                .await
+                .unwrap();
+            for f in ["a.db", "a.db-wal"] {
+                let meta = std::fs::metadata(dir.join(f)).unwrap();
+                assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{f}");
+            }
+        }
         for url in ["sqlite://:memory:", "sqlite://file:x?mode=memory"] {
             assert!(matches!(Store::open(url).await, Err(StoreError::Memory)));
         }
@@ -361,6 +384,30 @@ pub(crate) mod tests {
             Err(StoreError::Url)
         ));
         drop((full, normal, reader));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_long_export_does_not_hold_up_other_reads() {
+        use futures_util::StreamExt as _;
+        let (dir, url) = temp_sqlite();
+        let writer = Store::open_writer(&url, SyncMode::Normal).await.unwrap();
+        let recs = crate::audit::journal::tests::chain(3);
+        let refs: Vec<&Stored> = recs.iter().collect();
+        writer.insert(&refs).await.unwrap();
+        let reader = Store::open(&url).await.unwrap();
+        let mut export = reader.stream(&Filter::default());
+        // The export is under way, holding its connection...
+        assert!(export.next().await.unwrap().is_ok());
+        // ...and the viewer still answers.
+        let other = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            reader.login_user("no such cookie", 0),
+        )
+        .await
+        .expect("a second read waits for the export to end");
+        assert_eq!(other.unwrap(), None);
+        assert_eq!(export.count().await, 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
