@@ -35,7 +35,16 @@ struct Open {
     record: Record,
     bytes: usize,
     binary: Vec<bool>,
+    /// The statement's text carried a secret (its record shows it
+    /// redacted): a syntax error's message, which may quote the text
+    /// near the error, is not recorded.
+    secret: bool,
 }
+
+/// What a record holds instead of a syntax error's message when the
+/// statement carried a secret.
+const ERROR_WITHHELD: &str =
+    "[message withheld: a syntax error in a statement carrying a secret may quote it]";
 
 /// A session's recorder.
 pub struct Recorder {
@@ -118,6 +127,9 @@ fn values(body: &[u8], binary: &[bool]) -> Vec<Option<String>> {
     out
 }
 
+/// SQLSTATE of a syntax error (its message quotes the text near it).
+const SYNTAX_ERROR: &str = "42601";
+
 /// Rows a command tag reports (`INSERT 0 5` → 5, `SELECT 3` → 3).
 fn tag_rows(tag: &str) -> i64 {
     tag.rsplit(' ')
@@ -197,12 +209,15 @@ impl Recorder {
         self.approvals.push_back((request_id, approvers));
     }
 
-    fn statement_record(&mut self, stmt: &Statement) -> Record {
+    /// The record of `stmt`, and whether its text carried a secret.
+    fn statement_record(&mut self, stmt: &Statement) -> (Record, bool) {
         let mut r = self.base(KIND_STATEMENT);
         let v = &stmt.verdict;
         r.action = v.decision.action.as_str();
+        let shown = redact_secrets(&stmt.text, stmt.settings, Some(&v.statements));
+        let secret = !std::ptr::eq(shown.as_ref(), &*stmt.text);
         r.body = Body {
-            statement: redact_secrets(&stmt.text, stmt.settings, Some(&v.statements)).into_owned(),
+            statement: shown.into_owned(),
             reasons: v.decision.reasons.clone(),
             policy_hash: v.policy_hash.clone(),
             ..Default::default()
@@ -213,14 +228,14 @@ impl Recorder {
                 r.body.approvers = by;
             }
         }
-        r
+        (r, secret)
     }
 
     /// A statement refused before it ran (policy, approval rejected or
     /// expired, audit refusal): recorded at once with the client's error.
     pub fn refused(&mut self, stmt: Option<&Statement>, text: &str, e: &ErrorFields) {
         let mut r = match stmt {
-            Some(s) => self.statement_record(s),
+            Some(s) => self.statement_record(s).0,
             None => {
                 let mut r = self.base(KIND_STATEMENT);
                 r.action = "deny";
@@ -251,9 +266,9 @@ impl Recorder {
             self.finish();
         }
         if self.open.is_none() {
-            let mut record = match stmt {
+            let (mut record, secret) = match stmt {
                 Some(s) => self.statement_record(s),
-                None => self.base(KIND_STATEMENT),
+                None => (self.base(KIND_STATEMENT), false),
             };
             let caps = self.caps();
             if let Some(p) = params {
@@ -274,6 +289,7 @@ impl Recorder {
                 record,
                 bytes: 0,
                 binary,
+                secret,
             });
         }
         let caps = self.caps();
@@ -309,8 +325,12 @@ impl Recorder {
             }
             BackendMessage::ErrorResponse(body) => {
                 if let Ok(e) = crate::pg::backend::error_fields(body) {
+                    o.record.body.error = if o.secret && e.code == SYNTAX_ERROR {
+                        ERROR_WITHHELD.to_string()
+                    } else {
+                        e.message
+                    };
                     o.record.error_code = e.code;
-                    o.record.body.error = e.message;
                 }
                 done = !simple;
             }
@@ -367,5 +387,53 @@ mod tests {
         assert_eq!(tag_rows("INSERT 0 5"), 5);
         assert_eq!(tag_rows("CREATE TABLE"), 0);
         assert_eq!(cap("héllo", 2), "h…");
+    }
+
+    #[test]
+    fn passwords_and_syntax_errors_quoting_them_are_not_recorded() {
+        use crate::pg::ready::TxStatus;
+        use crate::session::decide::Verdict;
+        let (auditor, mut drain) = Auditor::capturing();
+        let mut rec = Recorder::new(auditor, SessionInfo::default());
+        let stmt = |text: &str| Statement {
+            text: text.into(),
+            verdict: Arc::new(Verdict {
+                decision: crate::policy::Decision::allow(),
+                statements: crate::sql::analyze(text, Default::default()),
+                policy_hash: String::new(),
+            }),
+            effect: Default::default(),
+            approved: false,
+            catalog: 0,
+            settings: Default::default(),
+        };
+        let mut error = Vec::new();
+        for (field, value) in [
+            (b'S', "ERROR"),
+            (b'C', "42601"),
+            (b'M', "syntax error at or near \"'pw-1'\""),
+        ] {
+            error.push(field);
+            error.extend(value.as_bytes());
+            error.push(0);
+        }
+        error.push(0);
+        for text in ["ALTER ROLE x PASSWORD 'pw-1'", "SELECT 'pw-1'"] {
+            let s = stmt(text);
+            for msg in [
+                BackendMessage::ErrorResponse(&error),
+                BackendMessage::ReadyForQuery(TxStatus::Idle),
+            ] {
+                rec.observe(Front::Query(&s), Instant::now(), &msg);
+            }
+        }
+        let got = drain();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].body.statement, "ALTER ROLE x PASSWORD '[redacted]'");
+        assert_eq!(got[0].body.error, ERROR_WITHHELD);
+        assert_eq!(got[0].error_code, "42601");
+        // Without a secret in the text, the server's message is kept.
+        assert_eq!(got[1].body.statement, "SELECT 'pw-1'");
+        assert_eq!(got[1].body.error, "syntax error at or near \"'pw-1'\"");
     }
 }

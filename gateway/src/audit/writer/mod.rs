@@ -120,6 +120,35 @@ impl Auditor {
     }
 }
 
+#[cfg(test)]
+impl Auditor {
+    /// A batched-mode auditor with no writer: what sessions submit is
+    /// read back with the returned function (tests of the session side).
+    pub(crate) fn capturing() -> (Self, impl FnMut() -> Vec<Record>) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let auditor = Self {
+            tx,
+            strict: false,
+            buffer_limit: usize::MAX,
+            stats: Arc::default(),
+            caps: Caps {
+                rows: 10,
+                result_bytes: 1 << 20,
+                param_bytes: 1 << 10,
+            },
+        };
+        let drain = move || {
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .filter_map(|m| match m {
+                    Msg::Record(r, _) => Some(*r),
+                    Msg::Flush(_) => None,
+                })
+                .collect()
+        };
+        (auditor, drain)
+    }
+}
+
 /// Errors starting the writer.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
