@@ -18,7 +18,7 @@ use super::writer::{Ack, Auditor, Caps};
 use crate::pg::backend::BackendMessage;
 use crate::pg::ErrorFields;
 use crate::session::registry::Statement;
-use crate::sql::{redact_secrets, ParseSettings};
+use crate::sql::{redact_secrets, redact_secrets_any_settings};
 
 /// Which in-flight request a backend message belongs to.
 pub enum Front<'a> {
@@ -239,8 +239,7 @@ impl Recorder {
             None => {
                 let mut r = self.base(KIND_STATEMENT);
                 r.action = "deny";
-                r.body.statement =
-                    redact_secrets(text, ParseSettings::default(), None).into_owned();
+                r.body.statement = redact_secrets_any_settings(text).into_owned();
                 r
             }
         };

@@ -237,6 +237,12 @@ impl Holds {
         // Approvers see (and the decision binds) the text with its
         // secrets redacted.
         let shown = redact_secrets(&stmt.text, stmt.settings, Some(&stmt.verdict.statements));
+        // A text shown redacted stands for every text redacted the same
+        // way: a retry-mode grant (consumed by the hash of what approvers
+        // saw) would cover them all, so such a statement is always held;
+        // its grant stays bound to its own text.
+        let secret = !std::ptr::eq(shown.as_ref(), &*stmt.text);
+        let retry = spec.mode == "retry" && !secret;
         let hash = statement_hash(&shown, params);
         let id = uuid::Uuid::now_v7().to_string();
         let timeout = spec
@@ -276,10 +282,9 @@ impl Holds {
             groups: spec.groups.clone(),
             quorum: spec.quorum.max(1),
             expires_in: timeout.as_secs().max(1),
-            mode: spec.mode.clone(),
+            mode: if retry { "retry" } else { "hold" }.to_string(),
         };
         self.holding = Some((id.clone(), statement_hash(&stmt.text, &[])));
-        let retry = spec.mode == "retry";
         Approval::Hold(Box::new(Hold {
             id,
             request,
@@ -330,6 +335,9 @@ impl Holds {
     }
 }
 
+/// What approvers see of a parse error in a text with secrets.
+const PARSE_ERROR_WITHHELD: &str = "[withheld: the parser's message may quote a secret]";
+
 /// The statement's facts as approvers see them: each statement's text
 /// with its secrets redacted.
 fn shown_facts(stmt: &Statement) -> serde_json::Value {
@@ -341,10 +349,53 @@ fn shown_facts(stmt: &Statement) -> serde_json::Value {
         .iter()
         .map(|f| {
             let text = redact_secrets(&f.text, stmt.settings, Some(std::slice::from_ref(f)));
+            let changed = !std::ptr::eq(text.as_ref(), f.text.as_str());
             let mut f = f.clone();
+            if changed && f.parse_error.is_some() {
+                // The parser's message quotes the text near the error.
+                f.parse_error = Some(PARSE_ERROR_WITHHELD.into());
+            }
             f.text = text.into_owned();
             f
         })
         .collect();
     serde_json::to_value(shown).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::decide::Verdict;
+
+    fn stmt(text: &str) -> Statement {
+        Statement {
+            text: text.into(),
+            verdict: Arc::new(Verdict {
+                decision: crate::policy::Decision::allow(),
+                statements: crate::sql::analyze(text, Default::default()),
+                policy_hash: String::new(),
+            }),
+            effect: Default::default(),
+            approved: false,
+            catalog: 0,
+            settings: Default::default(),
+        }
+    }
+
+    #[test]
+    fn approvers_see_facts_without_secrets() {
+        let facts = shown_facts(&stmt("SELECT 1; ALTER ROLE x PASSWORD 'pw-1'"));
+        assert_eq!(facts[0]["text"], "SELECT 1");
+        assert_eq!(facts[1]["text"], "ALTER ROLE x PASSWORD '[redacted]'");
+        // The parser's message would quote the text near the error.
+        let facts = shown_facts(&stmt(r#"ALTER ROLE x PASSWORD "pw-1""#));
+        assert_eq!(facts[0]["parse_error"], PARSE_ERROR_WITHHELD);
+        assert_eq!(facts[0]["text"], r#"ALTER ROLE x PASSWORD "[redacted]""#);
+        assert!(!facts.to_string().contains("pw-1"), "{facts}");
+        // Nothing to hide: the facts as they are.
+        let facts = shown_facts(&stmt("SELEC 1"));
+        assert!(facts[0]["parse_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("SELEC")));
+    }
 }

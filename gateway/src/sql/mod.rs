@@ -19,7 +19,9 @@ use sha2::{Digest, Sha256};
 pub use kinds::Class;
 
 pub use normalize::{normalize, FactsCache};
-pub use redact::{may_carry_secrets, redact_secrets, REDACTED, WITHHELD};
+pub use redact::{
+    may_carry_secrets, redact_secrets, redact_secrets_any_settings, REDACTED, WITHHELD,
+};
 use walk::{mentions_column, node_of, Walker};
 
 /// How a statement touches a relation; ordered from weakest to strongest.
@@ -399,24 +401,34 @@ fn describe(text: &str, stmt: &Value, cat: &Catalog) -> StatementFacts {
 /// from the tree already parsed (no second parse): SHA-256 over node names,
 /// field names and values, skipping source locations and constant values,
 /// truncated to 16 hex digits.
+/// Secret values (see [`redact`]) are left out like constants: the
+/// fingerprint is logged and shown to approvers, and a hash of a password
+/// would let anyone test guesses against it.
 fn fingerprint(stmt: &Value) -> String {
-    fn feed(v: &Value, h: &mut Sha256) {
+    /// `secret_options`: inside a user mapping, whose options all carry
+    /// credentials.
+    fn feed(v: &Value, h: &mut Sha256, secret_options: bool) {
         match v {
             Value::Object(m) => {
+                let secret_arg =
+                    secret_options || m.get("defname").and_then(Value::as_str) == Some("password");
                 for (k, x) in m {
                     if k == "location" || k.ends_with("_location") {
                         continue;
                     }
                     h.update(k.as_bytes());
                     h.update([0]);
-                    if k != "AConst" {
-                        feed(x, h);
+                    let skip = k == "AConst" || k == "conninfo" || (k == "arg" && secret_arg);
+                    if !skip {
+                        let mapping =
+                            matches!(k.as_str(), "CreateUserMappingStmt" | "AlterUserMappingStmt");
+                        feed(x, h, secret_options || mapping);
                     }
                 }
                 h.update([1]);
             }
             Value::Array(items) => {
-                items.iter().for_each(|i| feed(i, h));
+                items.iter().for_each(|i| feed(i, h, secret_options));
                 h.update([2]);
             }
             Value::String(s) => {
@@ -427,7 +439,7 @@ fn fingerprint(stmt: &Value) -> String {
         }
     }
     let mut h = Sha256::new();
-    feed(stmt, &mut h);
+    feed(stmt, &mut h, false);
     hex::encode(&h.finalize()[..8])
 }
 

@@ -42,7 +42,10 @@ pub fn normalize(sql: &str) -> Option<String> {
                 // by the lexer; refuse rather than model it.
                 let rest = &b[j + 1..];
                 let ws: usize = rest.iter().take_while(|c| c.is_ascii_whitespace()).count();
-                if ws > 0 && rest.get(ws) == Some(&b'\'') && rest[..ws].contains(&b'\n') {
+                if ws > 0
+                    && rest.get(ws) == Some(&b'\'')
+                    && rest[..ws].iter().any(|c| matches!(c, b'\n' | b'\r'))
+                {
                     return None;
                 }
                 out.push_str("?s");
@@ -74,9 +77,10 @@ pub fn normalize(sql: &str) -> Option<String> {
                 i = body_end + tag.len();
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
+                // The lexer ends a comment at either newline character.
                 let j = b[i..]
                     .iter()
-                    .position(|&c| c == b'\n')
+                    .position(|&c| matches!(c, b'\n' | b'\r'))
                     .map_or(b.len(), |p| i + p);
                 out.push_str(&sql[i..j]);
                 i = j;
@@ -247,6 +251,21 @@ mod tests {
             normalize(r#"select "col 1" from "T""#).as_deref(),
             Some(r#"select "col 1" from "T""#)
         );
+    }
+
+    #[test]
+    fn a_comment_ends_at_a_carriage_return_as_in_the_server() {
+        // The server ends `--` at \r: the quote after it opens a literal
+        // (here one hiding an ALTER ROLE between two SELECTs).
+        let one = "SELECT --\r'\n' || ' --'\n";
+        let three = "SELECT --\r'\n'; ALTER ROLE postgres PASSWORD $$p$$; SELECT ' --'\n";
+        assert_eq!(analyze(three, ParseSettings::default()).len(), 3);
+        assert_ne!(normalize(one), normalize(three));
+        let mut cache = super::FactsCache::default();
+        cache.analyze(one, ParseSettings::default());
+        assert_eq!(cache.analyze(three, ParseSettings::default()).len(), 3);
+        // Adjacent literals separated by \r are one literal: refused.
+        assert_eq!(normalize("select 'a'\r'b'"), None);
     }
 
     #[test]

@@ -24,6 +24,9 @@ const PLACEHOLDER: &str = "[redacted]";
 /// What replaces each secret literal in a text.
 pub const REDACTED: &str = "'[redacted]'";
 
+/// What replaces a quoted identifier in a text that does not parse.
+const REDACTED_IDENT: &str = "\"[redacted]\"";
+
 /// What stands for a text whose secrets cannot be isolated.
 pub const WITHHELD: &str = "[statement text withheld: it may hand the server a password or connection string that the gateway could not isolate]";
 
@@ -91,7 +94,11 @@ pub fn redact_secrets<'a>(
             Some([u, e]) if token(u.token) == Token::Uescape && is_string(e.token) => i + 2,
             _ => i,
         };
-        spans.push((tokens[i].start as usize, tokens[last].end as usize));
+        spans.push((
+            tokens[i].start as usize,
+            tokens[last].end as usize,
+            REDACTED,
+        ));
     }
     let Some(out) = replace(text, spans) else {
         return Cow::Borrowed(WITHHELD);
@@ -108,27 +115,58 @@ pub fn redact_secrets<'a>(
     }
 }
 
-/// A text the parser refuses: if its tokens name a password, a
-/// connection or a user mapping, every string literal in it is redacted.
+/// [`redact_secrets`] of a text whose parser settings are not known (a
+/// refusal recorded before the text was decided): it must come out the
+/// same with `standard_conforming_strings` on and off, else it is
+/// withheld.
+pub fn redact_secrets_any_settings(text: &str) -> Cow<'_, str> {
+    let on = redact_secrets(text, ParseSettings::default(), None);
+    // The setting only changes what a backslash in a literal means.
+    if !text.contains('\\') {
+        return on;
+    }
+    let off = ParseSettings {
+        standard_strings_off: true,
+    };
+    if on == redact_secrets(text, off, None) {
+        on
+    } else {
+        Cow::Borrowed(WITHHELD)
+    }
+}
+
+/// A text the parser refuses: nothing says what its literals are for
+/// (`PASSWORD "x"`, `IDENTIFIED BY 'x'`), so every literal and quoted
+/// identifier in it is redacted.
 fn unparsed(text: &str, settings: ParseSettings) -> Cow<'_, str> {
     let Ok(tokens) = pg_query::scan_tokens(text) else {
         return Cow::Borrowed(WITHHELD);
     };
-    let names_secret = tokens
+    let spans: Vec<(usize, usize, &str)> = tokens
         .iter()
-        .any(|t| [Token::Password, Token::Connection, Token::Mapping].contains(&token(t.token)));
-    let strings: Vec<(usize, usize)> = tokens
-        .iter()
-        .filter(|t| is_string(t.token))
-        .map(|t| (t.start as usize, t.end as usize))
+        .filter_map(|t| {
+            let (start, end) = (t.start as usize, t.end as usize);
+            let kind = token(t.token);
+            if is_string(t.token) || matches!(kind, Token::Bconst | Token::Xconst) {
+                return Some((start, end, REDACTED));
+            }
+            let quoted = text
+                .get(start..end)
+                .is_some_and(|s| s.starts_with('"') || s.starts_with("U&") || s.starts_with("u&"));
+            (matches!(kind, Token::Ident | Token::Uident) && quoted).then_some((
+                start,
+                end,
+                REDACTED_IDENT,
+            ))
+        })
         .collect();
-    if !names_secret || strings.is_empty() {
+    if spans.is_empty() {
         return Cow::Borrowed(text);
     }
     if settings.standard_strings_off {
         return Cow::Borrowed(WITHHELD);
     }
-    replace(text, strings).map_or(Cow::Borrowed(WITHHELD), Cow::Owned)
+    replace(text, spans).map_or(Cow::Borrowed(WITHHELD), Cow::Owned)
 }
 
 fn token(t: i32) -> Token {
@@ -140,18 +178,18 @@ fn is_string(t: i32) -> bool {
 }
 
 /// `text` with each span (byte offsets, ascending after sorting, not
-/// overlapping) replaced by [`REDACTED`].
-fn replace(text: &str, mut spans: Vec<(usize, usize)>) -> Option<String> {
+/// overlapping) replaced by its stand-in.
+fn replace(text: &str, mut spans: Vec<(usize, usize, &str)>) -> Option<String> {
     spans.sort_unstable();
     spans.dedup();
     let mut out = String::with_capacity(text.len());
     let mut pos = 0;
-    for (start, end) in spans {
+    for (start, end, with) in spans {
         if start < pos || end <= start {
             return None;
         }
         out.push_str(text.get(pos..start)?);
-        out.push_str(REDACTED);
+        out.push_str(with);
         pos = end;
     }
     out.push_str(text.get(pos..)?);
@@ -285,14 +323,69 @@ mod tests {
             redact_secrets("ALTER ROLE x PASSWORD 'a\\'b'", off, None),
             WITHHELD
         );
-        // Does not parse, but names a password: every literal goes.
+        // Does not parse: every literal and quoted identifier goes.
         assert_eq!(
             r("ALTER ROLE x PASSWORD 'secret' oops 'more'"),
             "ALTER ROLE x PASSWORD '[redacted]' oops '[redacted]'"
         );
-        assert_eq!(r("SELEC 'harmless'"), "SELEC 'harmless'");
+        assert_eq!(
+            r(r#"ALTER ROLE app PASSWORD "hunter2""#),
+            r#"ALTER ROLE app PASSWORD "[redacted]""#
+        );
+        assert_eq!(
+            r("CREATE USER app IDENTIFIED BY 'hunter2' X'ff' B'01'"),
+            "CREATE USER app IDENTIFIED BY '[redacted]' '[redacted]' '[redacted]'"
+        );
+        assert_eq!(r("SELEC a FROM t"), "SELEC a FROM t");
+        // Parser settings unknown: the same either way, or withheld.
+        assert_eq!(
+            redact_secrets_any_settings("ALTER ROLE x PASSWORD 'p'"),
+            "ALTER ROLE x PASSWORD '[redacted]'"
+        );
+        assert_eq!(
+            redact_secrets_any_settings("DELETE FROM t WHERE a = 'x'"),
+            "DELETE FROM t WHERE a = 'x'"
+        );
+        assert_eq!(
+            redact_secrets_any_settings(r"ALTER ROLE app PASSWORD 'x\'correct horse\'y'"),
+            WITHHELD
+        );
         // An unterminated literal cannot be scanned.
         assert_eq!(r("ALTER ROLE x PASSWORD 'secret"), WITHHELD);
+    }
+
+    #[test]
+    fn fingerprints_do_not_depend_on_secrets() {
+        let fp = |t: &str| {
+            super::super::analyze(t, ParseSettings::default())[0]
+                .fingerprint
+                .clone()
+        };
+        for (a, b) in [
+            (
+                "ALTER ROLE app PASSWORD 'a'",
+                "ALTER ROLE app PASSWORD 'hunter2'",
+            ),
+            (
+                "CREATE USER MAPPING FOR me SERVER s OPTIONS (user 'u', password 'a')",
+                "CREATE USER MAPPING FOR me SERVER s OPTIONS (user 'v', password 'b')",
+            ),
+            (
+                "ALTER SUBSCRIPTION s CONNECTION 'password=a'",
+                "ALTER SUBSCRIPTION s CONNECTION 'password=b'",
+            ),
+        ] {
+            assert_eq!(fp(a), fp(b), "{a}");
+        }
+        // The rest of the statement still counts.
+        assert_ne!(
+            fp("ALTER ROLE app PASSWORD 'a'"),
+            fp("ALTER ROLE other PASSWORD 'a'")
+        );
+        assert_ne!(
+            fp("ALTER ROLE app VALID UNTIL '2030-01-01'"),
+            fp("ALTER ROLE app VALID UNTIL '2031-01-01'")
+        );
     }
 
     #[test]
