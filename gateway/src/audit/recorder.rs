@@ -391,21 +391,8 @@ mod tests {
     #[test]
     fn passwords_and_syntax_errors_quoting_them_are_not_recorded() {
         use crate::pg::ready::TxStatus;
-        use crate::session::decide::Verdict;
         let (auditor, mut drain) = Auditor::capturing();
         let mut rec = Recorder::new(auditor, SessionInfo::default());
-        let stmt = |text: &str| Statement {
-            text: text.into(),
-            verdict: Arc::new(Verdict {
-                decision: crate::policy::Decision::allow(),
-                statements: crate::sql::analyze(text, Default::default()),
-                policy_hash: String::new(),
-            }),
-            effect: Default::default(),
-            approved: false,
-            catalog: 0,
-            settings: Default::default(),
-        };
         let mut error = Vec::new();
         for (field, value) in [
             (b'S', "ERROR"),
@@ -418,7 +405,7 @@ mod tests {
         }
         error.push(0);
         for text in ["ALTER ROLE x PASSWORD 'pw-1'", "SELECT 'pw-1'"] {
-            let s = stmt(text);
+            let s = Statement::allowed(text);
             for msg in [
                 BackendMessage::ErrorResponse(&error),
                 BackendMessage::ReadyForQuery(TxStatus::Idle),

@@ -365,21 +365,9 @@ fn shown_facts(stmt: &Statement) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::decide::Verdict;
 
     fn stmt(text: &str) -> Statement {
-        Statement {
-            text: text.into(),
-            verdict: Arc::new(Verdict {
-                decision: crate::policy::Decision::allow(),
-                statements: crate::sql::analyze(text, Default::default()),
-                policy_hash: String::new(),
-            }),
-            effect: Default::default(),
-            approved: false,
-            catalog: 0,
-            settings: Default::default(),
-        }
+        Statement::allowed(text)
     }
 
     #[test]

@@ -29,6 +29,26 @@ pub struct Statement {
     pub settings: crate::sql::ParseSettings,
 }
 
+#[cfg(test)]
+impl Statement {
+    /// `text` as the policy allowed it, with its facts against the offline
+    /// catalog (tests of what sessions do with statements).
+    pub(crate) fn allowed(text: &str) -> Self {
+        Self {
+            text: text.into(),
+            verdict: Arc::new(Verdict {
+                decision: crate::policy::Decision::allow(),
+                statements: crate::sql::analyze(text, Default::default()),
+                policy_hash: String::new(),
+            }),
+            effect: Effect::default(),
+            approved: false,
+            catalog: 0,
+            settings: Default::default(),
+        }
+    }
+}
+
 /// What running a statement may change that later decisions read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Effect {
