@@ -17,7 +17,7 @@ use crate::approvals::protocol::{statement_hash, NewRequest, Requester};
 use crate::approvals::{ApprovalsClient, HoldOutcome};
 use crate::pg::{ErrorFields, Frame, Severity};
 use crate::policy::Action;
-use crate::sql::{may_carry_secrets, redact_secrets};
+use crate::sql::{redact_secrets, single_text};
 
 /// What the session knows about itself for approval requests.
 pub struct HoldContext {
@@ -342,14 +342,15 @@ const PARSE_ERROR_WITHHELD: &str = "[withheld: the parser's message may quote a 
 /// with its secrets redacted.
 fn shown_facts(stmt: &Statement) -> serde_json::Value {
     let facts = &stmt.verdict.statements;
-    if !may_carry_secrets(facts) {
-        return serde_json::to_value(facts).unwrap_or_default();
-    }
+    // A verdict from the template cache is an earlier text's, with its
+    // literals: a lone statement's text is taken from this one.
+    let own = (facts.len() == 1).then(|| single_text(&stmt.text));
     let shown: Vec<_> = facts
         .iter()
         .map(|f| {
-            let text = redact_secrets(&f.text, stmt.settings, Some(std::slice::from_ref(f)));
-            let changed = !std::ptr::eq(text.as_ref(), f.text.as_str());
+            let original = own.unwrap_or(&f.text);
+            let text = redact_secrets(original, stmt.settings, Some(std::slice::from_ref(f)));
+            let changed = !std::ptr::eq(text.as_ref(), original);
             let mut f = f.clone();
             if changed && f.parse_error.is_some() {
                 // The parser's message quotes the text near the error.
@@ -380,6 +381,14 @@ mod tests {
         assert_eq!(facts[0]["parse_error"], PARSE_ERROR_WITHHELD);
         assert_eq!(facts[0]["text"], r#"ALTER ROLE x PASSWORD "[redacted]""#);
         assert!(!facts.to_string().contains("pw-1"), "{facts}");
+        // Facts from the template cache: an earlier text's literals.
+        let mut s = stmt("SELECT * FROM t WHERE id = 2;");
+        s.verdict = Arc::new(crate::session::decide::Verdict {
+            decision: crate::policy::Decision::allow(),
+            statements: crate::sql::analyze("SELECT * FROM t WHERE id = 1", Default::default()),
+            policy_hash: String::new(),
+        });
+        assert_eq!(shown_facts(&s)[0]["text"], "SELECT * FROM t WHERE id = 2");
         // Nothing to hide: the facts as they are.
         let facts = shown_facts(&stmt("SELEC 1"));
         assert!(facts[0]["parse_error"]

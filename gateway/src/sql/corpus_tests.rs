@@ -263,6 +263,17 @@ fn fingerprint_ignores_constants() {
 }
 
 #[test]
+fn fingerprint_ignores_literals_in_types_and_lists() {
+    for (a, b) in [
+        ("select '{}'::int[3]", "select '{}'::int[5]"),
+        ("select current_time(1)", "select current_time(3)"),
+        ("select 1 where 2 in (1, 2)", "select 1 where 2 in (10, 2)"),
+    ] {
+        assert_eq!(one(a).fingerprint, one(b).fingerprint, "{a}");
+    }
+}
+
+#[test]
 fn columns_limit_and_where() {
     let f = one("select u.email, name from users u where u.id = 3 limit 7");
     assert_eq!(f.limit, Some(7));

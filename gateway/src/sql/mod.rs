@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 pub use kinds::Class;
 
+pub(crate) use normalize::single_text;
 pub use normalize::{normalize, FactsCache};
 pub use redact::{
     may_carry_secrets, redact_secrets, redact_secrets_any_settings, REDACTED, WITHHELD,
@@ -413,7 +414,16 @@ fn fingerprint(stmt: &Value) -> String {
                 let secret_arg =
                     secret_options || m.get("defname").and_then(Value::as_str) == Some("password");
                 for (k, x) in m {
-                    if k == "location" || k.ends_with("_location") {
+                    // Positions, and values a literal spells (array
+                    // bounds `int[3]`, `current_time(3)`), count no more
+                    // than the constants themselves.
+                    if k == "location"
+                        || k.ends_with("_location")
+                        || matches!(
+                            k.as_str(),
+                            "rexpr_list_start" | "rexpr_list_end" | "array_bounds" | "typmod"
+                        )
+                    {
                         continue;
                     }
                     h.update(k.as_bytes());

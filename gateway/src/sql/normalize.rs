@@ -1,13 +1,18 @@
 //! Literal-insensitive statement keys.
 //!
 //! `normalize` rewrites a SQL text with every string and numeric literal
-//! replaced by a placeholder of its token class (`?s` string, `?i` integer
-//! that fits int4, `?f` other number), keeping every other byte. Two texts
+//! replaced by a placeholder of its token class (`\s` string, `\i` integer
+//! that fits int4, `\f` other number), keeping every other byte. Two texts
 //! with the same key differ only in literal values, so the parser derives
-//! the same tree shape for both. The tokenizer follows the Postgres lexer
-//! for the cases it accepts and gives up (returns `None`) on anything it
-//! does not model exactly: escape strings, bit/hex/unicode strings,
-//! nested comments, backslashes, non-ASCII bytes outside literals, and
+//! the same tree shape for both. A placeholder starts with a backslash,
+//! which the tokenizer refuses anywhere else outside quoted identifiers
+//! and comments, so no text can spell one. The tokenizer follows the
+//! Postgres lexer for the cases it accepts and gives up (returns `None`)
+//! on anything it does not model exactly: escape strings, bit/hex/unicode
+//! strings, nested comments, backslashes, vertical tabs, non-ASCII bytes
+//! outside literals, literals continued across a comment, numbers the
+//! lexer splits or joins differently (`1e5.5`, `1e+5_0`), `..`, the
+//! `float(p)` type (whose literal picks the type), and
 //! `standard_conforming_strings = off`.
 
 use std::collections::HashMap;
@@ -15,9 +20,21 @@ use std::collections::HashMap;
 use super::{analyze_with, ParseSettings, StatementFacts};
 use crate::catalog::Catalog;
 
+/// Placeholder of a string literal.
+const STRING: &str = "\\s";
+/// Placeholder of an integer literal that fits int4.
+const INT: &str = "\\i";
+/// Placeholder of any other numeric literal.
+const FLOAT: &str = "\\f";
+
 /// The literal-insensitive key of `sql`, or `None` if the text uses lexical
 /// features this tokenizer does not model.
 pub fn normalize(sql: &str) -> Option<String> {
+    // A vertical tab is whitespace to pg_query's lexer, not to every
+    // server's.
+    if sql.contains('\x0B') {
+        return None;
+    }
     let b = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
     let mut i = 0;
@@ -38,17 +55,13 @@ pub fn normalize(sql: &str) -> Option<String> {
                         Some(_) => j += 1,
                     }
                 }
-                // Adjacent literals separated by a newline are concatenated
-                // by the lexer; refuse rather than model it.
-                let rest = &b[j + 1..];
-                let ws: usize = rest.iter().take_while(|c| c.is_ascii_whitespace()).count();
-                if ws > 0
-                    && rest.get(ws) == Some(&b'\'')
-                    && rest[..ws].iter().any(|c| matches!(c, b'\n' | b'\r'))
-                {
+                // Adjacent literals separated by a newline (and maybe `--`
+                // comments) are concatenated by the lexer; refuse rather
+                // than model it.
+                if continues(&b[j + 1..]) {
                     return None;
                 }
-                out.push_str("?s");
+                out.push_str(STRING);
                 i = j + 1;
             }
             b'"' => {
@@ -73,7 +86,7 @@ pub fn normalize(sql: &str) -> Option<String> {
                     return None;
                 }
                 let body_end = tag_end + 1 + sql[tag_end + 1..].find(tag)?;
-                out.push_str("?s");
+                out.push_str(STRING);
                 i = body_end + tag.len();
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
@@ -87,7 +100,9 @@ pub fn normalize(sql: &str) -> Option<String> {
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
                 let end = i + 2 + sql[i + 2..].find("*/")?;
-                if sql[i + 2..end].contains("/*") {
+                // A `/*` anywhere before the end nests, even one whose `*`
+                // is the end's (`/*/*/`: the lexer reads two openings).
+                if sql[i + 2..end + 1].contains("/*") {
                     return None;
                 }
                 out.push_str(&sql[i..end + 2]);
@@ -104,22 +119,36 @@ pub fn normalize(sql: &str) -> Option<String> {
                     && matches!(b.get(j), Some(b'+' | b'-'))
                 {
                     let k = j + 1 + b[j + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                    // Junk after it (`1e+5_0`): read differently by
+                    // different servers.
+                    if b.get(k)
+                        .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.'))
+                    {
+                        return None;
+                    }
                     (&sql[i..k], k)
                 } else {
                     (tok, j)
                 };
+                // The lexer ends a number at a `.` after its exponent
+                // (`1e5.5` is `1e5` then `.5`) or at `..`.
+                if tok.contains("..")
+                    || tok.find(['e', 'E']).is_some_and(|e| tok[e..].contains('.'))
+                {
+                    return None;
+                }
                 if tok.bytes().all(|c| c.is_ascii_digit()) {
                     out.push_str(if tok.parse::<i32>().is_ok() {
-                        "?i"
+                        INT
                     } else {
-                        "?f"
+                        FLOAT
                     });
                 } else if tok
                     .bytes()
                     .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'))
                     && tok.bytes().filter(|c| *c == b'.').count() <= 1
                 {
-                    out.push_str("?f");
+                    out.push_str(FLOAT);
                 } else {
                     // Hex/octal/binary or underscores: not modelled.
                     return None;
@@ -136,9 +165,15 @@ pub fn normalize(sql: &str) -> Option<String> {
                 if matches!(b.get(j), Some(b'\'' | b'&')) {
                     return None;
                 }
+                // float(p): the literal p chooses float4 or float8.
+                let next = b[j..].iter().find(|c| !c.is_ascii_whitespace());
+                if sql[i..j].eq_ignore_ascii_case("float") && next == Some(&b'(') {
+                    return None;
+                }
                 out.push_str(&sql[i..j]);
                 i = j;
             }
+            b'.' if b.get(i + 1) == Some(&b'.') => return None,
             c if c.is_ascii() && c != b'\\' => {
                 out.push(c as char);
                 i += 1;
@@ -147,6 +182,31 @@ pub fn normalize(sql: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// Whether a string literal followed by `rest` continues (the lexer's
+/// `quotecontinue`: whitespace and `--` comments with a newline among
+/// them, then a quote).
+fn continues(rest: &[u8]) -> bool {
+    let mut i = 0;
+    let mut newline = false;
+    loop {
+        match rest.get(i) {
+            Some(b'\n' | b'\r') => {
+                newline = true;
+                i += 1;
+            }
+            Some(b' ' | b'\t' | b'\x0C') => i += 1,
+            Some(b'-') if rest.get(i + 1) == Some(&b'-') => {
+                i += rest[i..]
+                    .iter()
+                    .position(|c| matches!(c, b'\n' | b'\r'))
+                    .unwrap_or(rest.len() - i);
+            }
+            Some(b'\'') => return newline,
+            _ => return false,
+        }
+    }
 }
 
 /// Per-session cache of statement facts by literal-insensitive key, for
@@ -164,7 +224,7 @@ const TEMPLATE_LIMIT: usize = 512;
 
 /// The text a single statement's facts carry (what [`super::analyze`]
 /// slices out for a one-statement message).
-fn single_text(sql: &str) -> &str {
+pub(crate) fn single_text(sql: &str) -> &str {
     let t = sql.trim();
     t.strip_suffix(';').unwrap_or(t).trim_end()
 }
@@ -225,7 +285,7 @@ impl FactsCache {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize;
+    use super::{normalize, FactsCache, FLOAT, INT, STRING};
     use crate::sql::{analyze, ParseSettings, StatementFacts};
 
     fn facts(sql: &str) -> StatementFacts {
@@ -237,15 +297,15 @@ mod tests {
         assert_eq!(
             normalize("SELECT a FROM t WHERE id = 12 AND n = 'x''y' AND f = 1.5e-3 AND p = $1")
                 .as_deref(),
-            Some("SELECT a FROM t WHERE id = ?i AND n = ?s AND f = ?f AND p = $1")
+            Some(r"SELECT a FROM t WHERE id = \i AND n = \s AND f = \f AND p = $1")
         );
         assert_eq!(
             normalize("select 99999999999, t1.c2 from t1").as_deref(),
-            Some("select ?f, t1.c2 from t1")
+            Some(r"select \f, t1.c2 from t1")
         );
         assert_eq!(
             normalize("select $q$it's$q$ -- 42\n").as_deref(),
-            Some("select ?s -- 42\n")
+            Some("select \\s -- 42\n")
         );
         assert_eq!(
             normalize(r#"select "col 1" from "T""#).as_deref(),
@@ -266,6 +326,46 @@ mod tests {
         assert_eq!(cache.analyze(three, ParseSettings::default()).len(), 3);
         // Adjacent literals separated by \r are one literal: refused.
         assert_eq!(normalize("select 'a'\r'b'"), None);
+    }
+
+    /// Pairs found by an adversarial search: the first text is harmless,
+    /// the second is read otherwise by the server; they must not share a
+    /// key (or either has none).
+    #[test]
+    fn texts_the_lexer_reads_differently_do_not_share_a_key() {
+        let d = ParseSettings::default();
+        for (a, b) in [
+            // `/*/*/` opens two comments.
+            (
+                "SELECT 1 /*/*/ '*/' */",
+                "SELECT 1 /*/*/ '*/*/; DELETE FROM t; SELECT 2 /*' */",
+            ),
+            // A text cannot spell a placeholder.
+            (
+                "delete from t where ?s = ?s",
+                "delete from t where 'x' = 'x'",
+            ),
+            ("select *, ?sfrom secrets", "select *, 'x'from secrets"),
+            // A `--` comment between literals still continues them.
+            ("select $$a$$ --c\n'b'", "select 'a' --c\n'b'"),
+            ("select 'a'\n--c\n$$b$$", "select 'a'\n--c\n'b'"),
+            // Vertical tabs, numbers split at `.` or joined with `_`, `..`.
+            ("select $$a$$\n\x0B'b'", "select 'a'\n\x0B'b'"),
+            ("select 1.5", "select 1e5.5"),
+            ("select 1e+5 _0", "select 1e+5_0"),
+            ("select x.2", "select x..2"),
+            // float(p) is float4 or float8 by its literal.
+            ("select 1::float(10)", "select 1::float(30)"),
+        ] {
+            let (ka, kb) = (normalize(a), normalize(b));
+            assert!(
+                ka.is_none() || kb.is_none() || ka != kb,
+                "{a:?} / {b:?}: {ka:?}"
+            );
+            let mut cache = FactsCache::default();
+            cache.analyze(a, d);
+            assert_eq!(cache.analyze(b, d), analyze(b, d), "{b:?}");
+        }
     }
 
     #[test]
@@ -302,9 +402,9 @@ mod tests {
         for sql in crate::sql::corpus_tests::corpus_sql() {
             let Some(key) = normalize(sql) else { continue };
             let variant = key
-                .replace("?i", "7")
-                .replace("?f", "7.5")
-                .replace("?s", "'zz'");
+                .replace(INT, "7")
+                .replace(FLOAT, "7.5")
+                .replace(STRING, "'zz'");
             assert_eq!(normalize(&variant).as_ref(), Some(&key), "{sql}");
             let mut cache = super::FactsCache::default();
             cache.analyze(sql, ParseSettings::default());

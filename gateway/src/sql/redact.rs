@@ -5,7 +5,8 @@
 //! text is recorded in the audit log or shown to approvers.
 //!
 //! The literals are found in the parse tree (the grammar records where
-//! each one starts), their ends by the server's own lexer, and the result
+//! each one starts), their ends by the server's own lexer (`pg_query::scan`;
+//! its `scan_tokens` reads a null pointer on a text without tokens), and the result
 //! is proven by parsing it again: the same secrets must come back, each
 //! now the placeholder. When that cannot be shown (the text does not
 //! parse, `standard_conforming_strings` is off, a location is missing),
@@ -78,7 +79,7 @@ pub fn redact_secrets<'a>(
     if settings.standard_strings_off || found.iter().any(|s| s.at < 0) {
         return Cow::Borrowed(WITHHELD);
     }
-    let Ok(tokens) = pg_query::scan_tokens(text) else {
+    let Ok(tokens) = pg_query::scan(text).map(|r| r.tokens) else {
         return Cow::Borrowed(WITHHELD);
     };
     let mut spans = Vec::with_capacity(found.len());
@@ -139,7 +140,7 @@ pub fn redact_secrets_any_settings(text: &str) -> Cow<'_, str> {
 /// (`PASSWORD "x"`, `IDENTIFIED BY 'x'`), so every literal and quoted
 /// identifier in it is redacted.
 fn unparsed(text: &str, settings: ParseSettings) -> Cow<'_, str> {
-    let Ok(tokens) = pg_query::scan_tokens(text) else {
+    let Ok(tokens) = pg_query::scan(text).map(|r| r.tokens) else {
         return Cow::Borrowed(WITHHELD);
     };
     let spans: Vec<(usize, usize, &str)> = tokens
