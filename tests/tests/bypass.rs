@@ -159,6 +159,23 @@ fn read_only_policy_holds_against_each_bypass_class() {
     );
     denied(&r, "DECLARE CURSOR with attribute notation");
 
+    // A harmless text primes the literal-template cache; a text the lexer
+    // reads as more statements must not share its template (found by
+    // review: `/*/*/` opens two comments, so the quote is not a literal).
+    let hidden = "SELECT 1 /*/*/ '*/*/; SELECT nextval($$oracle.s1$$); SELECT 2 /*' */";
+    let r = psql(
+        &gw,
+        ALICE,
+        &tok,
+        &["-c", "SELECT 1 /*/*/ '*/' */", "-c", hidden],
+    );
+    assert!(
+        r.stdout.contains('1'),
+        "the harmless text runs: {}",
+        r.all()
+    );
+    denied(&r, hidden);
+
     // A parameter typed as a domain whose check writes (Bind runs it).
     let oid = pg.psql_super("app", "SELECT 'oracle.dom_touch'::regtype::oid");
     let r = psycopg(&gw, &tok, "param_oid", &["SELECT $1", &oid, "x"]);
