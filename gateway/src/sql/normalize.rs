@@ -369,6 +369,29 @@ mod tests {
     }
 
     #[test]
+    fn lexical_features_not_modelled_have_no_key() {
+        for sql in [
+            r"select 'a\b'",
+            "select E'a'",
+            "select B'01'",
+            "select /* a /* b */ c */ 1",
+            "select 1 /*/*/ */",
+            "select 'a' --c\n'b'",
+            "select 'a'\r'b'",
+            "select\x0B1",
+            "select 1e5.5",
+            "select 1e+5_0",
+            "select 1_000",
+            "select a..b",
+            "select 1::float(10)",
+            "select 1::FLOAT (30)",
+        ] {
+            assert_eq!(normalize(sql), None, "{sql:?}");
+        }
+        assert!(normalize("select 1::float8, 'a' -- c\n").is_some());
+    }
+
+    #[test]
     fn cache_hit_equals_fresh_analysis() {
         let mut cache = super::FactsCache::default();
         for sql in [
