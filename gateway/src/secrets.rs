@@ -30,16 +30,44 @@ pub fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> std::io::Re
 /// Creates the file of a `sqlite://FILE[?options]` URL, empty and with
 /// mode 0600, when it does not exist yet, so that SQLite (which would
 /// create it 0644, and its `-wal` and `-shm` files with the same mode)
-/// opens a private file. An existing file is left as it is; other URLs
-/// (PostgreSQL, in-memory SQLite) are ignored.
+/// opens a private file. An existing file is left as it is, with a
+/// warning if other users may read it; other URLs (PostgreSQL, in-memory
+/// SQLite) are ignored.
 pub fn create_private_sqlite(url: &str) -> std::io::Result<()> {
-    let Some(file) = url.strip_prefix("sqlite://") else {
+    if let Some((file, mode)) = sqlite_file_readable_by_others(url) {
+        tracing::warn!(file = %file, mode = format_args!("{mode:o}"), "this SQLite store is readable by other users; `chmod 600` it (and its -wal and -shm files)");
+    }
+    create_sqlite_file(url)
+}
+
+/// The file of a `sqlite://` URL and its mode, when it exists and its
+/// group or others may read it.
+fn sqlite_file_readable_by_others(url: &str) -> Option<(String, u32)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let file = sqlite_file(url)?;
+        let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then(|| (file.to_string(), mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = url;
+        None
+    }
+}
+
+/// The file of a `sqlite://FILE[?options]` URL (none for other URLs and
+/// in-memory databases).
+fn sqlite_file(url: &str) -> Option<&str> {
+    let file = url.strip_prefix("sqlite://")?.split('?').next()?;
+    (!file.is_empty() && !file.starts_with(':') && !file.starts_with("file:")).then_some(file)
+}
+
+fn create_sqlite_file(url: &str) -> std::io::Result<()> {
+    let Some(file) = sqlite_file(url) else {
         return Ok(());
     };
-    let file = file.split('?').next().unwrap_or_default();
-    if file.is_empty() || file.starts_with(':') || file.starts_with("file:") {
-        return Ok(());
-    }
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -85,11 +113,21 @@ mod tests {
         let new = dir.join("new.db");
         super::create_private_sqlite(&format!("sqlite://{}?mode=rwc", new.display())).unwrap();
         assert_eq!(mode(&new), 0o600);
+        assert_eq!(
+            super::sqlite_file_readable_by_others(&format!("sqlite://{}", new.display())),
+            None
+        );
         assert_eq!(std::fs::metadata(&new).unwrap().len(), 0);
         let old = dir.join("old.db");
         std::fs::write(&old, b"kept").unwrap();
         std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o640)).unwrap();
-        super::create_private_sqlite(&format!("sqlite://{}", old.display())).unwrap();
+        let url = format!("sqlite://{}", old.display());
+        assert_eq!(
+            super::sqlite_file_readable_by_others(&url),
+            Some((old.display().to_string(), 0o640)),
+            "warned about"
+        );
+        super::create_private_sqlite(&url).unwrap();
         assert_eq!(mode(&old), 0o640);
         assert_eq!(std::fs::read(&old).unwrap(), b"kept");
         for url in [
