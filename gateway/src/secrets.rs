@@ -59,7 +59,7 @@ fn sqlite_file_readable_by_others(url: &str) -> Option<(String, u32)> {
 
 /// The file of a `sqlite://FILE[?options]` URL (none for other URLs and
 /// in-memory databases).
-fn sqlite_file(url: &str) -> Option<&str> {
+pub fn sqlite_file(url: &str) -> Option<&str> {
     let file = url.strip_prefix("sqlite://")?.split('?').next()?;
     (!file.is_empty() && !file.starts_with(':') && !file.starts_with("file:")).then_some(file)
 }

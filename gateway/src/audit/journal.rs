@@ -81,7 +81,7 @@ pub enum JournalError {
 
 /// The journal's files for the SQLite store at `url` (none for PostgreSQL).
 pub fn paths_for(url: &str) -> Option<[PathBuf; 2]> {
-    let file = url.strip_prefix("sqlite://")?.split('?').next()?;
+    let file = crate::secrets::sqlite_file(url)?;
     Some([0, 1].map(|i| PathBuf::from(format!("{file}.audit-journal.{i}"))))
 }
 

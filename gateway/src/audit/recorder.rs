@@ -18,7 +18,7 @@ use super::writer::{Ack, Auditor, Caps};
 use crate::pg::backend::BackendMessage;
 use crate::pg::ErrorFields;
 use crate::session::registry::Statement;
-use crate::sql::{redact_secrets, redact_secrets_any_settings};
+use crate::sql::{redact_secrets, redact_secrets_any_settings, was_redacted};
 
 /// Which in-flight request a backend message belongs to.
 pub enum Front<'a> {
@@ -215,7 +215,7 @@ impl Recorder {
         let v = &stmt.verdict;
         r.action = v.decision.action.as_str();
         let shown = redact_secrets(&stmt.text, stmt.settings, Some(&v.statements));
-        let secret = !std::ptr::eq(shown.as_ref(), &*stmt.text);
+        let secret = was_redacted(&shown, &stmt.text);
         r.body = Body {
             statement: shown.into_owned(),
             reasons: v.decision.reasons.clone(),

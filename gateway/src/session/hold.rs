@@ -17,7 +17,7 @@ use crate::approvals::protocol::{statement_hash, NewRequest, Requester};
 use crate::approvals::{ApprovalsClient, HoldOutcome};
 use crate::pg::{ErrorFields, Frame, Severity};
 use crate::policy::Action;
-use crate::sql::{redact_secrets, single_text};
+use crate::sql::{redact_secrets, single_text, was_redacted};
 
 /// What the session knows about itself for approval requests.
 pub struct HoldContext {
@@ -241,7 +241,7 @@ impl Holds {
         // way: a retry-mode grant (consumed by the hash of what approvers
         // saw) would cover them all, so such a statement is always held;
         // its grant stays bound to its own text.
-        let secret = !std::ptr::eq(shown.as_ref(), &*stmt.text);
+        let secret = was_redacted(&shown, &stmt.text);
         let retry = spec.mode == "retry" && !secret;
         let hash = statement_hash(&shown, params);
         let id = uuid::Uuid::now_v7().to_string();
@@ -350,7 +350,7 @@ fn shown_facts(stmt: &Statement) -> serde_json::Value {
         .map(|f| {
             let original = own.unwrap_or(&f.text);
             let text = redact_secrets(original, stmt.settings, Some(std::slice::from_ref(f)));
-            let changed = !std::ptr::eq(text.as_ref(), original);
+            let changed = was_redacted(&text, original);
             let mut f = f.clone();
             if changed && f.parse_error.is_some() {
                 // The parser's message quotes the text near the error.

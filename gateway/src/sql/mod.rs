@@ -21,7 +21,8 @@ pub use kinds::Class;
 pub(crate) use normalize::single_text;
 pub use normalize::{normalize, FactsCache};
 pub use redact::{
-    may_carry_secrets, redact_secrets, redact_secrets_any_settings, REDACTED, WITHHELD,
+    may_carry_secrets, redact_secrets, redact_secrets_any_settings, was_redacted, REDACTED,
+    WITHHELD,
 };
 use walk::{mentions_column, node_of, Walker};
 

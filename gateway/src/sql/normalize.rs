@@ -166,8 +166,9 @@ pub fn normalize(sql: &str) -> Option<String> {
                     return None;
                 }
                 // float(p): the literal p chooses float4 or float8.
-                let next = b[j..].iter().find(|c| !c.is_ascii_whitespace());
-                if sql[i..j].eq_ignore_ascii_case("float") && next == Some(&b'(') {
+                if sql[i..j].eq_ignore_ascii_case("float")
+                    && b[j..].iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'(')
+                {
                     return None;
                 }
                 out.push_str(&sql[i..j]);

@@ -116,6 +116,13 @@ pub fn redact_secrets<'a>(
     }
 }
 
+/// Whether `shown`, what [`redact_secrets`] (or
+/// [`redact_secrets_any_settings`]) answered for `text`, differs from it:
+/// a text with nothing to hide comes back as itself.
+pub fn was_redacted(shown: &str, text: &str) -> bool {
+    !std::ptr::eq(shown, text)
+}
+
 /// [`redact_secrets`] of a text whose parser settings are not known (a
 /// refusal recorded before the text was decided): it must come out the
 /// same with `standard_conforming_strings` on and off, else it is

@@ -371,7 +371,7 @@ pub(crate) mod tests {
             full.insert(&[&crate::audit::journal::tests::chain(1)[0]])
                 .await
                 .unwrap();
-            for f in ["a.db", "a.db-wal"] {
+            for f in ["a.db", "a.db-wal", "a.db-shm"] {
                 let meta = std::fs::metadata(dir.join(f)).unwrap();
                 assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{f}");
             }

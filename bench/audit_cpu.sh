@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Where an audit record's CPU goes: one release gateway with recording in
+# MODE (off, batched, strict, strictnormal), pgbench -S -M prepared with 8
+# clients for SECS seconds (after a 2 s warm-up); prints the gateway's CPU
+# per transaction by thread name (tokio-rt-worker, sqlx-sqlite-worker, ...)
+# from /proc/PID/task, and the machine's busy share and CPU per transaction
+# from /proc/stat. PF=HZ also records `perf` samples of the gateway at HZ
+# into /tmp/audit_cpu.MODE.data (PG="--call-graph dwarf" for stacks).
+#
+#   bash bench/audit_cpu.sh MODE [SECS] [BIN]      (default 8 s, the release build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=$1; secs=${2:-8}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/portcullis/target}"
+[ -n "${3:-}" ] || { bash scripts/install-deps.sh >/dev/null; cargo build --release -q -p portcullis; }
+bin=${3:-$CARGO_TARGET_DIR/release/portcullis}
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+work=$(mktemp -d /tmp/probe.XXXXXX); chmod 755 $work
+gp=""
+cleanup() { [ -n "$gp" ] && kill $gp 2>/dev/null; as_pg $pgbin/pg_ctl -D $work/data -m immediate stop >/dev/null 2>&1; rm -rf $work; }
+trap cleanup EXIT
+pw="bench$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"; echo "$pw" > $work/pwfile
+[ "$(id -u)" -eq 0 ] && chown -R postgres:postgres $work
+pg_port=$(free_port)
+as_pg $pgbin/initdb -D $work/data --auth=scram-sha-256 -U postgres --pwfile=$work/pwfile --no-sync >/dev/null
+as_pg $pgbin/pg_ctl -D $work/data -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1" -l $work/pg.log -w start >/dev/null
+export PGPASSWORD=$pw
+pgbench -i -q -s 10 -h 127.0.0.1 -p $pg_port -U postgres postgres >/dev/null 2>&1
+port=$(free_port)
+case $mode in
+  off|batched|strict) extra=(--audit "$mode") ;;
+  strictnormal) extra=(--audit strict --audit-sync normal) ;;
+  *) echo "audit_cpu: MODE must be off, batched, strict or strictnormal" >&2; exit 2 ;;
+esac
+$bin dev --upstream "postgres://postgres:$pw@127.0.0.1:$pg_port/postgres" --listen 127.0.0.1:$port --admin-listen 127.0.0.1:0 \
+  --state-dir $work/dev --user bench --groups dev --no-approvals "${extra[@]}" > $work/gw.out 2> $work/gw.log &
+gp=$!
+for _ in $(seq 1 300); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+tok=$($bin token --dev --state-dir $work/dev --user bench --groups dev)
+# warmup
+PGPASSWORD=$tok pgbench -S -n -T 2 -M prepared -c 8 -j 2 -h 127.0.0.1 -p $port -U bench@example.com dev >/dev/null 2>&1
+snap() { for t in /proc/$gp/task/*; do echo "$(cat $t/comm | tr ' ' _) $(awk '{print $14+$15}' $t/stat)"; done | awk '{a[$1]+=$2} END {for (k in a) print k, a[k]}' | sort; }
+cpu() { head -1 /proc/stat | awk '{print $2+$3+$4+$7+$8, $5+$6}'; }
+s1=$(snap); c1=$(cpu)
+if [ -n "${PF:-}" ]; then perf record -F $PF ${PG:-} -o /tmp/audit_cpu.$mode.data -p $gp -- sleep $secs >/dev/null 2>&1 & perfpid=$!; fi
+out=$(PGPASSWORD=$tok pgbench -S -n -T $secs -M prepared -c 8 -j 2 -h 127.0.0.1 -p $port -U bench@example.com dev 2>&1)
+s2=$(snap); c2=$(cpu)
+if [ -n "${PF:-}" ]; then wait $perfpid; fi
+tx=$(echo "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
+echo "mode=$mode tps=$((tx/secs))"
+join <(echo "$s1") <(echo "$s2") | awk -v tx=$tx '{d=$3-$2; if (d>0) printf "  %-20s %6.2f us/tx\n", $1, d*10000/tx}'
+join <(echo "$s1") <(echo "$s2") | awk -v tx=$tx '{s+=$3-$2} END {printf "  gateway total        %6.2f us/tx\n", s*10000/tx}'
+python3 -c "
+b1,i1='$c1'.split(); b2,i2='$c2'.split(); b=int(b2)-int(b1); i=int(i2)-int(i1)
+print(f'  machine busy {100*b/(b+i):.0f}%  cpu/tx {b*10000/$tx:.1f} us')"
