@@ -203,6 +203,9 @@ pub struct Config {
     /// The audit record (stored at `store.url`).
     #[serde(default)]
     pub audit: crate::audit::config::AuditConfig,
+    /// How masked values are computed.
+    #[serde(default)]
+    pub masking: crate::mask::MaskingConfig,
     /// Databases clients may reach.
     #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
@@ -573,17 +576,19 @@ impl Config {
             }
         };
         fix(&mut self.policy.dir);
-        for p in [&mut self.audit.signing_key_file]
-            .into_iter()
-            .chain(self.audit.encryption_key_file.as_mut())
-            .chain(self.audit.decryption_key_files.iter_mut())
-            .chain(
-                self.audit
-                    .sinks
-                    .iter_mut()
-                    .flat_map(|s| s.secret_file.as_mut().into_iter().chain(s.path.as_mut())),
-            )
-        {
+        for p in [
+            &mut self.audit.signing_key_file,
+            &mut self.masking.hash_key_file,
+        ]
+        .into_iter()
+        .chain(self.audit.encryption_key_file.as_mut())
+        .chain(self.audit.decryption_key_files.iter_mut())
+        .chain(
+            self.audit
+                .sinks
+                .iter_mut()
+                .flat_map(|s| s.secret_file.as_mut().into_iter().chain(s.path.as_mut())),
+        ) {
             fix(p);
         }
         if let Some(file) = self.store.url.strip_prefix("sqlite://") {

@@ -15,6 +15,7 @@ pub mod http;
 pub mod identity;
 pub mod login;
 pub mod logwriter;
+pub mod mask;
 pub mod metrics;
 pub mod pg;
 pub mod policy;

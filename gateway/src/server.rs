@@ -145,6 +145,7 @@ impl Gateway {
             metrics,
             cancels: CancelRegistry::default(),
             tls,
+            masker: crate::mask::Masker::new(config.masking.clone()),
             config,
         });
         tracing::info!(listen = %pg_addr, admin = ?admin_addr, tls = shared.tls.is_some(), "gateway listening");

@@ -96,13 +96,13 @@ fn inspect_explains_the_cache_mode() {
 }
 
 #[test]
-fn a_mask_decision_is_refused_and_no_row_leaves() {
+fn a_mask_rule_that_cannot_be_applied_is_refused_and_no_row_leaves() {
     let dir = temp_dir("maskpol");
     std::fs::write(
         dir.join("p.rego"),
         "package portcullis\nimport rego.v1\n\
          default decision := {\"action\": \"allow\", \"reasons\": []}\n\
-         decision := {\"action\": \"allow\", \"reasons\": [], \"mask\": [{\"table\": \"public.items\", \"column\": \"secret\", \"method\": \"redact\"}]} if {\n\
+         decision := {\"action\": \"allow\", \"reasons\": [], \"mask\": [{\"table\": \"public.items\", \"column\": \"secret\", \"method\": \"scramble\"}]} if {\n\
            some t in input.statement.tables\n  t.name == \"items\"\n}\n",
     )
     .unwrap();
@@ -123,7 +123,7 @@ fn a_mask_decision_is_refused_and_no_row_leaves() {
     );
     assert!(
         r.stderr
-            .contains("masking not supported yet (the policy asks to mask public.items.secret)"),
+            .contains("the policy's mask rules cannot be applied: unknown masking method \"scramble\" for public.items.secret"),
         "{}",
         r.all()
     );

@@ -42,7 +42,7 @@ pub async fn load_with(client: &mut Client) -> Result<Catalog, CatalogError> {
     let functions = client
         .rows(&format!(
             "SELECT n.nspname, p.proname, p.oid < 16384 AND p.provolatile = 'v', \
-             NOT ({TRUSTED} OR {AGG_TRUSTED}) \
+             NOT ({TRUSTED} OR {AGG_TRUSTED}), p.oid >= 16384 \
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
              JOIN pg_language l ON l.oid = p.prolang"
         ))
@@ -51,6 +51,7 @@ pub async fn load_with(client: &mut Client) -> Result<Catalog, CatalogError> {
         let info = FnInfo {
             builtin_volatile: flag(r, 2),
             user_untrusted: flag(r, 3),
+            user_defined: flag(r, 4),
         };
         let (schema, name) = (text(r, 0), text(r, 1));
         cat.functions.entry(name.clone()).or_default().merge(info);
@@ -59,7 +60,8 @@ pub async fn load_with(client: &mut Client) -> Result<Catalog, CatalogError> {
 
     let columns = client
         .rows(
-            "SELECT n.nspname, c.relname, a.attname, c.relkind, a.atttypid::text FROM pg_class c \
+            "SELECT n.nspname, c.relname, a.attname, c.relkind, a.atttypid::text, c.oid::text, \
+             a.attnum::text FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_attribute a ON a.attrelid = c.oid \
              WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p', 'c') AND a.attnum <> 0 \
@@ -70,10 +72,24 @@ pub async fn load_with(client: &mut Client) -> Result<Catalog, CatalogError> {
     let mut column_types: Vec<((String, String), u32)> = Vec::new();
     for r in &columns {
         let key = (text(r, 0), text(r, 1));
+        let kind = text(r, 3).chars().next().unwrap_or('?');
         let rel = by_rel.entry(key.clone()).or_insert_with(|| Relation {
             schema: key.0.clone(),
+            kind,
             ..Relation::default()
         });
+        let origin = cat
+            .origins
+            .entry(text(r, 5).parse().unwrap_or(0))
+            .or_insert_with(|| crate::catalog::Origin {
+                schema: key.0.clone(),
+                name: key.1.clone(),
+                kind,
+                ..Default::default()
+            });
+        if let Ok(n) = text(r, 6).parse::<i16>() {
+            origin.columns.insert(n, text(r, 2));
+        }
         rel.columns.insert(text(r, 2));
         cat.field_names.insert(text(r, 2));
         if text(r, 3) == "f" {
@@ -82,6 +98,19 @@ pub async fn load_with(client: &mut Client) -> Result<Catalog, CatalogError> {
             rel.runs_code = Some("foreign table: reading it runs its wrapper's code".into());
         }
         column_types.push((key, text(r, 4).parse().unwrap_or(0)));
+    }
+
+    let parents = client
+        .rows("SELECT inhrelid::text, inhparent::text FROM pg_inherits")
+        .await?;
+    for r in &parents {
+        let (child, parent) = (
+            text(r, 0).parse().unwrap_or(0),
+            text(r, 1).parse().unwrap_or(0),
+        );
+        if let Some(o) = cat.origins.get_mut(&child) {
+            o.parents.push(parent);
+        }
     }
 
     let outs = client

@@ -65,6 +65,8 @@ pub struct FnInfo {
     pub builtin_volatile: bool,
     /// A user-defined overload is not trusted to be read-only.
     pub user_untrusted: bool,
+    /// An overload is user-defined (not built in).
+    pub user_defined: bool,
 }
 
 impl FnInfo {
@@ -72,6 +74,7 @@ impl FnInfo {
     pub fn merge(&mut self, other: FnInfo) {
         self.builtin_volatile |= other.builtin_volatile;
         self.user_untrusted |= other.user_untrusted;
+        self.user_defined |= other.user_defined;
     }
 }
 
@@ -86,6 +89,23 @@ pub struct Relation {
     /// Why reading it may have an effect (a view's query or a row security
     /// policy that is not read-only).
     pub runs_code: Option<String>,
+    /// `pg_class.relkind` (`r` table, `p` partitioned, `v` view, ...).
+    pub kind: char,
+}
+
+/// A relation by OID, for reading where a result column comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// Schema.
+    pub schema: String,
+    /// Name.
+    pub name: String,
+    /// `pg_class.relkind`.
+    pub kind: char,
+    /// Column names by attribute number.
+    pub columns: HashMap<i16, String>,
+    /// The tables it inherits from (partition parents included).
+    pub parents: Vec<u32>,
 }
 
 /// A relation as a statement names it.
@@ -122,6 +142,8 @@ pub struct Catalog {
     /// Settings only a superuser or the server configuration may change
     /// (`pg_settings.context` other than `user`).
     pub privileged_settings: HashSet<String>,
+    /// Relations by OID (where result columns come from).
+    pub origins: HashMap<u32, Origin>,
 }
 
 /// Built-ins that read values of a type given by OID or by a record
@@ -184,6 +206,7 @@ impl Catalog {
             untrusted_type_oids: HashSet::new(),
             field_names: HashSet::new(),
             privileged_settings: HashSet::new(),
+            origins: HashMap::new(),
         }
     }
 
@@ -330,6 +353,38 @@ impl Catalog {
             return Some("the relation is not in the catalog (created since it was read?)");
         }
         candidates.find_map(|r| r.runs_code.as_deref())
+    }
+
+    /// The kinds (`pg_class.relkind`) `rel` may resolve to; empty when
+    /// the catalog does not know it.
+    pub fn relation_kinds(&self, rel: RelRef<'_>) -> Vec<char> {
+        self.relations
+            .get(rel.name)
+            .map(|all| {
+                all.iter()
+                    .filter(|r| rel.schema.is_none_or(|s| s == r.schema))
+                    .map(|r| r.kind)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `schema.name` of the relation with OID `oid` and of every table it
+    /// inherits from, nearest first (a partition's parents included).
+    pub fn lineage(&self, oid: u32) -> Vec<&Origin> {
+        let mut out: Vec<&Origin> = Vec::new();
+        let mut todo = vec![oid];
+        let mut seen = HashSet::new();
+        while let Some(o) = todo.pop() {
+            if !seen.insert(o) {
+                continue;
+            }
+            if let Some(rel) = self.origins.get(&o) {
+                out.push(rel);
+                todo.extend(rel.parents.iter().copied());
+            }
+        }
+        out
     }
 
     /// Whether operator `name` may run untrusted user code.

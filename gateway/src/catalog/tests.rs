@@ -44,6 +44,7 @@ fn catalog() -> Catalog {
             schema: "public".into(),
             columns: cols(&["a", "b", "bump", "ctid"]),
             runs_code: None,
+            kind: 'r',
         }],
     );
     c.relations.insert(
@@ -53,11 +54,13 @@ fn catalog() -> Catalog {
                 schema: "public".into(),
                 columns: cols(&["a", "bump"]),
                 runs_code: None,
+                kind: 'r',
             },
             Relation {
                 schema: "other".into(),
                 columns: cols(&["a"]),
                 runs_code: None,
+                kind: 'r',
             },
         ],
     );
@@ -67,6 +70,7 @@ fn catalog() -> Catalog {
             schema: "public".into(),
             columns: cols(&["a"]),
             runs_code: Some("view public.v: unknown_function".into()),
+            kind: 'v',
         }],
     );
     c.untrusted_operators.insert("===".into());

@@ -12,6 +12,15 @@ pub fn to_frame(kind: u8, name: &str) -> Frame {
     Frame::new(b'D', b)
 }
 
+/// Encodes a Describe of a statement or portal named by bytes (a name
+/// in the client's encoding, as the client sent it).
+pub fn to_frame_bytes(kind: u8, name: &[u8]) -> Frame {
+    let mut b = BytesMut::new();
+    b.put_u8(kind);
+    super::put_cbytes(&mut b, name);
+    Frame::new(b'D', b)
+}
+
 /// Decodes a Describe body.
 pub fn decode(body: &[u8]) -> Result<(u8, &[u8]), CodecError> {
     decode_target("Describe", body)
@@ -40,5 +49,7 @@ mod tests {
         let f = super::to_frame(b'S', "stmt");
         assert_eq!(super::decode(&f.body).unwrap(), (b'S', &b"stmt"[..]));
         assert!(super::decode(b"Xstmt\0").is_err());
+        let f = super::to_frame_bytes(b'P', b"p\xff");
+        assert_eq!(super::decode(&f.body).unwrap(), (b'P', &b"p\xff"[..]));
     }
 }

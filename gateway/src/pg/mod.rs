@@ -16,6 +16,7 @@ pub mod param_status;
 pub mod parse;
 pub mod query;
 pub mod ready;
+pub mod row;
 pub mod startup;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};

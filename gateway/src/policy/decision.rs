@@ -122,20 +122,15 @@ impl Decision {
         }
     }
 
-    /// Refuses what the gateway cannot honour yet: an allow that asks for
-    /// masking becomes a deny ("masking not supported yet"), so no
-    /// unmasked row can leave.
+    /// Refuses what the gateway cannot honour: a mask rule with an unknown
+    /// method, or without a table or column, makes the decision a deny (so
+    /// no unmasked row can leave). Whether masking can be proven for the
+    /// statement is the mask stage's question.
     pub fn fail_closed(self) -> Self {
-        if self.action == Action::Allow && !self.mask.is_empty() {
-            let cols: Vec<String> = self
-                .mask
-                .iter()
-                .map(|m| format!("{}.{}", m.table, m.column))
-                .collect();
-            return Self::deny(format!(
-                "masking not supported yet (the policy asks to mask {})",
-                cols.join(", ")
-            ));
+        if self.action != Action::Deny {
+            if let Err(why) = crate::mask::check_rules(&self.mask) {
+                return Self::deny(format!("the policy's mask rules cannot be applied: {why}"));
+            }
         }
         self
     }
@@ -197,12 +192,19 @@ mod tests {
         let v = regorus::Value::from(serde_json::json!({"action": "allow", "mask": [
             {"table": "public.users", "column": "email", "method": "redact"}]}));
         let d = Decision::from_value(&v).fail_closed();
+        assert_eq!(
+            d.action,
+            Action::Allow,
+            "masking is the mask stage's to prove"
+        );
+        let v = regorus::Value::from(serde_json::json!({"action": "approve", "mask": [
+            {"table": "public.users", "column": "email", "method": "scramble"}]}));
+        let d = Decision::from_value(&v).fail_closed();
         assert_eq!(d.action, Action::Deny);
         assert!(
-            d.reasons[0].starts_with("masking not supported yet"),
+            d.reasons[0].contains("unknown masking method \"scramble\""),
             "{d:?}"
         );
-        assert!(d.reasons[0].contains("public.users.email"), "{d:?}");
         let v = regorus::Value::from(serde_json::json!({"action": "allow", "rewrite": "x"}));
         let d = Decision::from_value(&v).fail_closed();
         assert_eq!(d.action, Action::Deny);

@@ -143,6 +143,17 @@ impl Decider {
         }
     }
 
+    /// The catalog decisions use now.
+    pub fn catalog_now(&mut self) -> Arc<Catalog> {
+        self.refresh_catalog(false);
+        self.cat.clone()
+    }
+
+    /// The gateway's masking state (the hash key).
+    pub fn masker(&self) -> &crate::mask::Masker {
+        &self.shared.masker
+    }
+
     /// The generation of the catalog decisions use now.
     pub fn catalog_generation(&mut self, quiescent: bool) -> u64 {
         self.refresh_catalog(quiescent);

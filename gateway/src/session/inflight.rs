@@ -33,6 +33,9 @@ pub enum Expect {
     Bind(Undo),
     /// [ParameterDescription] RowDescription | NoData.
     Describe,
+    /// RowDescription | NoData of the gateway's own Describe of a portal
+    /// whose results are masked (not relayed; see the mask stage).
+    MaskDescribe(Arc<Statement>),
     /// Rows, then CommandComplete | EmptyQueryResponse | PortalSuspended;
     /// with the portal's bound parameters (text form) when recording.
     Execute(Option<Arc<Statement>>, Option<Arc<[Option<String>]>>),
@@ -61,6 +64,7 @@ impl Expect {
             Self::Parse(_)
                 | Self::Bind(_)
                 | Self::Describe
+                | Self::MaskDescribe(_)
                 | Self::Execute(..)
                 | Self::Close(_)
                 | Self::Refused { simple: false, .. }

@@ -51,6 +51,8 @@ pub struct Shared {
     pub cancels: CancelRegistry,
     /// Client TLS, when configured.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Masking (the hash key, read at the first hash).
+    pub masker: crate::mask::Masker,
 }
 
 impl Shared {

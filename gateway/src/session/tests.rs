@@ -40,6 +40,7 @@ fn shared() -> Arc<Shared> {
         metrics: Arc::new(Metrics::default()),
         cancels: CancelRegistry::default(),
         tls: None,
+        masker: crate::mask::Masker::new(config.masking.clone()),
         config,
     })
 }

@@ -24,7 +24,8 @@ pub use redact::{
     may_carry_secrets, redact_secrets, redact_secrets_any_settings, was_redacted, REDACTED,
     WITHHELD,
 };
-use walk::{mentions_column, node_of, Walker};
+use walk::{mentions_column, Walker};
+pub(crate) use walk::{name_parts, node_of};
 
 /// How a statement touches a relation; ordered from weakest to strongest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -58,7 +58,7 @@ fn present(v: &Value, key: &str) -> bool {
 }
 
 /// Unwraps `{"node": {"Name": body}}` or `{"Name": body}` into (name, body).
-pub(super) fn node_of(v: &Value) -> Option<(&str, &Value)> {
+pub(crate) fn node_of(v: &Value) -> Option<(&str, &Value)> {
     let v = v.get("node").unwrap_or(v);
     let obj = v.as_object()?;
     if obj.len() != 1 {
@@ -70,7 +70,7 @@ pub(super) fn node_of(v: &Value) -> Option<(&str, &Value)> {
 }
 
 /// Reads the `sval`s of a list of String nodes (names like `schema.fn`).
-pub(super) fn name_parts(list: &Value) -> Vec<&str> {
+pub(crate) fn name_parts(list: &Value) -> Vec<&str> {
     list.as_array()
         .map(|items| {
             items

@@ -18,6 +18,7 @@ use bytes::BytesMut;
 
 use super::decide::{Decider, Verdict};
 mod approval;
+mod mask;
 
 use super::hold::{Collect, Hold, HoldContext, Holds};
 use super::inflight::{Expect, InFlight};
@@ -107,6 +108,8 @@ pub struct Pipeline {
     holds: Holds,
     /// Replaying a held batch (no nested replay).
     replaying: bool,
+    /// The mask stage's state for the result being relayed.
+    masking: mask::Masking,
 }
 
 impl Pipeline {
@@ -149,6 +152,7 @@ impl Pipeline {
             closing: false,
             holds: Holds::default(),
             replaying: false,
+            masking: mask::Masking::Off,
         }
     }
 
@@ -265,14 +269,20 @@ impl Pipeline {
             ),
         };
         let effect = Effect::of(&verdict.statements);
-        Ok(Arc::new(Statement {
+        let stmt = Statement {
             text,
             verdict,
             effect,
             approved: false,
             catalog: self.decider.catalog_generation(quiescent),
             settings,
-        }))
+        };
+        // Masking that cannot be proven refuses the statement before an
+        // approver is asked.
+        match self.prove_masking(&stmt) {
+            Some(e) => Err(Some(e)),
+            None => Ok(Arc::new(stmt)),
+        }
     }
 
     /// Runs the stages' admission; the refusal error if one refuses.
@@ -471,6 +481,7 @@ impl Pipeline {
             FrontendMessage::Execute { portal, .. } => {
                 let stmt = self.registry.portal(portal);
                 let effect = stmt.as_ref().map_or(Effect::UNKNOWN, |s| s.effect);
+                self.describe_for_masking(stmt.as_ref(), portal, up);
                 frame.encode(up);
                 let params = self.record.params_of(portal);
                 self.inflight.push(Expect::Execute(stmt, params), effect);
@@ -543,33 +554,54 @@ impl Pipeline {
             }
             return Ok(Relay::Drop);
         }
+        // The mask stage first: what follows sees rows as the client does.
+        let masked = match self.inflight.front().map(|e| &e.expect) {
+            Some(Expect::Query(s) | Expect::Execute(Some(s), _)) if mask::masks(s) => {
+                let s = s.clone();
+                self.mask(&s, false, &msg)?
+            }
+            Some(Expect::MaskDescribe(s)) => {
+                let s = s.clone();
+                self.mask(&s, true, &msg)?
+            }
+            _ => mask::Masked::Same,
+        };
+        let shown = match &masked {
+            mask::Masked::Same => Some(msg.clone()),
+            mask::Masked::Replace(f) => Some(BackendMessage::decode(f.tag, &f.body)?),
+            mask::Masked::Drop => None,
+        };
         let front = self.inflight.front().map(|e| &e.expect);
         let stmt = match front {
             Some(Expect::Query(s)) => Some(s.as_ref()),
             Some(Expect::Execute(s, _)) => s.as_deref(),
             _ => None,
         };
-        self.record.result(stmt, &msg);
+        if let Some(shown) = &shown {
+            self.record.result(stmt, shown);
+        }
         if let Some(rec) = self.record.recorder.as_mut() {
             let sent = self
                 .inflight
                 .front()
                 .map_or_else(std::time::Instant::now, |e| e.sent);
-            match front {
-                Some(Expect::Describe) => {
+            match (front, &shown) {
+                (Some(Expect::Describe | Expect::MaskDescribe(_)), _) => {
                     if let BackendMessage::RowDescription(body) = msg {
                         rec.described(body);
                     }
                 }
-                Some(Expect::Query(s)) => rec.observe(Front::Query(s), sent, &msg),
-                Some(Expect::Execute(s, p)) => {
-                    rec.observe(Front::Execute(s.as_deref(), p.as_deref()), sent, &msg)
+                (Some(Expect::Query(s)), Some(shown)) => rec.observe(Front::Query(s), sent, shown),
+                (Some(Expect::Execute(s, p)), Some(shown)) => {
+                    rec.observe(Front::Execute(s.as_deref(), p.as_deref()), sent, shown)
                 }
                 _ => {}
             }
         }
-        for s in self.stages.iter_mut() {
-            s.result(stmt, &msg);
+        if let Some(shown) = &shown {
+            for s in self.stages.iter_mut() {
+                s.result(stmt, shown);
+            }
         }
         match msg {
             BackendMessage::ErrorResponse(body) => {
@@ -663,7 +695,7 @@ impl Pipeline {
             | BackendMessage::EmptyQueryResponse
             | BackendMessage::PortalSuspended => self.pop_unless_query(),
             BackendMessage::RowDescription(_) => {
-                if matches!(front, Some(Expect::Describe)) {
+                if matches!(front, Some(Expect::Describe | Expect::MaskDescribe(_))) {
                     self.inflight.pop();
                 }
             }
@@ -676,7 +708,7 @@ impl Pipeline {
             _ => {}
         }
 
-        Ok(Relay::Forward)
+        Ok(mask::relay(masked).unwrap_or(Relay::Forward))
     }
 
     /// Sends `SET application_name` with the user suffix upstream (the

@@ -1,0 +1,267 @@
+//! Before a statement whose decision masks columns is forwarded: can the
+//! gateway show that every value of a masked column reaches the client
+//! only as a result column the server labels with its table and column
+//! (RowDescription's origin), where the mask stage rewrites it? If not,
+//! the statement is refused before it runs.
+//!
+//! Read from the parse tree and the catalog, never from the text: a masked
+//! column may be selected as it is (`SELECT email`, `SELECT *`, through a
+//! subquery's `*` at the top), sorted and grouped by; it may not be used
+//! in any expression, condition, join, function argument or subquery (an
+//! error message, a computed column or a filter could carry its value), and
+//! the statement may not read views (their columns are labelled with the
+//! view), call user-defined functions (they may read any table), combine
+//! results (UNION labels columns with its first branch) or store results
+//! (`SELECT INTO`).
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::catalog::{Catalog, Mode, RelRef};
+use crate::policy::MaskRule;
+use crate::sql::{node_of, ParseSettings, StatementFacts};
+
+/// Flags a statement may carry and still be masked.
+const BENIGN_FLAGS: &[&str] = &["multi_statement", "no_where", "constant_where"];
+
+/// Why masking cannot be proven for `text` (`facts`: its analysis), or
+/// `Ok` when it can.
+pub fn prove(
+    text: &str,
+    settings: ParseSettings,
+    facts: &[StatementFacts],
+    rules: &[MaskRule],
+    cat: &Catalog,
+) -> Result<(), String> {
+    if cat.mode != Mode::Loaded {
+        return Err("the database's catalog is not loaded".into());
+    }
+    for f in facts {
+        if f.kind != "select" {
+            return Err(format!(
+                "only the results of SELECT statements can be masked (this is {})",
+                f.command_tag
+            ));
+        }
+        if let Some(flag) = f.flags.iter().find(|g| !BENIGN_FLAGS.contains(&g.as_str())) {
+            return Err(format!("the statement is flagged {flag}"));
+        }
+        if !f.read_only {
+            return Err("the statement is not provably read-only".into());
+        }
+        for t in &f.tables {
+            if matches!(t.schema.as_str(), "pg_catalog" | "information_schema") {
+                continue;
+            }
+            let kinds = cat.relation_kinds(RelRef {
+                schema: Some(&t.schema),
+                name: &t.name,
+            });
+            if kinds.is_empty() {
+                return Err(format!(
+                    "{}.{} is not in the gateway's catalog",
+                    t.schema, t.name
+                ));
+            }
+            if kinds.iter().any(|k| !matches!(k, 'r' | 'p')) {
+                return Err(format!(
+                    "{}.{} is a view or a foreign table (its columns cannot be traced to the masked ones)",
+                    t.schema, t.name
+                ));
+            }
+        }
+    }
+    let opts = if settings.standard_strings_off {
+        pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
+    } else {
+        pg_query::ParserOptions::DEFAULT
+    };
+    let parsed = pg_query::parse(text, opts).map_err(|e| e.to_string())?;
+    let tree = serde_json::to_value(&parsed.protobuf).map_err(|e| e.to_string())?;
+    let mut p = Prover {
+        masked: rules.iter().map(|r| r.column.as_str()).collect(),
+        names: HashSet::new(),
+        cat,
+    };
+    collect_names(&tree, &mut p.names);
+    for raw in tree
+        .get("stmts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match raw.get("stmt").and_then(node_of) {
+            Some(("SelectStmt", body)) => p.top(body)?,
+            _ => return Err("not a SELECT".into()),
+        }
+    }
+    Ok(())
+}
+
+struct Prover<'a> {
+    /// Names of masked columns (any table: a name that might resolve to
+    /// one counts).
+    masked: HashSet<&'a str>,
+    /// Every relation name, alias and CTE name in the statement: a column
+    /// reference by one of them is a whole row.
+    names: HashSet<String>,
+    cat: &'a Catalog,
+}
+
+/// Collects relation names, aliases and CTE names anywhere in `v`.
+fn collect_names(v: &Value, out: &mut HashSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if matches!(k.as_str(), "relname" | "aliasname" | "ctename") {
+                    if let Some(s) = x.as_str() {
+                        out.insert(s.to_string());
+                    }
+                }
+                collect_names(x, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_names(x, out)),
+        _ => {}
+    }
+}
+
+/// The parts of a ColumnRef: names, and `None` for `*`.
+fn column_ref(body: &Value) -> Vec<Option<&str>> {
+    body.get("fields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(node_of)
+        .map(|(n, b)| match n {
+            "String" => Some(b.get("sval").and_then(Value::as_str).unwrap_or("")),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Prover<'_> {
+    /// The top-level SELECT: its plain column references (and `*`) are
+    /// what the server labels with their origin.
+    fn top(&self, body: &Value) -> Result<(), String> {
+        self.select_shape(body)?;
+        for (key, v) in body.as_object().into_iter().flatten() {
+            match key.as_str() {
+                "target_list" => {
+                    for t in v.as_array().into_iter().flatten() {
+                        let rt = node_of(t).map(|(_, b)| b).unwrap_or(&Value::Null);
+                        let plain = rt
+                            .get("indirection")
+                            .is_none_or(|i| i.as_array().is_none_or(Vec::is_empty));
+                        match rt.get("val").and_then(node_of) {
+                            Some(("ColumnRef", c)) if plain => self.plain_ref(c)?,
+                            _ => self.walk(t)?,
+                        }
+                    }
+                }
+                "sort_clause" | "group_clause" | "distinct_clause" => {
+                    for item in v.as_array().into_iter().flatten() {
+                        let inner = match node_of(item) {
+                            Some(("SortBy", b)) => b.get("node").unwrap_or(&Value::Null),
+                            _ => item,
+                        };
+                        match node_of(inner) {
+                            Some(("ColumnRef", c)) => self.plain_ref(c)?,
+                            _ => self.walk(inner)?,
+                        }
+                    }
+                }
+                _ => self.walk(v)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A column reference whose value is labelled with its origin: any
+    /// column or `*`, but not a whole row.
+    fn plain_ref(&self, body: &Value) -> Result<(), String> {
+        match column_ref(body).last() {
+            Some(Some(name)) if self.names.contains(*name) && !self.masked.contains(name) => {
+                Err(format!("{name} may be a whole-row reference"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A SELECT anywhere: no set operation, no INTO.
+    fn select_shape(&self, body: &Value) -> Result<(), String> {
+        let op = body.get("op").and_then(Value::as_i64).unwrap_or(0);
+        if op > 1 {
+            return Err(
+                "UNION, INTERSECT and EXCEPT label result columns with their first branch".into(),
+            );
+        }
+        if body.get("into_clause").is_some_and(|v| !v.is_null()) {
+            return Err("SELECT INTO stores the result unmasked".into());
+        }
+        Ok(())
+    }
+
+    /// Everything else: a masked column, `*` or a whole row here could
+    /// reach the client unlabelled.
+    fn walk(&self, v: &Value) -> Result<(), String> {
+        match v {
+            Value::Array(a) => a.iter().try_for_each(|x| self.walk(x)),
+            Value::Object(m) => {
+                if let Some((name, body)) = node_of(v) {
+                    self.node(name, body)?;
+                }
+                m.values().try_for_each(|x| self.walk(x))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn node(&self, name: &str, body: &Value) -> Result<(), String> {
+        match name {
+            "ColumnRef" => {
+                let parts = column_ref(body);
+                match parts.last() {
+                    Some(None) => Err("* inside an expression or subquery".into()),
+                    Some(Some(col)) if self.masked.contains(col) => Err(format!(
+                        "masked column {col} is used in an expression, condition, join or subquery"
+                    )),
+                    Some(Some(col)) if self.names.contains(*col) => {
+                        Err(format!("{col} may be a whole-row reference"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            "SelectStmt" => self.select_shape(body),
+            "JoinExpr" => {
+                if body.get("is_natural").and_then(Value::as_bool) == Some(true) {
+                    return Err("a NATURAL join merges columns unlabelled".into());
+                }
+                let using =
+                    crate::sql::name_parts(body.get("using_clause").unwrap_or(&Value::Null));
+                match using.iter().find(|c| self.masked.contains(*c)) {
+                    Some(c) => Err(format!("masked column {c} is a join's USING column")),
+                    None => Ok(()),
+                }
+            }
+            "FuncCall" => {
+                let parts = crate::sql::name_parts(body.get("funcname").unwrap_or(&Value::Null));
+                let info = match parts.as_slice() {
+                    [n] => self.cat.functions.get(*n),
+                    [s, n] => self.cat.qualified.get(&(s.to_string(), n.to_string())),
+                    _ => None,
+                };
+                let name = parts.join(".");
+                match info {
+                    None => Err(format!("function {name} is not in the gateway's catalog")),
+                    Some(i) if i.user_defined => Err(format!(
+                        "function {name} is user-defined (it may read any table)"
+                    )),
+                    Some(_) => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
