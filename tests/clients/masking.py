@@ -28,4 +28,12 @@ with psycopg.connect(**conninfo, autocommit=True) as conn:
         out["refused"] = e.sqlstate
         out["refused_msg"] = str(e)
     out["after"] = conn.execute("select count(*) from mask_people").fetchone()[0]
+    # SQL EXECUTE of the driver's prepared statement would run it under
+    # the decision of "execute ..." (no mask rules). Last: it may change
+    # the catalog as far as the gateway knows.
+    try:
+        conn.execute("execute _pg3_0(1)").fetchall()
+        out["sql_execute"] = None
+    except psycopg.Error as e:
+        out["sql_execute"] = e.sqlstate
 print(json.dumps(out))

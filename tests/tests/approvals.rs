@@ -36,6 +36,13 @@ decision := hold(1, "60s") if input.statement.kind == "delete"
 decision := {"action": "approve", "reasons": ["role changes need a DBA"],
   "approval": {"groups": ["dba"], "quorum": 1, "mode": "retry", "timeout": "60s"}} if input.statement.kind == "alter_role"
 
+decision := {"action": "approve", "reasons": ["customer data needs a DBA"],
+  "mask": [{"table": "public.appr_people", "column": "email", "method": "partial"}],
+  "approval": {"groups": ["dba"], "quorum": 1, "mode": "hold", "timeout": "60s"}} if {
+	some t in input.statement.tables
+	t.name == "appr_people"
+}
+
 decision := {"action": "approve", "reasons": ["views need a DBA"],
   "approval": {"groups": ["dba"], "quorum": 1, "mode": "retry", "timeout": "60s"}} if input.statement.kind == "create_view"
 "#;
@@ -56,6 +63,13 @@ fn policy_dir() -> std::path::PathBuf {
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
+        // Made before the gateways start, so their catalogs know it.
+        postgres().psql_super(
+            "app",
+            "create table appr_people (id int, email text); \
+             insert into appr_people values (1, 'erin.north@corp.test'); \
+             grant select on appr_people to svc",
+        );
         let approvals = Approvals::start();
         let start = |id: &str| {
             Gateway::start(GatewayOptions {
@@ -269,6 +283,36 @@ fn approver_decides_in_the_web_ui_in_real_chromium() {
         .as_str()
         .unwrap_or("")
         .contains("appr_browser"));
+}
+
+#[test]
+fn an_approved_statement_with_mask_rules_gets_masked_rows() {
+    let e = env();
+    // Masking that cannot be proven is refused before anyone is asked.
+    let refused = finish(spawn_psql(
+        &e.gateway,
+        "SELECT upper(email) FROM appr_people",
+    ));
+    assert!(
+        refused.stderr.contains("masking cannot be proven"),
+        "{}",
+        refused.stderr
+    );
+    let psql = spawn_psql(
+        &e.gateway,
+        "SELECT id, email FROM appr_people /* appr-mask */",
+    );
+    let id = pending("appr-mask")["id"].as_str().expect("id").to_string();
+    let (status, body) = e.approvals.decide("dana", &id, "approve", "");
+    assert_eq!(status, 200, "{body}");
+    let out = finish(psql);
+    assert!(out.ok, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("e*********@corp.test"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("erin.north"), "{}", out.stdout);
 }
 
 #[test]

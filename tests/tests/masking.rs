@@ -138,13 +138,14 @@ fn unprovable_masking_is_refused_and_the_session_goes_on() {
         "select * from mask_people_v",
         "select x from (select email as x from mask_people) s",
         "select count(*) from mask_people where email like 'c%'",
+        "select lower(e) from mask_people p(i, e)",
         "select 'still here'",
     ]);
     let refusals = r
         .stderr
         .matches("ERROR:  portcullis: statement refused: masking cannot be proven")
         .count();
-    assert_eq!(refusals, 5, "{}", r.all());
+    assert_eq!(refusals, 6, "{}", r.all());
     assert!(
         r.stderr.contains("masked column email is used"),
         "{}",
@@ -192,6 +193,7 @@ fn psycopg_extended_protocol_text_and_binary_are_masked() {
         "{v}"
     );
     assert_eq!(v["refused"], "42501", "{v}");
+    assert_eq!(v["sql_execute"], "42501", "{v}");
     assert_eq!(v["after"], 2, "{v}");
     assert!(!r.stdout.contains(EMAIL) && !r.stdout.contains(CARD), "{v}");
 }
@@ -276,4 +278,82 @@ fn a_result_from_a_table_the_catalog_does_not_place_is_stopped() {
     );
     assert!(!r.stdout.contains(EMAIL), "a row leaked: {}", r.all());
     assert!(r.stdout.contains("after"), "{}", r.all());
+}
+
+#[test]
+fn a_statement_prepared_before_mask_rules_were_added_is_refused_at_bind() {
+    use portcullis_e2e::raw::{frame, logged_in, read_all_until_ready};
+    use std::io::Write;
+    gateway(); // the tables
+    let dir = temp_dir("maskreload");
+    let unmasked =
+        "package portcullis\nimport rego.v1\ndefault decision := {\"action\": \"allow\"}\n";
+    std::fs::write(dir.join("portcullis.rego"), unmasked).unwrap();
+    let gw = Gateway::start(GatewayOptions {
+        policy_dir: dir.clone(),
+        reload_interval: "200ms".into(),
+        extra: format!(
+            "[masking]\nhash_key_file = \"{}\"\n",
+            dir.join("k").display()
+        ),
+        ..Default::default()
+    });
+    let mut s = logged_in(&gw, ALICE, &idp().token("alice"));
+    let bind_execute = [
+        frame(b'B', b"\0s1\0\0\0\0\0\0\0"),
+        frame(b'E', b"\0\0\0\0\0"),
+        frame(b'S', b""),
+    ]
+    .concat();
+    s.write_all(
+        &[
+            frame(
+                b'P',
+                b"s1\0select email from mask_people where id = 1\0\0\0",
+            ),
+            frame(b'S', b""),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    read_all_until_ready(&mut s);
+    s.write_all(&bind_execute).unwrap();
+    let before = read_all_until_ready(&mut s);
+    assert!(
+        before
+            .iter()
+            .any(|(t, b)| *t == b'D' && b.ends_with(EMAIL.as_bytes())),
+        "{before:?}"
+    );
+
+    std::fs::write(dir.join("portcullis.rego"), POLICY).unwrap();
+    portcullis_e2e::wait_for(
+        "the masking policy",
+        std::time::Duration::from_secs(20),
+        || {
+            psql(
+                &gw,
+                ALICE,
+                &idp().token("alice"),
+                &["-At", "-c", "select email from mask_people where id = 1"],
+            )
+            .stdout
+            .contains("c**********@corp.test")
+        },
+    );
+    s.write_all(&bind_execute).unwrap();
+    let after = read_all_until_ready(&mut s);
+    let text = String::from_utf8_lossy(
+        &after
+            .iter()
+            .flat_map(|(_, b)| b.clone())
+            .collect::<Vec<u8>>(),
+    )
+    .into_owned();
+    assert!(
+        text.contains("mask rules for this prepared statement changed"),
+        "{text}"
+    );
+    assert!(!text.contains(EMAIL), "{text}");
+    std::fs::remove_dir_all(dir).ok();
 }

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 
-pub use prove::prove;
+pub use prove::{names_prepared, prove};
 
 use crate::catalog::Catalog;
 use crate::pg::row::{self, Field};
@@ -159,9 +159,15 @@ impl Plan {
                 ));
             }
             // System columns (negative numbers) hold no user data.
-            let Some(col) = rel.columns.get(&f.column) else {
+            if f.column < 0 {
                 columns.push(None);
                 continue;
+            }
+            let Some(col) = rel.columns.get(&f.column) else {
+                return Err(format!(
+                    "result column {label} is column {} of {}.{}, which the gateway's catalog does not know",
+                    f.column, rel.schema, rel.name
+                ));
             };
             let method = rules
                 .iter()

@@ -22,6 +22,16 @@ use crate::catalog::{Catalog, Mode, RelRef};
 use crate::policy::MaskRule;
 use crate::sql::{node_of, ParseSettings, StatementFacts};
 
+/// Catalog relations that hold sample values of every column (most
+/// common values, histogram bounds).
+const STATISTICS: &[&str] = &[
+    "pg_statistic",
+    "pg_statistic_ext_data",
+    "pg_stats",
+    "pg_stats_ext",
+    "pg_stats_ext_exprs",
+];
+
 /// Flags a statement may carry and still be masked.
 const BENIGN_FLAGS: &[&str] = &["multi_statement", "no_where", "constant_where"];
 
@@ -34,8 +44,12 @@ pub fn prove(
     rules: &[MaskRule],
     cat: &Catalog,
 ) -> Result<(), String> {
-    if cat.mode != Mode::Loaded {
-        return Err("the database's catalog is not loaded".into());
+    match cat.mode {
+        Mode::Loaded => {}
+        Mode::Unavailable("catalog_stale") => {
+            return Err("this session ran a statement that may have changed the catalog; masked statements wait until the gateway has read it again (moments after the session is idle)".into())
+        }
+        _ => return Err("the database's catalog is not loaded".into()),
     }
     for f in facts {
         if f.kind != "select" {
@@ -51,8 +65,11 @@ pub fn prove(
             return Err("the statement is not provably read-only".into());
         }
         for t in &f.tables {
-            if matches!(t.schema.as_str(), "pg_catalog" | "information_schema") {
-                continue;
+            if t.schema == "pg_catalog" && STATISTICS.contains(&t.name.as_str()) {
+                return Err(format!(
+                    "pg_catalog.{} holds sample values of columns",
+                    t.name
+                ));
             }
             let kinds = cat.relation_kinds(RelRef {
                 schema: Some(&t.schema),
@@ -79,6 +96,17 @@ pub fn prove(
     };
     let parsed = pg_query::parse(text, opts).map_err(|e| e.to_string())?;
     let tree = serde_json::to_value(&parsed.protobuf).map_err(|e| e.to_string())?;
+    // `t.email` is a call of a function `email(t)` when `t` has no such
+    // column (attribute notation): the result is computed, yet spelled
+    // like a plain column.
+    for r in rules {
+        if cat.functions.get(&r.column).is_some_and(|f| f.user_defined) {
+            return Err(format!(
+                "a user-defined function is named like the masked column {}",
+                r.column
+            ));
+        }
+    }
     let mut p = Prover {
         masked: rules.iter().map(|r| r.column.as_str()).collect(),
         names: HashSet::new(),
@@ -127,6 +155,40 @@ fn collect_names(v: &Value, out: &mut HashSet<String>) {
     }
 }
 
+/// Whether a RangeVar's or JoinExpr's alias names columns.
+fn renames(body: &Value) -> bool {
+    body.pointer("/alias/colnames")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+}
+
+/// Whether `text` runs a prepared statement or reads a portal by name
+/// (SQL `EXECUTE`, `FETCH`, also inside `EXPLAIN` or `CREATE TABLE AS`);
+/// a text that does not parse counts.
+pub fn names_prepared(text: &str, settings: ParseSettings) -> bool {
+    fn find(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => m
+                .iter()
+                .any(|(k, x)| k == "ExecuteStmt" || k == "FetchStmt" || find(x)),
+            Value::Array(a) => a.iter().any(find),
+            _ => false,
+        }
+    }
+    let opts = if settings.standard_strings_off {
+        pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
+    } else {
+        pg_query::ParserOptions::DEFAULT
+    };
+    match pg_query::parse(text, opts)
+        .ok()
+        .and_then(|p| serde_json::to_value(&p.protobuf).ok())
+    {
+        Some(tree) => find(&tree),
+        None => true,
+    }
+}
+
 /// The parts of a ColumnRef: names, and `None` for `*`.
 fn column_ref(body: &Value) -> Vec<Option<&str>> {
     body.get("fields")
@@ -163,7 +225,10 @@ impl Prover<'_> {
                 "sort_clause" | "group_clause" | "distinct_clause" => {
                     for item in v.as_array().into_iter().flatten() {
                         let inner = match node_of(item) {
-                            Some(("SortBy", b)) => b.get("node").unwrap_or(&Value::Null),
+                            Some(("SortBy", b)) => {
+                                self.sort_operator(b)?;
+                                b.get("node").unwrap_or(&Value::Null)
+                            }
                             _ => item,
                         };
                         match node_of(inner) {
@@ -178,11 +243,22 @@ impl Prover<'_> {
         Ok(())
     }
 
+    /// `ORDER BY x USING op`: the operator sees the values.
+    fn sort_operator(&self, sort_by: &Value) -> Result<(), String> {
+        let ops = crate::sql::name_parts(sort_by.get("use_op").unwrap_or(&Value::Null));
+        match ops.last() {
+            Some(op) if self.cat.operator_untrusted(op) => Err(format!(
+                "ORDER BY ... USING {op}: a user-defined operator sees the values"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// A column reference whose value is labelled with its origin: any
     /// column or `*`, but not a whole row.
     fn plain_ref(&self, body: &Value) -> Result<(), String> {
         match column_ref(body).last() {
-            Some(Some(name)) if self.names.contains(*name) && !self.masked.contains(name) => {
+            Some(Some(name)) if self.names.contains(*name) => {
                 Err(format!("{name} may be a whole-row reference"))
             }
             _ => Ok(()),
@@ -234,6 +310,12 @@ impl Prover<'_> {
                 }
             }
             "SelectStmt" => self.select_shape(body),
+            "RangeVar" if renames(body) => {
+                Err("column aliases on a table (FROM t AS a(x, y)) rename its columns".into())
+            }
+            "JoinExpr" if renames(body) => {
+                Err("column aliases on a join rename its columns".into())
+            }
             "JoinExpr" => {
                 if body.get("is_natural").and_then(Value::as_bool) == Some(true) {
                     return Err("a NATURAL join merges columns unlabelled".into());

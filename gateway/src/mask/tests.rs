@@ -60,6 +60,7 @@ fn catalog() -> Catalog {
             }],
         );
     }
+    c.untrusted_operators.insert("~<~".into());
     for f in ["lower", "count", "my_fn", "row_to_json"] {
         c.functions.insert(
             f.into(),
@@ -132,6 +133,12 @@ fn unplaceable_columns_stop_the_result() {
     assert!(e.contains("people_v, which is not a table"), "{e}");
     let e = Plan::new(&[field("email", 999, 1, 25)], &rules, &cat).unwrap_err();
     assert!(e.contains("OID 999"), "{e}");
+    // A column added since the catalog was read.
+    let e = Plan::new(&[field("card", 100, 7, 25)], &rules, &cat).unwrap_err();
+    assert!(e.contains("column 7 of public.people"), "{e}");
+    // System columns hold no user data.
+    let p = Plan::new(&[field("ctid", 100, -1, 27)], &rules, &cat).unwrap();
+    assert!(!p.masks());
 }
 
 #[test]
@@ -258,6 +265,45 @@ fn what_could_carry_a_masked_value_unlabelled_is_refused() {
     )
     .unwrap_err();
     assert!(e.contains("catalog is not loaded"), "{e}");
+}
+
+#[test]
+fn a_function_spelled_like_a_masked_column_refuses() {
+    let mut cat = catalog();
+    cat.functions.insert(
+        "email".into(),
+        crate::catalog::FnInfo {
+            user_defined: true,
+            ..Default::default()
+        },
+    );
+    let sql = "select o.email from other o";
+    let facts = crate::sql::analyze_with(sql, Default::default(), &cat);
+    let e = prove(
+        sql,
+        Default::default(),
+        &facts,
+        &[rule("public.people", "email", "redact")],
+        &cat,
+    )
+    .unwrap_err();
+    assert!(e.contains("named like the masked column email"), "{e}");
+}
+
+#[test]
+fn texts_that_name_a_prepared_statement_or_portal() {
+    for sql in [
+        "execute p(1)",
+        "fetch all from c",
+        "explain analyze execute p",
+        "create table t as execute p",
+        "select 1; fetch 1 in c",
+        "not sql at all (",
+    ] {
+        assert!(names_prepared(sql, Default::default()), "{sql}");
+    }
+    assert!(!names_prepared("select 1", Default::default()));
+    assert!(!names_prepared("close c", Default::default()));
 }
 
 #[test]

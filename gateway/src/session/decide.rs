@@ -143,6 +143,11 @@ impl Decider {
         }
     }
 
+    /// The hash of the policy bundle in force.
+    pub fn policy_hash(&mut self) -> &str {
+        &self.bundle().hash
+    }
+
     /// The catalog decisions use now.
     pub fn catalog_now(&mut self) -> Arc<Catalog> {
         self.refresh_catalog(false);

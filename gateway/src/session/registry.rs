@@ -145,15 +145,15 @@ impl Registry {
         }
     }
 
-    /// A message the server ran failed: a named statement or portal keeps
-    /// what it meant before; an unnamed one is gone (the server drops it
-    /// first).
+    /// A message the server ran failed: a named statement or portal, and
+    /// the unnamed portal, keep what they meant before (the server
+    /// replaces the unnamed portal only once the Bind has passed its
+    /// checks, and a portal created by a failed Bind goes with the failed
+    /// transaction); the unnamed statement is gone (the server drops it
+    /// before parsing).
     pub fn failed(&mut self, u: Undo) {
         match &u {
             Undo::Statement(n, _) if n.is_empty() => self.forget_statement(b""),
-            Undo::Portal(n, _) if n.is_empty() => {
-                self.portals.remove(&b""[..]);
-            }
             _ => self.undo(u),
         }
     }
@@ -170,6 +170,14 @@ impl Registry {
             None => self.portals.remove(portal),
         };
         Undo::Portal(portal.into(), before)
+    }
+
+    /// Whether a prepared statement or portal satisfies `f`.
+    pub fn any(&self, f: impl Fn(&Statement) -> bool) -> bool {
+        self.statements
+            .values()
+            .chain(self.portals.values())
+            .any(|s| f(s))
     }
 
     /// The statement behind a portal.
@@ -191,5 +199,30 @@ impl Registry {
         if !self.portals.is_empty() {
             self.portals.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Bind of the unnamed portal that the server fails (unknown
+    /// statement, wrong parameter count) leaves the earlier unnamed portal
+    /// as it was: executing it still runs the earlier statement.
+    #[test]
+    fn a_failed_unnamed_bind_keeps_the_earlier_portal() {
+        let mut r = Registry::default();
+        r.prepare(
+            b"",
+            Arc::new(Statement::allowed("select email from people")),
+        );
+        r.bind(b"", b"");
+        let undo = r.bind(b"", b"no_such_statement");
+        assert!(r.portal(b"").is_none());
+        r.failed(undo);
+        assert_eq!(
+            r.portal(b"").map(|s| s.text.to_string()).as_deref(),
+            Some("select email from people")
+        );
     }
 }

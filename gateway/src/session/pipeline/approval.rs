@@ -154,15 +154,18 @@ impl Pipeline {
         )))
     }
 
-    /// A Bind of a prepared statement decided with an older catalog: the
-    /// server re-plans it with the catalog as it is now, so it is decided
-    /// again (`Err(None)`: wait; `Err(Some)`: refuse the Bind).
+    /// A Bind of a prepared statement decided with an older catalog or
+    /// policy: the server re-plans it with the catalog as it is now, and
+    /// the policy in force decides, so it is decided again (`Err(None)`:
+    /// wait; `Err(Some)`: refuse the Bind).
     fn redecide(&mut self, stmt: Option<&Arc<Statement>>) -> Result<(), Option<ErrorFields>> {
         let Some(stmt) = stmt else {
             return Ok(());
         };
         let quiescent = self.settled.tx == TxStatus::Idle && self.inflight.is_empty();
-        if stmt.catalog == self.decider.catalog_generation(quiescent) {
+        if stmt.catalog == self.decider.catalog_generation(quiescent)
+            && stmt.verdict.policy_hash == self.decider.policy_hash()
+        {
             return Ok(());
         }
         if self.decider.policy_reads_tx() && self.inflight.tx_unsettled() {
@@ -183,7 +186,18 @@ impl Pipeline {
             catalog: self.decider.catalog_generation(quiescent),
             settings: stmt.settings,
         };
-        match self.admit(&again) {
+        // The portal runs the statement as prepared: mask rules that have
+        // changed since cannot be applied to it.
+        if again.verdict.decision.mask != stmt.verdict.decision.mask
+            && (super::mask::masks(&again) || super::mask::masks(stmt))
+        {
+            return Err(Some(ErrorFields::new(
+                Severity::Error,
+                "42501",
+                "portcullis: statement refused: the policy's mask rules for this prepared statement changed since it was prepared; prepare it again",
+            )));
+        }
+        match self.prove_masking(&again).or_else(|| self.admit(&again)) {
             Some(e) => Err(Some(e)),
             None => Ok(()),
         }

@@ -64,6 +64,13 @@ impl Pipeline {
     /// refuses it.
     pub(super) fn prove_masking(&mut self, stmt: &Statement) -> Option<ErrorFields> {
         if !masks(stmt) {
+            // SQL EXECUTE and FETCH of a masked statement or portal would
+            // run it with the rules of their own text (none).
+            if self.registry.any(masks) && crate::mask::names_prepared(&stmt.text, stmt.settings) {
+                return Some(refusal(
+                    "EXECUTE or FETCH while a prepared statement or portal of this session has masked results",
+                ));
+            }
             return None;
         }
         let rules = &stmt.verdict.decision.mask;
