@@ -69,21 +69,8 @@ fn run(sql: &[&str]) -> Run {
 }
 
 fn export(gw: &Gateway) -> Vec<serde_json::Value> {
-    let out = std::process::Command::new(portcullis_e2e::portcullis_bin())
-        .args(["audit", "--config"])
-        .arg(gw.dir.join("portcullis.toml"))
-        .args(["export", "--format", "jsonl"])
-        .output()
-        .expect("portcullis audit export");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
+    let config = gw.dir.join("portcullis.toml").display().to_string();
+    portcullis_e2e::audit_export(&["--config", &config])
 }
 
 /// The hex hash psql shows for the card.

@@ -89,13 +89,7 @@ pub fn prove(
             }
         }
     }
-    let opts = if settings.standard_strings_off {
-        pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
-    } else {
-        pg_query::ParserOptions::DEFAULT
-    };
-    let parsed = pg_query::parse(text, opts).map_err(|e| e.to_string())?;
-    let tree = serde_json::to_value(&parsed.protobuf).map_err(|e| e.to_string())?;
+    let tree = parse_tree(text, settings)?;
     // `t.email` is a call of a function `email(t)` when `t` has no such
     // column (attribute notation): the result is computed, yet spelled
     // like a plain column.
@@ -175,18 +169,21 @@ pub fn names_prepared(text: &str, settings: ParseSettings) -> bool {
             _ => false,
         }
     }
+    match parse_tree(text, settings) {
+        Ok(tree) => find(&tree),
+        Err(_) => true,
+    }
+}
+
+/// The parse tree of `text` as JSON, read as the session's settings say.
+fn parse_tree(text: &str, settings: ParseSettings) -> Result<Value, String> {
     let opts = if settings.standard_strings_off {
         pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
     } else {
         pg_query::ParserOptions::DEFAULT
     };
-    match pg_query::parse(text, opts)
-        .ok()
-        .and_then(|p| serde_json::to_value(&p.protobuf).ok())
-    {
-        Some(tree) => find(&tree),
-        None => true,
-    }
+    let parsed = pg_query::parse(text, opts).map_err(|e| e.to_string())?;
+    serde_json::to_value(&parsed.protobuf).map_err(|e| e.to_string())
 }
 
 /// The parts of a ColumnRef: names, and `None` for `*`.
