@@ -126,13 +126,15 @@ fn unprovable_masking_is_refused_and_the_session_goes_on() {
         "select x from (select email as x from mask_people) s",
         "select count(*) from mask_people where email like 'c%'",
         "select lower(e) from mask_people p(i, e)",
+        "select p.to_json from mask_people p",
         "select 'still here'",
     ]);
     let refusals = r
         .stderr
         .matches("ERROR:  portcullis: statement refused: masking cannot be proven")
         .count();
-    assert_eq!(refusals, 6, "{}", r.all());
+    assert_eq!(refusals, 7, "{}", r.all());
+    assert!(r.stderr.contains("attribute notation"), "{}", r.all());
     assert!(
         r.stderr.contains("masked column email is used"),
         "{}",
@@ -343,4 +345,36 @@ fn a_statement_prepared_before_mask_rules_were_added_is_refused_at_bind() {
     );
     assert!(!text.contains(EMAIL), "{text}");
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_portal_bound_after_a_sync_is_still_masked() {
+    use portcullis_e2e::raw::{frame, logged_in, read_all_until_ready, read_frame};
+    use std::io::Write;
+    let gw = gateway();
+    let mut s = logged_in(gw, ALICE, &idp().token("alice"));
+    // Parse, Sync, then a Bind of the unnamed portal that the server runs
+    // after the ReadyForQuery that ends the first transaction.
+    s.write_all(
+        &[
+            frame(
+                b'P',
+                b"s1\0select id, email from mask_people where id = 1\0\0\0",
+            ),
+            frame(b'S', b""),
+            frame(b'B', b"\0s1\0\0\0\0\0\0\0"),
+            frame(b'H', b""),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    read_all_until_ready(&mut s);
+    assert_eq!(read_frame(&mut s).0, b'2', "BindComplete");
+    s.write_all(&[frame(b'E', b"\0\0\0\0\0"), frame(b'S', b"")].concat())
+        .unwrap();
+    let rows = read_all_until_ready(&mut s);
+    let all: Vec<u8> = rows.iter().flat_map(|(_, b)| b.clone()).collect();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.contains("c**********@corp.test"), "{text}");
+    assert!(!text.contains(EMAIL), "{text}");
 }

@@ -14,7 +14,7 @@
 //! results (UNION labels columns with its first branch) or store results
 //! (`SELECT INTO`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -71,8 +71,10 @@ pub fn prove(
                     t.name
                 ));
             }
+            // Every relation of that name: an unqualified name resolves
+            // through the session's search_path, which facts do not follow.
             let kinds = cat.relation_kinds(RelRef {
-                schema: Some(&t.schema),
+                schema: None,
                 name: &t.name,
             });
             if kinds.is_empty() {
@@ -104,9 +106,11 @@ pub fn prove(
     let mut p = Prover {
         masked: rules.iter().map(|r| r.column.as_str()).collect(),
         names: HashSet::new(),
+        tables: HashMap::new(),
         cat,
     };
     collect_names(&tree, &mut p.names);
+    collect_tables(&tree, &mut p.tables);
     for raw in tree
         .get("stmts")
         .and_then(Value::as_array)
@@ -128,6 +132,9 @@ struct Prover<'a> {
     /// Every relation name, alias and CTE name in the statement: a column
     /// reference by one of them is a whole row.
     names: HashSet<String>,
+    /// Tables by the name or alias that qualifies their columns: (schema
+    /// as written, relation name).
+    tables: HashMap<String, (Option<String>, String)>,
     cat: &'a Catalog,
 }
 
@@ -149,6 +156,35 @@ fn collect_names(v: &Value, out: &mut HashSet<String>) {
     }
 }
 
+/// Collects each RangeVar by the name that qualifies its columns (its
+/// alias, else its name).
+fn collect_tables(v: &Value, out: &mut HashMap<String, (Option<String>, String)>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(("RangeVar", body)) = node_of(v) {
+                let text = |k: &str| {
+                    body.get(k)
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                };
+                if let Some(rel) = text("relname") {
+                    let by = body
+                        .pointer("/alias/aliasname")
+                        .and_then(Value::as_str)
+                        .unwrap_or(rel);
+                    out.insert(
+                        by.to_string(),
+                        (text("schemaname").map(str::to_string), rel.to_string()),
+                    );
+                }
+            }
+            m.values().for_each(|x| collect_tables(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_tables(x, out)),
+        _ => {}
+    }
+}
+
 /// Whether a RangeVar's or JoinExpr's alias names columns.
 fn renames(body: &Value) -> bool {
     body.pointer("/alias/colnames")
@@ -157,14 +193,18 @@ fn renames(body: &Value) -> bool {
 }
 
 /// Whether `text` runs a prepared statement or reads a portal by name
-/// (SQL `EXECUTE`, `FETCH`, also inside `EXPLAIN` or `CREATE TABLE AS`);
-/// a text that does not parse counts.
+/// (SQL `EXECUTE`, `FETCH`, also inside `EXPLAIN` or `CREATE TABLE AS`),
+/// or runs procedural code that may (`DO`, `CALL`); a text that does not
+/// parse counts.
 pub fn names_prepared(text: &str, settings: ParseSettings) -> bool {
     fn find(v: &Value) -> bool {
         match v {
-            Value::Object(m) => m
-                .iter()
-                .any(|(k, x)| k == "ExecuteStmt" || k == "FetchStmt" || find(x)),
+            Value::Object(m) => m.iter().any(|(k, x)| {
+                matches!(
+                    k.as_str(),
+                    "ExecuteStmt" | "FetchStmt" | "DoStmt" | "CallStmt"
+                ) || find(x)
+            }),
             Value::Array(a) => a.iter().any(find),
             _ => false,
         }
@@ -254,11 +294,42 @@ impl Prover<'_> {
     /// A column reference whose value is labelled with its origin: any
     /// column or `*`, but not a whole row.
     fn plain_ref(&self, body: &Value) -> Result<(), String> {
-        match column_ref(body).last() {
+        let parts = column_ref(body);
+        match parts.last() {
             Some(Some(name)) if self.names.contains(*name) => {
                 Err(format!("{name} may be a whole-row reference"))
             }
-            _ => Ok(()),
+            _ => self.attribute_call(&parts),
+        }
+    }
+
+    /// `q.f` where `f` names a function is a call `f(q)` on the whole row
+    /// unless the table `q` stands for has a column `f`.
+    fn attribute_call(&self, parts: &[Option<&str>]) -> Result<(), String> {
+        let [.., qual, Some(col)] = parts else {
+            return Ok(());
+        };
+        if !self.cat.functions.contains_key(*col) {
+            return Ok(());
+        }
+        let schema = parts.len().checked_sub(3).and_then(|i| parts[i]);
+        let column = match qual.and_then(|q| self.tables.get(q)) {
+            Some((written, rel)) => self.cat.has_column(
+                RelRef {
+                    schema: schema.or(written.as_deref()),
+                    name: rel,
+                },
+                col,
+            ),
+            None => false,
+        };
+        if column {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}.{col} may call the function {col} on a whole row (attribute notation)",
+                qual.unwrap_or("*")
+            ))
         }
     }
 
@@ -303,7 +374,7 @@ impl Prover<'_> {
                     Some(Some(col)) if self.names.contains(*col) => {
                         Err(format!("{col} may be a whole-row reference"))
                     }
-                    _ => Ok(()),
+                    _ => self.attribute_call(&parts),
                 }
             }
             "SelectStmt" => self.select_shape(body),

@@ -61,7 +61,19 @@ fn catalog() -> Catalog {
         );
     }
     c.untrusted_operators.insert("~<~".into());
-    for f in ["lower", "count", "my_fn", "row_to_json"] {
+    c.relations.insert(
+        "people".into(),
+        vec![Relation {
+            schema: "public".into(),
+            kind: 'r',
+            columns: ["id", "email", "name", "age"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            ..Relation::default()
+        }],
+    );
+    for f in ["lower", "count", "my_fn", "row_to_json", "to_json", "age"] {
         c.functions.insert(
             f.into(),
             crate::catalog::FnInfo {
@@ -189,6 +201,7 @@ fn plain_selects_are_proven() {
         "select lower(name) from people",
         "select email from people_2026",
         "select distinct on (email) email, name from people order by email, name",
+        "select p.age, people.age from people p, people",
     ] {
         assert_eq!(proof(sql), Ok(()), "{sql}");
     }
@@ -298,6 +311,8 @@ fn texts_that_name_a_prepared_statement_or_portal() {
         "explain analyze execute p",
         "create table t as execute p",
         "select 1; fetch 1 in c",
+        "do $$ begin perform 1; end $$",
+        "call p()",
         "not sql at all (",
     ] {
         assert!(names_prepared(sql, Default::default()), "{sql}");

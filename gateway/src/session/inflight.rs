@@ -131,6 +131,22 @@ impl InFlight {
 
     /// ReadyForQuery arrived: removes entries up to and including the
     /// first that ends at ReadyForQuery.
+    /// Portal names bound by messages queued behind the first entry that
+    /// ends at ReadyForQuery (forwarded after that Sync or Query: the
+    /// transaction it ends does not take their portals).
+    pub fn later_binds(&self) -> Vec<&[u8]> {
+        self.queue
+            .iter()
+            .skip_while(|e| !e.expect.ends_at_ready())
+            .skip(1)
+            .filter_map(|e| match &e.expect {
+                Expect::Bind(Undo::Portal(name, _)) => Some(&name[..]),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// ReadyForQuery arrived: the entries up to the first that ends there go.
     pub fn ready(&mut self) {
         while let Some(e) = self.pop() {
             if e.expect.ends_at_ready() {

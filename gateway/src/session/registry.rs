@@ -194,10 +194,12 @@ impl Registry {
         }
     }
 
-    /// The transaction block ended: portals are gone.
-    pub fn end_transaction(&mut self) {
+    /// The transaction block ended: portals are gone, except those bound
+    /// by messages forwarded after it (`keep`), which the server has not
+    /// run yet.
+    pub fn end_transaction(&mut self, keep: &[&[u8]]) {
         if !self.portals.is_empty() {
-            self.portals.clear();
+            self.portals.retain(|name, _| keep.contains(&&name[..]));
         }
     }
 }

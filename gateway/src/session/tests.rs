@@ -599,6 +599,47 @@ fn registry_follows_what_the_server_did() {
     assert_eq!(p.in_flight(), 0);
 }
 
+/// A transaction that ends (Idle ReadyForQuery) takes its portals, not
+/// those of Binds forwarded after its Sync: the server runs those later.
+#[test]
+fn portals_bound_after_a_sync_outlive_its_ready_for_query() {
+    let sh = shared();
+    let mut p = pipeline(&sh);
+    let mut up = BytesMut::new();
+    let bind = |portal: &'static [u8]| {
+        Bind {
+            portal,
+            statement: b"s1",
+            param_formats: vec![],
+            params: vec![],
+            result_formats: vec![],
+        }
+        .to_frame()
+    };
+    let parse = Parse {
+        name: b"s1",
+        sql: b"select 1",
+        param_types: vec![],
+    };
+    for m in [
+        parse.to_frame(),
+        bind(b"old"),
+        sync_frame(),
+        bind(b""),
+        flush_frame(),
+    ] {
+        p.client(&m, &mut up).unwrap();
+    }
+    server(&mut p, &[f(b'1', b""), f(b'2', b""), rfq(TxStatus::Idle)]);
+    assert!(p.portal(b"old").is_none(), "gone with its transaction");
+    assert_eq!(
+        &*p.portal(b"").expect("bound after the Sync").text,
+        "select 1"
+    );
+    server(&mut p, &[f(b'2', b"")]);
+    assert!(p.portal(b"").is_some());
+}
+
 /// Random interleavings of client and server messages — including ones a
 /// real server would never send — never panic and never leave a refused
 /// statement's text on the upstream wire.

@@ -66,9 +66,20 @@ impl Pipeline {
         if !masks(stmt) {
             // SQL EXECUTE and FETCH of a masked statement or portal would
             // run it with the rules of their own text (none).
-            if self.registry.any(masks) && crate::mask::names_prepared(&stmt.text, stmt.settings) {
+            let code = |f: &crate::sql::StatementFacts| {
+                f.flags.iter().any(|g| {
+                    matches!(
+                        g.as_str(),
+                        "unknown_function" | "dynamic_sql" | "volatile_function"
+                    )
+                })
+            };
+            if self.registry.any(masks)
+                && (stmt.verdict.statements.iter().any(code)
+                    || crate::mask::names_prepared(&stmt.text, stmt.settings))
+            {
                 return Some(refusal(
-                    "EXECUTE or FETCH while a prepared statement or portal of this session has masked results",
+                    "EXECUTE, FETCH, DO, CALL or a function that may read a portal, while a prepared statement or portal of this session has masked results",
                 ));
             }
             return None;
@@ -174,6 +185,36 @@ impl Pipeline {
             }
             _ => Masked::Same,
         })
+    }
+}
+
+impl Pipeline {
+    /// Rows of a portal the gateway cannot attribute to a statement while
+    /// the session holds masked ones: they are not relayed.
+    pub(super) fn mask_unattributed(&mut self, msg: &BackendMessage<'_>) -> Masked {
+        match msg {
+            BackendMessage::DataRow(_) => {
+                if !matches!(self.masking, Masking::Stop(_)) {
+                    self.masking = Masking::Stop(refusal(
+                        "rows of a portal the gateway cannot attribute to a statement, while this session holds masked ones",
+                    ));
+                }
+                Masked::Drop
+            }
+            BackendMessage::CommandComplete(_) | BackendMessage::PortalSuspended => {
+                match std::mem::take(&mut self.masking) {
+                    Masking::Stop(e) => Masked::Replace(e.to_frame()),
+                    _ => Masked::Same,
+                }
+            }
+            BackendMessage::EmptyQueryResponse
+            | BackendMessage::ErrorResponse(_)
+            | BackendMessage::ReadyForQuery(_) => {
+                self.masking = Masking::Off;
+                Masked::Same
+            }
+            _ => Masked::Same,
+        }
     }
 }
 

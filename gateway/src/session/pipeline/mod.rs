@@ -564,6 +564,9 @@ impl Pipeline {
                 let s = s.clone();
                 self.mask(&s, true, &msg)?
             }
+            Some(Expect::Execute(None, _)) if self.registry.any(mask::masks) => {
+                self.mask_unattributed(&msg)
+            }
             _ => mask::Masked::Same,
         };
         let shown = match &masked {
@@ -643,7 +646,8 @@ impl Pipeline {
             BackendMessage::ReadyForQuery(status) => {
                 self.settled.tx = status;
                 if status == TxStatus::Idle {
-                    self.registry.end_transaction();
+                    let keep = self.inflight.later_binds();
+                    self.registry.end_transaction(&keep);
                 }
                 self.inflight.ready();
                 if status == TxStatus::Idle && self.inflight.is_empty() {
@@ -759,6 +763,11 @@ impl Pipeline {
     /// The statement a name means now (for tests).
     pub fn statement(&self, name: &[u8]) -> Option<Arc<Statement>> {
         self.registry.statement(name)
+    }
+
+    /// The statement a portal runs now (for tests).
+    pub fn portal(&self, name: &[u8]) -> Option<Arc<Statement>> {
+        self.registry.portal(name)
     }
 
     /// Entries in flight.
