@@ -133,8 +133,8 @@ struct Prover<'a> {
     /// reference by one of them is a whole row.
     names: HashSet<String>,
     /// Tables by the name or alias that qualifies their columns: (schema
-    /// as written, relation name).
-    tables: HashMap<String, (Option<String>, String)>,
+    /// as written, relation name); a name used for several, all of them.
+    tables: HashMap<String, Vec<(Option<String>, String)>>,
     cat: &'a Catalog,
 }
 
@@ -158,7 +158,7 @@ fn collect_names(v: &Value, out: &mut HashSet<String>) {
 
 /// Collects each RangeVar by the name that qualifies its columns (its
 /// alias, else its name).
-fn collect_tables(v: &Value, out: &mut HashMap<String, (Option<String>, String)>) {
+fn collect_tables(v: &Value, out: &mut HashMap<String, Vec<(Option<String>, String)>>) {
     match v {
         Value::Object(m) => {
             if let Some(("RangeVar", body)) = node_of(v) {
@@ -172,10 +172,9 @@ fn collect_tables(v: &Value, out: &mut HashMap<String, (Option<String>, String)>
                         .pointer("/alias/aliasname")
                         .and_then(Value::as_str)
                         .unwrap_or(rel);
-                    out.insert(
-                        by.to_string(),
-                        (text("schemaname").map(str::to_string), rel.to_string()),
-                    );
+                    out.entry(by.to_string())
+                        .or_default()
+                        .push((text("schemaname").map(str::to_string), rel.to_string()));
                 }
             }
             m.values().for_each(|x| collect_tables(x, out));
@@ -313,16 +312,17 @@ impl Prover<'_> {
             return Ok(());
         }
         let schema = parts.len().checked_sub(3).and_then(|i| parts[i]);
-        let column = match qual.and_then(|q| self.tables.get(q)) {
-            Some((written, rel)) => self.cat.has_column(
-                RelRef {
-                    schema: schema.or(written.as_deref()),
-                    name: rel,
-                },
-                col,
-            ),
-            None => false,
-        };
+        let column = qual.and_then(|q| self.tables.get(q)).is_some_and(|all| {
+            all.iter().all(|(written, rel)| {
+                self.cat.has_column(
+                    RelRef {
+                        schema: schema.or(written.as_deref()),
+                        name: rel,
+                    },
+                    col,
+                )
+            })
+        });
         if column {
             Ok(())
         } else {
