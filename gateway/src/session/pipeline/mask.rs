@@ -171,6 +171,16 @@ impl Pipeline {
                     Masked::Drop
                 }
             },
+            _ => self.end_of_result(msg),
+        })
+    }
+}
+
+impl Pipeline {
+    /// The end of a result: a stopped one's completion becomes its
+    /// refusal; any end clears the state.
+    fn end_of_result(&mut self, msg: &BackendMessage<'_>) -> Masked {
+        match msg {
             BackendMessage::CommandComplete(_) | BackendMessage::PortalSuspended => {
                 match std::mem::take(&mut self.masking) {
                     Masking::Stop(e) => Masked::Replace(e.to_frame()),
@@ -184,11 +194,9 @@ impl Pipeline {
                 Masked::Same
             }
             _ => Masked::Same,
-        })
+        }
     }
-}
 
-impl Pipeline {
     /// Rows of a portal the gateway cannot attribute to a statement while
     /// the session holds masked ones: they are not relayed.
     pub(super) fn mask_unattributed(&mut self, msg: &BackendMessage<'_>) -> Masked {
@@ -201,19 +209,7 @@ impl Pipeline {
                 }
                 Masked::Drop
             }
-            BackendMessage::CommandComplete(_) | BackendMessage::PortalSuspended => {
-                match std::mem::take(&mut self.masking) {
-                    Masking::Stop(e) => Masked::Replace(e.to_frame()),
-                    _ => Masked::Same,
-                }
-            }
-            BackendMessage::EmptyQueryResponse
-            | BackendMessage::ErrorResponse(_)
-            | BackendMessage::ReadyForQuery(_) => {
-                self.masking = Masking::Off;
-                Masked::Same
-            }
-            _ => Masked::Same,
+            _ => self.end_of_result(msg),
         }
     }
 }
