@@ -985,6 +985,19 @@ tls = "sometimes"
     }
 
     #[test]
+    fn key_files_are_relative_to_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("cfg-rel-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("portcullis.toml");
+        let src = GOOD.replace("sometimes", "require");
+        std::fs::write(&path, src).unwrap();
+        let cfg = Config::load(&path).unwrap();
+        assert_eq!(cfg.masking.hash_key_file, dir.join("mask-hash.key"));
+        assert_eq!(cfg.audit.signing_key_file, dir.join("audit-signing.key"));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
     fn durations() {
         let cfg = Config::parse(
             "[gateway]\nstartup_timeout = \"250ms\"\nshutdown_grace = \"1m 30s\"\n",

@@ -36,4 +36,11 @@ with psycopg.connect(**conninfo, autocommit=True) as conn:
         out["sql_execute"] = None
     except psycopg.Error as e:
         out["sql_execute"] = e.sqlstate
+    # So is a statement that may run code (here a function the catalog
+    # does not know: the server would answer 42883).
+    try:
+        conn.execute("select portcullis_no_such_fn()").fetchall()
+        out["code"] = None
+    except psycopg.Error as e:
+        out["code"] = e.sqlstate
 print(json.dumps(out))

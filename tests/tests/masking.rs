@@ -183,6 +183,7 @@ fn psycopg_extended_protocol_text_and_binary_are_masked() {
     );
     assert_eq!(v["refused"], "42501", "{v}");
     assert_eq!(v["sql_execute"], "42501", "{v}");
+    assert_eq!(v["code"], "42501", "{v}");
     assert_eq!(v["after"], 2, "{v}");
     assert!(!r.stdout.contains(EMAIL) && !r.stdout.contains(CARD), "{v}");
 }
@@ -377,4 +378,39 @@ fn a_portal_bound_after_a_sync_is_still_masked() {
     let text = String::from_utf8_lossy(&all);
     assert!(text.contains("c**********@corp.test"), "{text}");
     assert!(!text.contains(EMAIL), "{text}");
+}
+
+#[test]
+fn rows_of_a_portal_the_gateway_cannot_attribute_are_stopped() {
+    use portcullis_e2e::raw::{frame, logged_in, read_all_until_ready};
+    use std::io::Write;
+    let gw = gateway();
+    let mut s = logged_in(gw, ALICE, &idp().token("alice"));
+    // A masked prepared statement is held; a SQL cursor is a portal the
+    // gateway never saw bound.
+    s.write_all(
+        &[
+            frame(b'P', b"s1\0select email from mask_people\0\0\0"),
+            frame(b'S', b""),
+            frame(b'Q', b"begin\0"),
+            frame(b'Q', b"declare c cursor for select 'unattributed'\0"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        read_all_until_ready(&mut s);
+    }
+    s.write_all(&[frame(b'E', b"c\0\0\0\0\0"), frame(b'S', b"")].concat())
+        .unwrap();
+    let got = read_all_until_ready(&mut s);
+    assert!(
+        !got.iter().any(|(t, _)| *t == b'D'),
+        "a row was relayed: {got:?}"
+    );
+    let text: String = got
+        .iter()
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(text.contains("cannot attribute to a statement"), "{text}");
 }

@@ -216,12 +216,7 @@ pub fn names_prepared(text: &str, settings: ParseSettings) -> bool {
 
 /// The parse tree of `text` as JSON, read as the session's settings say.
 fn parse_tree(text: &str, settings: ParseSettings) -> Result<Value, String> {
-    let opts = if settings.standard_strings_off {
-        pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
-    } else {
-        pg_query::ParserOptions::DEFAULT
-    };
-    let parsed = pg_query::parse(text, opts).map_err(|e| e.to_string())?;
+    let parsed = pg_query::parse(text, settings.parser_options()).map_err(|e| e.to_string())?;
     serde_json::to_value(&parsed.protobuf).map_err(|e| e.to_string())
 }
 

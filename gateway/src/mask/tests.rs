@@ -60,6 +60,37 @@ fn catalog() -> Catalog {
             }],
         );
     }
+    // A view in information_schema, and a name that is a table in public
+    // and a view in another schema (search_path decides).
+    c.relations.insert(
+        "tables".into(),
+        vec![Relation {
+            schema: "information_schema".into(),
+            kind: 'v',
+            ..Relation::default()
+        }],
+    );
+    c.relations.insert(
+        "pg_stats".into(),
+        vec![Relation {
+            schema: "pg_catalog".into(),
+            kind: 'v',
+            columns: ["most_common_vals".to_string()].into_iter().collect(),
+            ..Relation::default()
+        }],
+    );
+    c.relations.insert(
+        "shadow".into(),
+        ["public", "svc"]
+            .iter()
+            .zip(['r', 'v'])
+            .map(|(schema, kind)| Relation {
+                schema: schema.to_string(),
+                kind,
+                ..Relation::default()
+            })
+            .collect(),
+    );
     c.untrusted_operators.insert("~<~".into());
     c.relations.insert(
         "people".into(),
@@ -264,6 +295,45 @@ fn what_could_carry_a_masked_value_unlabelled_is_refused() {
             "select 1 from people where exists (select * from other)",
             "* inside",
         ),
+        (
+            "select email from people order by email using ~<~",
+            "user-defined operator",
+        ),
+        (
+            "select lower(e) from people p(i, n, e)",
+            "column aliases on a table",
+        ),
+        (
+            "select e from people p(i, n, e) full join other o(i2, e) using (e)",
+            "column aliases",
+        ),
+        ("select email from other as email", "whole-row"),
+        (
+            "select s.most_common_vals from people p, pg_stats s",
+            "sample values",
+        ),
+        ("select p.to_json from people p", "attribute notation"),
+        (
+            "select id from people p where p.to_json::text like '%x%'",
+            "attribute notation",
+        ),
+        (
+            "select s.age from (select age from people) s",
+            "attribute notation",
+        ),
+        (
+            "select p.age from other p where exists (select 1 from people p)",
+            "attribute notation",
+        ),
+        (
+            "create table t2 as select email from people",
+            "only the results of SELECT",
+        ),
+        (
+            "select email from people, information_schema.tables",
+            "is a view",
+        ),
+        ("select email from people, shadow", "shadow is a view"),
     ] {
         let e = proof(sql).unwrap_err();
         assert!(e.contains(why), "{sql}: {e}");
@@ -328,4 +398,37 @@ fn rules_are_checked() {
         .unwrap_err()
         .contains("unknown masking method"));
     assert!(check_rules(&[rule("", "email", "null")]).is_err());
+}
+
+#[test]
+fn the_hash_key_is_created_private_and_shared_through_its_file() {
+    let dir = std::env::temp_dir().join(format!("mask-key-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = MaskingConfig {
+        hash_key_file: dir.join("mask.key"),
+    };
+    let one = Masker::new(cfg.clone());
+    let a = value::mask(Method::Hash, true, b"x", true, one.key().unwrap());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&cfg.hash_key_file)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Another gateway reading the same file hashes alike.
+    let two = Masker::new(cfg.clone());
+    assert_eq!(
+        a,
+        value::mask(Method::Hash, true, b"x", true, two.key().unwrap())
+    );
+    // A file that is not a key is an error naming it, not a panic.
+    std::fs::write(dir.join("bad.key"), "not hex").unwrap();
+    let bad = Masker::new(MaskingConfig {
+        hash_key_file: dir.join("bad.key"),
+    });
+    assert!(bad.key().unwrap_err().to_string().contains("bad.key"));
+    std::fs::remove_dir_all(dir).ok();
 }

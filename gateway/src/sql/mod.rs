@@ -178,6 +178,17 @@ pub struct ParseSettings {
     pub standard_strings_off: bool,
 }
 
+impl ParseSettings {
+    /// The parser options that read text as the session's server does.
+    pub fn parser_options(self) -> pg_query::ParserOptions {
+        if self.standard_strings_off {
+            pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
+        } else {
+            pg_query::ParserOptions::DEFAULT
+        }
+    }
+}
+
 /// [`analyze_with`] the offline catalog (a database with only built-ins):
 /// what `portcullis policy test` and the policy's sample inputs use.
 pub fn analyze(sql: &str, settings: ParseSettings) -> Vec<StatementFacts> {
@@ -189,12 +200,7 @@ pub fn analyze(sql: &str, settings: ParseSettings) -> Vec<StatementFacts> {
 /// `unparsed` statement. When there are several statements each gets the
 /// `multi_statement` flag.
 pub fn analyze_with(sql: &str, settings: ParseSettings, cat: &Catalog) -> Vec<StatementFacts> {
-    let opts = if settings.standard_strings_off {
-        pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
-    } else {
-        pg_query::ParserOptions::DEFAULT
-    };
-    let parsed = match pg_query::parse(sql, opts) {
+    let parsed = match pg_query::parse(sql, settings.parser_options()) {
         Ok(p) => p,
         Err(e) => return vec![StatementFacts::unparsed(sql, e.to_string(), "parse_error")],
     };

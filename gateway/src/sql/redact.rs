@@ -62,12 +62,7 @@ pub fn redact_secrets<'a>(
     if facts.is_some_and(|f| !may_carry_secrets(f)) {
         return Cow::Borrowed(text);
     }
-    let opts = if settings.standard_strings_off {
-        pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
-    } else {
-        pg_query::ParserOptions::DEFAULT
-    };
-    let Ok(parsed) = pg_query::parse(text, opts) else {
+    let Ok(parsed) = pg_query::parse(text, settings.parser_options()) else {
         return unparsed(text, settings);
     };
     let found = secrets(&parsed.protobuf.stmts);
@@ -105,7 +100,7 @@ pub fn redact_secrets<'a>(
         return Cow::Borrowed(WITHHELD);
     };
     // Proof: the new text has the same secrets, each now the placeholder.
-    let proven = pg_query::parse(&out, opts).is_ok_and(|p| {
+    let proven = pg_query::parse(&out, settings.parser_options()).is_ok_and(|p| {
         let again = secrets(&p.protobuf.stmts);
         again.len() == found.len() && again.iter().all(|s| s.value == PLACEHOLDER)
     });

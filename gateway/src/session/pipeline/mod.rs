@@ -569,9 +569,13 @@ impl Pipeline {
             }
             _ => mask::Masked::Same,
         };
+        let rewritten;
         let shown = match &masked {
-            mask::Masked::Same => Some(msg.clone()),
-            mask::Masked::Replace(f) => Some(BackendMessage::decode(f.tag, &f.body)?),
+            mask::Masked::Same => Some(&msg),
+            mask::Masked::Replace(f) => {
+                rewritten = BackendMessage::decode(f.tag, &f.body)?;
+                Some(&rewritten)
+            }
             mask::Masked::Drop => None,
         };
         let front = self.inflight.front().map(|e| &e.expect);
@@ -580,7 +584,7 @@ impl Pipeline {
             Some(Expect::Execute(s, _)) => s.as_deref(),
             _ => None,
         };
-        if let Some(shown) = &shown {
+        if let Some(shown) = shown {
             self.record.result(stmt, shown);
         }
         if let Some(rec) = self.record.recorder.as_mut() {
@@ -588,7 +592,7 @@ impl Pipeline {
                 .inflight
                 .front()
                 .map_or_else(std::time::Instant::now, |e| e.sent);
-            match (front, &shown) {
+            match (front, shown) {
                 (Some(Expect::Describe | Expect::MaskDescribe(_)), _) => {
                     if let BackendMessage::RowDescription(body) = msg {
                         rec.described(body);
@@ -601,7 +605,7 @@ impl Pipeline {
                 _ => {}
             }
         }
-        if let Some(shown) = &shown {
+        if let Some(shown) = shown {
             for s in self.stages.iter_mut() {
                 s.result(stmt, shown);
             }
