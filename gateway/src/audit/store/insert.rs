@@ -1,5 +1,8 @@
-//! Writing records: one multi-row INSERT per up to [`ROWS_PER_INSERT`]
-//! records, a batch in one transaction.
+//! Writing records: the gateway's SQLite writer inserts through its own
+//! connection ([`super::SqliteWriter`]); PostgreSQL (and a `portcullis
+//! audit` command recovering a journal) through the pool, one multi-row
+//! INSERT per up to [`ROWS_PER_INSERT`] records, a batch in one
+//! transaction.
 
 use super::{Store, StoreError, COLUMNS, ROWS_PER_INSERT};
 use crate::audit::record::Stored;
@@ -116,11 +119,11 @@ impl Store {
     /// Inserts a batch atomically: one multi-row INSERT (a transaction of
     /// its own) when it has at most [`ROWS_PER_INSERT`] rows, else one
     /// transaction of such INSERTs — one commit for the group either way.
-    /// The writer's SQLite inserts go through sqlx's native SQLite driver
-    /// rather than `Any`.
+    /// The gateway's SQLite inserts go through the writer's own
+    /// connection, off the runtime's worker.
     pub async fn insert(&self, batch: &[&Stored]) -> Result<(), StoreError> {
         match &self.writer {
-            Some(pool) => insert_batch!(sqlx::Sqlite, pool, batch, true),
+            Some(w) => w.insert_async(batch).await?,
             None => insert_batch!(sqlx::Any, &self.pool, batch, self.sqlite),
         }
         Ok(())
@@ -164,19 +167,14 @@ mod tests {
         let all: Vec<&Stored> = recs.iter().collect();
         // The disk is full: SQLite rolls the whole transaction back.
         let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-            .fetch_one(&w)
+            .fetch_one(&store.pool)
             .await
             .unwrap();
-        sqlx::query(&format!("PRAGMA max_page_count = {}", pages + 2))
-            .execute(&w)
-            .await
+        w.execute_batch(&format!("PRAGMA max_page_count = {}", pages + 2))
             .unwrap();
         let e = store.insert(&all).await.unwrap_err();
         assert!(e.to_string().contains("full"), "{e}");
-        sqlx::query("PRAGMA max_page_count = 1000000")
-            .execute(&w)
-            .await
-            .unwrap();
+        w.execute_batch("PRAGMA max_page_count = 1000000").unwrap();
         // A batch that fails on a conflict, then one that must commit.
         store.insert(&[&recs[240]]).await.unwrap();
         assert!(store.insert(&all).await.is_err());

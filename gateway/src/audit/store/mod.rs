@@ -9,13 +9,12 @@
 mod insert;
 mod logins;
 mod read;
+mod sqlite_writer;
+
+pub use sqlite_writer::{SqliteWriter, YIELD_EVERY};
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
 use sqlx::{AnyPool, Row};
-use std::str::FromStr;
 
 use super::config::SyncMode;
 
@@ -36,6 +35,12 @@ pub enum StoreError {
     /// The database refused or failed.
     #[error("audit store: {0}")]
     Db(#[from] sqlx::Error),
+    /// The SQLite writer's connection refused or failed.
+    #[error("audit store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The SQLite writer's blocking thread ended without an answer.
+    #[error("audit store: the writer's thread failed: {0}")]
+    Thread(#[from] tokio::task::JoinError),
     /// The URL is not one the store takes.
     #[error("store.url must start with sqlite:// or postgres://")]
     Url,
@@ -147,9 +152,9 @@ pub struct Store {
     /// Reads, checkpoints and pruning (both backends); the viewer's
     /// sign-ins.
     pool: AnyPool,
-    /// SQLite, opened by the writer: its inserts, through sqlx's native
-    /// driver.
-    writer: Option<SqlitePool>,
+    /// SQLite, opened by the writer: its inserts, on a connection of its
+    /// own ([`SqliteWriter`]).
+    writer: Option<SqliteWriter>,
     /// The store is SQLite.
     sqlite: bool,
 }
@@ -172,11 +177,13 @@ impl Store {
 
     async fn connect(url: &str, writer: Option<SyncMode>) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
+        let mut path = None;
         let (url, schema, sqlite) = if let Some(file) = url.strip_prefix("sqlite://") {
             if file.starts_with(":memory:") || file.contains("mode=memory") {
                 return Err(StoreError::Memory);
             }
             crate::secrets::create_private_sqlite(url).map_err(StoreError::Create)?;
+            path = Some(file.to_string());
             (format!("sqlite://{file}?mode=rwc"), SQLITE_SCHEMA, true)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (url.to_string(), POSTGRES_SCHEMA, false)
@@ -212,20 +219,9 @@ impl Store {
         for stmt in schema_statements(schema) {
             sqlx::query(&stmt).execute(&pool).await?;
         }
-        let writer = match (sqlite, writer) {
-            (true, Some(sync)) => {
-                let opts = SqliteConnectOptions::from_str(&url)?
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(match sync {
-                        SyncMode::Full => SqliteSynchronous::Full,
-                        SyncMode::Normal => SqliteSynchronous::Normal,
-                    });
-                Some(
-                    SqlitePoolOptions::new()
-                        .max_connections(1)
-                        .connect_with(opts)
-                        .await?,
-                )
+        let writer = match (path, writer) {
+            (Some(path), Some(sync)) => {
+                Some(tokio::task::spawn_blocking(move || SqliteWriter::open(&path, sync)).await??)
             }
             _ => None,
         };
@@ -242,8 +238,7 @@ impl Store {
     /// connections.
     pub async fn commit_setting(&self) -> Result<String, StoreError> {
         if let Some(w) = &self.writer {
-            let r = sqlx::query("PRAGMA synchronous").fetch_one(w).await?;
-            return Ok(r.try_get::<i64, _>(0)?.to_string());
+            return Ok(w.synchronous()?.to_string());
         }
         if self.sqlite {
             return Ok(String::new());

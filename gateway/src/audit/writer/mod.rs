@@ -22,7 +22,7 @@ use super::crypt::Keys;
 use super::journal::{self, Journal};
 use super::record::{Record, Stored, GENESIS};
 use super::sink::Sinks;
-use super::store::Store;
+use super::store::{Store, YIELD_EVERY};
 
 /// What the writer answers a strict submitter.
 pub type Ack = oneshot::Receiver<Result<(), String>>;
@@ -169,8 +169,8 @@ pub enum StartError {
     /// The strict-mode journal.
     #[error(transparent)]
     Journal(#[from] super::journal::JournalError),
-    /// The journal's thread.
-    #[error("cannot start the audit journal's thread: {0}")]
+    /// The writer's thread.
+    #[error("cannot start the audit writer's thread: {0}")]
     Thread(std::io::Error),
 }
 
@@ -282,9 +282,14 @@ pub async fn start(
         to_commit,
     };
     tokio::spawn(committer.run(batches));
-    if w.journal.as_ref().is_some_and(Journal::syncs) {
+    // A thread of its own where the writer blocks (a journal append that
+    // waits for the disk) or does a whole batch's work at once (batched:
+    // chaining a flush interval's records would hold a runtime worker,
+    // and the sessions queued on it, for milliseconds).
+    let strict = cfg.durability == Durability::Strict;
+    if !strict || w.journal.as_ref().is_some_and(Journal::syncs) {
         std::thread::Builder::new()
-            .name("portcullis-audit-journal".into())
+            .name("portcullis-audit-writer".into())
             .spawn(move || w.run_blocking(rx))
             .map_err(StartError::Thread)?;
     } else {
@@ -321,24 +326,26 @@ struct Writer {
 }
 
 impl Writer {
-    /// A task on the runtime (no journal, or one whose appends do not
-    /// wait for the disk: a `write` to the page cache).
+    /// Strict mode without a journal, or with one whose appends do not
+    /// wait for the disk (a `write` to the page cache): a task on the
+    /// runtime, taking each group as soon as it forms (the next group
+    /// forms while this one is committed).
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
-        let strict = self.cfg.durability == Durability::Strict;
         while let Some(first) = rx.recv().await {
-            // Batched: let a batch gather; strict: go now (the next group
-            // forms while this one is committed).
-            if !strict {
-                tokio::time::sleep(self.cfg.flush_interval).await;
-            }
             self.group(first, &mut rx);
         }
     }
 
-    /// With a journal whose appends wait for the disk (`sync = full`): a
-    /// thread of its own, since each group's fdatasync blocks.
+    /// A thread of its own: `batched` (after the first record, a batch
+    /// gathers for `flush_interval`), or strict mode with a journal whose
+    /// appends wait for the disk (`sync = full`: each group's fdatasync
+    /// blocks).
     fn run_blocking(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        let gather = self.cfg.durability != Durability::Strict;
         while let Some(first) = rx.blocking_recv() {
+            if gather {
+                std::thread::sleep(self.cfg.flush_interval);
+            }
             self.group(first, &mut rx);
         }
     }
@@ -350,6 +357,11 @@ impl Writer {
         let mut flushes = Vec::new();
         self.take(first, &mut group, &mut flushes);
         while group.len() < self.cfg.batch_size {
+            // A batched group is a flush interval's records: let what
+            // waits for this core run now and then (see YIELD_EVERY).
+            if group.len() % YIELD_EVERY == 0 {
+                std::thread::yield_now();
+            }
             match rx.try_recv() {
                 Ok(m) => self.take(m, &mut group, &mut flushes),
                 Err(_) => break,
