@@ -2,10 +2,17 @@
 # PostgreSQL cluster initialised for pgbench, gateways started with
 # `portcullis dev --upstream`, and pgbench runs collected per cell.
 # Expects `secs` and `reps` to be set by the caller.
+# PORTCULLIS_BIN=/path/to/portcullis: measure that binary (an earlier
+# commit's release build, for a comparison on the same host) instead of
+# building this tree.
 bash scripts/install-deps.sh >/dev/null
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/portcullis/target}"
-cargo build --release -q -p portcullis
-gw_bin="$CARGO_TARGET_DIR/release/portcullis"
+if [ -n "${PORTCULLIS_BIN:-}" ]; then
+  gw_bin=$PORTCULLIS_BIN
+else
+  cargo build --release -q -p portcullis
+  gw_bin="$CARGO_TARGET_DIR/release/portcullis"
+fi
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
