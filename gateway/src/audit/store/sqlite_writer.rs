@@ -1,9 +1,10 @@
 //! The SQLite writer's own connection (rusqlite): the gateway's record
 //! inserts, one cached single-row INSERT per record inside one
-//! transaction per batch (one commit per group). The texts are bound by
-//! reference, so nothing is copied on the runtime's threads; the
-//! committer runs a batch with `block_in_place`, so the sessions' tasks
-//! move to another worker while SQLite writes and syncs.
+//! transaction per batch (one commit per group). The texts are bound
+//! from the records in place (SQLite copies each as it binds; sqlx made
+//! an owned copy of each first, on a runtime worker); the committer runs a
+//! batch with `block_in_place`, so the sessions' tasks move to another
+//! worker while SQLite writes and syncs.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
