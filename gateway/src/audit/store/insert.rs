@@ -39,9 +39,9 @@ macro_rules! bind_row {
 /// Runs one multi-row INSERT of `chunk` on `executor` (`$in_tx`: inside
 /// a transaction of several; see [`insert_sql`]).
 macro_rules! insert_chunk {
-    ($db:ty, $executor:expr, $chunk:expr, $sqlite:expr, $in_tx:expr) => {{
+    ($executor:expr, $chunk:expr, $sqlite:expr, $in_tx:expr) => {{
         let sql = insert_sql($chunk.len(), $sqlite, $in_tx);
-        let mut q = sqlx::query::<$db>(&sql);
+        let mut q = sqlx::query::<sqlx::Any>(&sql);
         for s in $chunk {
             q = bind_row!(q, s);
         }
@@ -52,15 +52,15 @@ macro_rules! insert_chunk {
 /// Inserts `batch` on `pool` atomically: one INSERT when it fits in one,
 /// else one transaction of [`ROWS_PER_INSERT`]-row INSERTs.
 macro_rules! insert_batch {
-    ($db:ty, $pool:expr, $batch:expr, $sqlite:expr) => {{
+    ($pool:expr, $batch:expr, $sqlite:expr) => {{
         if $batch.len() <= ROWS_PER_INSERT {
-            insert_chunk!($db, $pool, $batch, $sqlite, false);
+            insert_chunk!($pool, $batch, $sqlite, false);
         } else {
             let mut conn = $pool.acquire().await?;
             let r: Result<(), sqlx::Error> = async {
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 for chunk in $batch.chunks(ROWS_PER_INSERT) {
-                    insert_chunk!($db, &mut *tx, chunk, $sqlite, true);
+                    insert_chunk!(&mut *tx, chunk, $sqlite, true);
                 }
                 tx.commit().await
             }
@@ -124,7 +124,7 @@ impl Store {
     pub async fn insert(&self, batch: &[&Stored]) -> Result<(), StoreError> {
         match &self.writer {
             Some(w) => w.insert_async(batch).await?,
-            None => insert_batch!(sqlx::Any, &self.pool, batch, self.sqlite),
+            None => insert_batch!(&self.pool, batch, self.sqlite),
         }
         Ok(())
     }

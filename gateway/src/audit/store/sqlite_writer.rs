@@ -6,7 +6,7 @@
 //! batch with `block_in_place`, so the sessions' tasks move to another
 //! worker while SQLite writes and syncs.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
@@ -73,7 +73,7 @@ impl SqliteWriter {
         // waited for (a deferred upgrade may fail at once instead).
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
-            let mut st = tx.prepare_cached(&insert_one())?;
+            let mut st = tx.prepare_cached(&INSERT_ONE)?;
             for (i, s) in batch.iter().enumerate() {
                 if i % YIELD_EVERY == YIELD_EVERY - 1 {
                     std::thread::yield_now();
@@ -106,33 +106,6 @@ impl SqliteWriter {
         tx.commit()
     }
 
-    /// `PRAGMA synchronous` of this connection (`1` normal, `2` full).
-    pub fn synchronous(&self) -> Result<i64, rusqlite::Error> {
-        self.lock()
-            .query_row("PRAGMA synchronous", [], |r| r.get(0))
-    }
-
-    /// Runs `sql` on the writer's connection (tests: a full disk).
-    #[cfg(test)]
-    pub fn execute_batch(&self, sql: &str) -> Result<(), rusqlite::Error> {
-        self.lock().execute_batch(sql)
-    }
-}
-
-/// The single-row INSERT (21 anonymous placeholders).
-fn insert_one() -> String {
-    let marks = vec!["?"; 21].join(", ");
-    format!("INSERT OR FAIL INTO audit_records ({COLUMNS}) VALUES ({marks})")
-}
-
-/// Whether the current runtime has other workers to take over while one
-/// blocks (`block_in_place`).
-fn multi_threaded() -> bool {
-    tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
-}
-
-impl SqliteWriter {
     /// Inserts `batch` without holding up the runtime: on a
     /// multi-threaded runtime in place (the worker's other tasks move to
     /// another thread meanwhile, and nothing is copied); on a
@@ -147,6 +120,31 @@ impl SqliteWriter {
         tokio::task::spawn_blocking(move || w.insert(&owned.iter().collect::<Vec<_>>())).await??;
         Ok(())
     }
+
+    /// `PRAGMA synchronous` of this connection (`1` normal, `2` full).
+    pub fn synchronous(&self) -> Result<i64, rusqlite::Error> {
+        self.lock()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+    }
+
+    /// Runs `sql` on the writer's connection (tests: a full disk).
+    #[cfg(test)]
+    pub fn execute_batch(&self, sql: &str) -> Result<(), rusqlite::Error> {
+        self.lock().execute_batch(sql)
+    }
+}
+
+/// The single-row INSERT (21 anonymous placeholders), built once.
+static INSERT_ONE: LazyLock<String> = LazyLock::new(|| {
+    let marks = vec!["?"; 21].join(", ");
+    format!("INSERT OR FAIL INTO audit_records ({COLUMNS}) VALUES ({marks})")
+});
+
+/// Whether the current runtime has other workers to take over while one
+/// blocks (`block_in_place`).
+fn multi_threaded() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 #[cfg(test)]

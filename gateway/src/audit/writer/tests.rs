@@ -228,3 +228,30 @@ async fn a_commit_whose_answer_was_lost_counts_and_a_fork_does_not() {
     assert!(oc.stats.failing.load(Ordering::Relaxed));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `batched`: the writer is a thread of its own, so records submitted
+/// from a current-thread runtime (`gateway.worker_threads = 1`) are
+/// chained and committed while that runtime only awaits the flush; more
+/// records than one yield interval arrive as one chain.
+#[tokio::test]
+async fn a_batched_writer_on_its_thread_commits_what_a_single_threaded_runtime_submits() {
+    let (dir, url) = crate::audit::store::tests::temp_sqlite();
+    let store = Store::open_writer(&url, SyncMode::Normal).await.unwrap();
+    let a = start(&settings(&dir, Durability::Batched), store.clone(), None)
+        .await
+        .unwrap();
+    let n = 3 * YIELD_EVERY + 5;
+    for _ in 0..n {
+        let ack = a.submit(Record {
+            kind: KIND_STATEMENT,
+            ..Default::default()
+        });
+        assert!(ack.is_none(), "batched: nobody waits");
+    }
+    a.flush().await;
+    let hashes = store.hashes("gw", 1, n as i64).await.unwrap();
+    assert_eq!(hashes.len(), n);
+    assert_eq!(store.head("gw").await.unwrap().unwrap().0, n as i64);
+    drop(a);
+    let _ = std::fs::remove_dir_all(&dir);
+}
