@@ -6,6 +6,10 @@
 # from /proc/PID/task, and the machine's busy share and CPU per transaction
 # from /proc/stat. PF=HZ also records `perf` samples of the gateway at HZ
 # into /tmp/audit_cpu.MODE.data (PG="--call-graph dwarf" for stacks).
+# SCHEMA=FILE.sql creates the SQLite store from that file before the
+# gateway starts (a schema variant, tried without a rebuild: the gateway's
+# own schema is CREATE ... IF NOT EXISTS). NICE=N renices the gateway's
+# audit writer thread once it exists.
 #
 #   bash bench/audit_cpu.sh MODE [SECS] [BIN]      (default 8 s, the release build)
 set -euo pipefail
@@ -34,6 +38,10 @@ case $mode in
   strictnormal) extra=(--audit strict --audit-sync normal) ;;
   *) echo "audit_cpu: MODE must be off, batched, strict or strictnormal" >&2; exit 2 ;;
 esac
+if [ -n "${SCHEMA:-}" ]; then
+  mkdir -p $work/dev
+  python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(open(sys.argv[2]).read()); c.close()' $work/dev/audit.db "$SCHEMA"
+fi
 $bin dev --upstream "postgres://postgres:$pw@127.0.0.1:$pg_port/postgres" --listen 127.0.0.1:$port --admin-listen 127.0.0.1:0 \
   --state-dir $work/dev --user bench --groups dev --no-approvals "${extra[@]}" > $work/gw.out 2> $work/gw.log &
 gp=$!
@@ -41,6 +49,9 @@ for _ in $(seq 1 300); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break
 tok=$($bin token --dev --state-dir $work/dev --user bench --groups dev)
 # warmup
 PGPASSWORD=$tok pgbench -S -n -T 2 -M prepared -c 8 -j 2 -h 127.0.0.1 -p $port -U bench@example.com dev >/dev/null 2>&1
+if [ -n "${NICE:-}" ]; then
+  for t in /proc/$gp/task/*; do case "$(cat $t/comm)" in portcullis-aud*) renice -n $NICE -p ${t##*/} >/dev/null ;; esac; done
+fi
 snap() { for t in /proc/$gp/task/*; do echo "$(cat $t/comm | tr ' ' _) $(awk '{print $14+$15}' $t/stat)"; done | awk '{a[$1]+=$2} END {for (k in a) print k, a[k]}' | sort; }
 cpu() { head -1 /proc/stat | awk '{print $2+$3+$4+$7+$8, $5+$6}'; }
 s1=$(snap); c1=$(cpu)

@@ -23,9 +23,33 @@ CREATE TABLE IF NOT EXISTS audit_records (
     hash TEXT NOT NULL,
     PRIMARY KEY (instance, seq)
 );
-CREATE INDEX IF NOT EXISTS audit_records_session ON audit_records (session_id);
+-- The time index serves `export --since/--until`. Records have no index
+-- by session (or user): with many sessions open at once, each commit would
+-- touch one page of it per session. `audit_sessions` finds them instead.
 CREATE INDEX IF NOT EXISTS audit_records_at ON audit_records (at_us);
-CREATE INDEX IF NOT EXISTS audit_records_user ON audit_records (user_name);
+-- One row per session, kept by the writer in the same transaction as the
+-- records: who, from where, and the span of the instance's chain that
+-- holds the session's records (first_seq..last_seq) with their times and
+-- counts. Replay, the viewer and `export --session` read a session's span,
+-- the session list reads this table alone. `audit verify` checks it
+-- against the records. Stores made before it are filled from their
+-- records at the first start of a gateway that has it.
+CREATE TABLE IF NOT EXISTS audit_sessions (
+    session_id TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    connection TEXT NOT NULL,
+    client_addr TEXT NOT NULL,
+    application TEXT NOT NULL,
+    first_seq BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    first_us BIGINT NOT NULL,
+    last_us BIGINT NOT NULL,
+    statements BIGINT NOT NULL,
+    denied BIGINT NOT NULL,
+    PRIMARY KEY (session_id, instance)
+);
+CREATE INDEX IF NOT EXISTS audit_sessions_first ON audit_sessions (first_us);
 -- Signed checkpoints: (instance, seq, hash) signed with the instance key.
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     instance TEXT NOT NULL,

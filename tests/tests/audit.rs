@@ -376,6 +376,41 @@ fn sessions_in_postgres_record_the_same_and_verify_names_tampering() {
         audit_cli(&gw, &["verify"]).status.success(),
         "restored again"
     );
+    // The session index: a session's span narrowed (its last record
+    // hidden from replay and the viewer), then a session's row deleted.
+    sql("CREATE TABLE pristine_sessions AS SELECT * FROM audit_sessions");
+    let restore_sessions = || {
+        sql("DELETE FROM audit_sessions");
+        sql("INSERT INTO audit_sessions SELECT * FROM pristine_sessions");
+    };
+    sql("UPDATE audit_sessions SET last_seq = last_seq - 1 WHERE last_seq = (SELECT MAX(last_seq) FROM audit_sessions)");
+    let out = broken("a narrowed session span");
+    assert!(
+        out.contains("the session index (audit_sessions) says session") && out.contains("(edited)"),
+        "{out}"
+    );
+    restore_sessions();
+    sql("DELETE FROM audit_sessions WHERE first_seq = (SELECT MIN(first_seq) FROM audit_sessions)");
+    let out = broken("a deleted session row");
+    assert!(out.contains("no row in the session index"), "{out}");
+    restore_sessions();
+    assert!(
+        audit_cli(&gw, &["verify"]).status.success(),
+        "session index restored"
+    );
+    // A store made before the session index: the next open fills it from
+    // the records and drops the per-record indexes it replaces.
+    sql("DROP TABLE audit_sessions; CREATE INDEX audit_records_session ON audit_records (session_id); CREATE INDEX audit_records_user ON audit_records (user_name)");
+    assert!(audit_cli(&gw, &["verify"]).status.success(), "upgraded");
+    assert_eq!(
+        sql("SELECT count(*) FROM (SELECT * FROM audit_sessions EXCEPT SELECT * FROM pristine_sessions) d"),
+        "0",
+        "the same rows as the writer kept"
+    );
+    assert_eq!(
+        sql("SELECT count(*) FROM pg_indexes WHERE indexname IN ('audit_records_session', 'audit_records_user')"),
+        "0"
+    );
     // An instance's key row deleted: its records are still checked, and
     // reported as having no key.
     sql("DELETE FROM audit_instances WHERE instance = 'gateway'");

@@ -1,7 +1,9 @@
 //! `portcullis audit verify`: walks each instance's chain in order and
 //! checks every link (sequence, previous hash, own hash) and every signed
 //! checkpoint; names the first record that breaks it and how (edited,
-//! deleted, reordered, inserted).
+//! deleted, reordered, inserted). Then checks the session index against
+//! the records (a row edited or deleted there would hide records from
+//! replay and the viewer).
 
 use std::collections::HashMap;
 
@@ -9,8 +11,8 @@ use base64::Engine as _;
 use futures_util::StreamExt;
 use ring::signature::{UnparsedPublicKey, ED25519};
 
-use super::record::{Stored, GENESIS};
-use super::store::{Checkpoint, Filter, Store, StoreError};
+use super::record::{Stored, GENESIS, KIND_STATEMENT};
+use super::store::{Checkpoint, Filter, SessionRow, Store, StoreError};
 
 /// What verification found for one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +149,9 @@ async fn verify_instance(store: &Store, instance: &str, key: &str) -> Result<Rep
     // (seq, hash) of the previous record; None before the first one.
     let mut prev: Option<(i64, String)> = None;
     let mut last_cp_seq = 0;
+    // Each session's records as the chain holds them.
+    let mut seen: HashMap<String, SessionRow> = HashMap::new();
+    let mut first_stored = None;
     let fail = |r: &Stored, what: &str| Broken {
         seq: r.seq,
         id: r.id.clone(),
@@ -214,6 +219,19 @@ async fn verify_instance(store: &Store, instance: &str, key: &str) -> Result<Rep
         if by_seq.contains_key(&r.seq) {
             last_cp_seq = r.seq;
         }
+        first_stored.get_or_insert(r.seq);
+        let s = seen
+            .entry(r.session_id.clone())
+            .or_insert_with(|| SessionRow {
+                session_id: r.session_id.clone(),
+                first_seq: r.seq,
+                last_seq: r.seq,
+                statements: 0,
+                denied: 0,
+            });
+        s.last_seq = r.seq;
+        s.statements += i64::from(r.kind == KIND_STATEMENT);
+        s.denied += i64::from(r.action == "deny");
         prev = Some((r.seq, r.hash));
     }
     // Checkpoints past the last record: records at the end were deleted.
@@ -232,5 +250,120 @@ async fn verify_instance(store: &Store, instance: &str, key: &str) -> Result<Rep
         }
     }
     report.unsigned_tail = prev.map_or(0, |p| (p.0 - last_cp_seq).max(0) as u64);
+    let rows = store.session_rows(instance).await?;
+    report.broken = check_sessions(&seen, &rows, first_stored.unwrap_or(0));
     Ok(report)
+}
+
+/// The first disagreement between the session index (`rows`) and the
+/// sessions the chain holds (`seen`), by record. `first_stored`: the
+/// first record not pruned; a session that began before it keeps its
+/// span and counts from before the cut.
+fn check_sessions(
+    seen: &HashMap<String, SessionRow>,
+    rows: &HashMap<String, SessionRow>,
+    first_stored: i64,
+) -> Option<Broken> {
+    let mut problems: Vec<Broken> = Vec::new();
+    let broken = |seq: i64, what: String| Broken {
+        seq,
+        id: String::new(),
+        what,
+    };
+    for (id, s) in seen {
+        let Some(row) = rows.get(id) else {
+            problems.push(broken(s.first_seq, format!("session {id} has records but no row in the session index (audit_sessions): replay and the viewer would not show them (deleted)")));
+            continue;
+        };
+        let whole = row.first_seq >= first_stored;
+        let agrees = row.last_seq == s.last_seq
+            && if whole {
+                (row.first_seq, row.statements, row.denied) == (s.first_seq, s.statements, s.denied)
+            } else {
+                row.first_seq < s.first_seq
+            };
+        if !agrees {
+            problems.push(broken(s.first_seq, format!(
+                "the session index (audit_sessions) says session {id} spans records {}..{} with {} statements ({} denied); the chain holds {}..{} with {} ({}) (edited)",
+                row.first_seq, row.last_seq, row.statements, row.denied,
+                s.first_seq, s.last_seq, s.statements, s.denied
+            )));
+        }
+    }
+    for (id, row) in rows {
+        if !seen.contains_key(id) {
+            problems.push(broken(row.first_seq, format!("the session index (audit_sessions) names session {id} at records {}..{}, which hold none of its records (inserted)", row.first_seq, row.last_seq)));
+        }
+    }
+    problems.into_iter().min_by_key(|b| b.seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, first: i64, last: i64, statements: i64, denied: i64) -> (String, SessionRow) {
+        let r = SessionRow {
+            session_id: id.into(),
+            first_seq: first,
+            last_seq: last,
+            statements,
+            denied,
+        };
+        (id.into(), r)
+    }
+
+    #[test]
+    fn the_session_index_must_agree_with_the_chain() {
+        let seen: HashMap<_, _> = [row("a", 1, 9, 4, 1), row("b", 3, 12, 2, 0)].into();
+        assert_eq!(
+            check_sessions(&seen, &seen, 1),
+            None,
+            "as the writer keeps it"
+        );
+        // A span narrowed: the session's last record hidden from replay.
+        let mut rows = seen.clone();
+        rows.insert("b".into(), row("b", 3, 11, 2, 0).1);
+        let b = check_sessions(&seen, &rows, 1).expect("narrowed");
+        assert_eq!(b.seq, 3);
+        assert!(
+            b.what.contains("session b spans records 3..11") && b.what.contains("(edited)"),
+            "{}",
+            b.what
+        );
+        // Counts edited.
+        rows = seen.clone();
+        rows.insert("a".into(), row("a", 1, 9, 4, 0).1);
+        assert!(check_sessions(&seen, &rows, 1)
+            .expect("count")
+            .what
+            .contains("session a"));
+        // A row deleted; a row added for no records.
+        rows = seen.clone();
+        rows.remove("a");
+        let b = check_sessions(&seen, &rows, 1).expect("deleted");
+        assert!(b.what.contains("no row in the session index"), "{}", b.what);
+        rows = seen.clone();
+        rows.extend([row("ghost", 20, 30, 1, 0)]);
+        let b = check_sessions(&seen, &rows, 1).expect("inserted");
+        assert!(
+            b.what.contains("ghost") && b.what.contains("(inserted)"),
+            "{}",
+            b.what
+        );
+        // Two problems: the first by record is named.
+        rows.remove("a");
+        assert_eq!(check_sessions(&seen, &rows, 1).expect("two").seq, 1);
+    }
+
+    #[test]
+    fn a_session_cut_by_retention_keeps_its_earlier_span_and_counts() {
+        // Records up to 5 pruned: the chain now holds a's records from 6.
+        let seen: HashMap<_, _> = [row("a", 6, 9, 2, 0)].into();
+        let rows: HashMap<_, _> = [row("a", 1, 9, 4, 1)].into();
+        assert_eq!(check_sessions(&seen, &rows, 6), None);
+        // But its end must still agree.
+        let rows: HashMap<_, _> = [row("a", 1, 8, 4, 1)].into();
+        assert!(check_sessions(&seen, &rows, 6).is_some());
+    }
 }

@@ -1,102 +1,98 @@
 //! Writing records: the gateway's SQLite writer inserts through its own
 //! connection ([`super::SqliteWriter`]); PostgreSQL (and a `portcullis
-//! audit` command recovering a journal) through the pool, one multi-row
-//! INSERT per up to [`ROWS_PER_INSERT`] records, a batch in one
-//! transaction.
+//! audit` command recovering a journal) through the pool, a batch in one
+//! transaction of multi-row INSERTs of up to [`ROWS_PER_INSERT`] records
+//! each, followed by what it adds to the session index.
 
+use sqlx::AnyPool;
+
+use super::sessions::{deltas, upsert_postgres, upsert_sqlite};
 use super::{Store, StoreError, COLUMNS, ROWS_PER_INSERT};
 use crate::audit::record::Stored;
 
-/// Binds the 21 columns of a record, in [`COLUMNS`] order (texts as
-/// `&str`; sqlx copies them for its worker thread, and SQLite copies them
-/// again as it binds).
-macro_rules! bind_row {
-    ($q:expr, $s:expr) => {
-        $q.bind($s.instance.as_str())
-            .bind($s.seq)
-            .bind($s.id.as_str())
-            .bind($s.at_us)
-            .bind($s.kind.as_str())
-            .bind($s.session_id.as_str())
-            .bind($s.user.as_str())
-            .bind($s.groups_json.as_str())
-            .bind($s.client_addr.as_str())
-            .bind($s.application.as_str())
-            .bind($s.connection.as_str())
-            .bind($s.action.as_str())
-            .bind($s.approval_id.as_str())
-            .bind($s.command_tag.as_str())
-            .bind($s.rows_affected)
-            .bind($s.duration_us)
-            .bind($s.error_code.as_str())
-            .bind($s.key_id.as_str())
-            .bind($s.body.as_str())
-            .bind($s.prev_hash.as_str())
-            .bind($s.hash.as_str())
-    };
-}
-
-/// Runs one multi-row INSERT of `chunk` on `executor` (`$in_tx`: inside
-/// a transaction of several; see [`insert_sql`]).
-macro_rules! insert_chunk {
-    ($executor:expr, $chunk:expr, $sqlite:expr, $in_tx:expr) => {{
-        let sql = insert_sql($chunk.len(), $sqlite, $in_tx);
-        let mut q = sqlx::query::<sqlx::Any>(&sql);
-        for s in $chunk {
-            q = bind_row!(q, s);
+/// Inserts `batch` and its session index rows on `pool` in one
+/// transaction: all of it or none.
+async fn insert_pool(pool: &AnyPool, batch: &[&Stored], sqlite: bool) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    let r: Result<(), sqlx::Error> = async {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        for chunk in batch.chunks(ROWS_PER_INSERT) {
+            let sql = insert_sql(chunk.len(), sqlite);
+            let mut q = sqlx::query::<sqlx::Any>(&sql);
+            for s in chunk {
+                q = q
+                    .bind(s.instance.as_str())
+                    .bind(s.seq)
+                    .bind(s.id.as_str())
+                    .bind(s.at_us)
+                    .bind(s.kind.as_str())
+                    .bind(s.session_id.as_str())
+                    .bind(s.user.as_str())
+                    .bind(s.groups_json.as_str())
+                    .bind(s.client_addr.as_str())
+                    .bind(s.application.as_str())
+                    .bind(s.connection.as_str())
+                    .bind(s.action.as_str())
+                    .bind(s.approval_id.as_str())
+                    .bind(s.command_tag.as_str())
+                    .bind(s.rows_affected)
+                    .bind(s.duration_us)
+                    .bind(s.error_code.as_str())
+                    .bind(s.key_id.as_str())
+                    .bind(s.body.as_str())
+                    .bind(s.prev_hash.as_str())
+                    .bind(s.hash.as_str());
+            }
+            q.execute(&mut *tx).await?;
         }
-        q.execute($executor).await?;
-    }};
-}
-
-/// Inserts `batch` on `pool` atomically: one INSERT when it fits in one,
-/// else one transaction of [`ROWS_PER_INSERT`]-row INSERTs.
-macro_rules! insert_batch {
-    ($pool:expr, $batch:expr, $sqlite:expr) => {{
-        if $batch.len() <= ROWS_PER_INSERT {
-            insert_chunk!($pool, $batch, $sqlite, false);
+        let up = if sqlite {
+            upsert_sqlite()
         } else {
-            let mut conn = $pool.acquire().await?;
-            let r: Result<(), sqlx::Error> = async {
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                for chunk in $batch.chunks(ROWS_PER_INSERT) {
-                    insert_chunk!(&mut *tx, chunk, $sqlite, true);
-                }
-                tx.commit().await
-            }
-            .await;
-            if let Err(e) = r {
-                // SQLite may have rolled the whole transaction back itself
-                // (disk full, I/O error) while sqlx believes it open, and
-                // would then nest the next batches in savepoints that are
-                // never committed: a connection in doubt is closed, and
-                // the pool opens a fresh one.
-                let _ = conn.close().await;
-                return Err(e.into());
-            }
+            upsert_postgres()
+        };
+        for d in deltas(batch) {
+            sqlx::query::<sqlx::Any>(&up)
+                .bind(d.session_id)
+                .bind(d.instance)
+                .bind(d.user)
+                .bind(d.connection)
+                .bind(d.client_addr)
+                .bind(d.application)
+                .bind(d.first_seq)
+                .bind(d.last_seq)
+                .bind(d.first_us)
+                .bind(d.last_us)
+                .bind(d.statements)
+                .bind(d.denied)
+                .execute(&mut *tx)
+                .await?;
         }
-    }};
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = r {
+        // SQLite may have rolled the whole transaction back itself (disk
+        // full, I/O error) while sqlx believes it open, and would then
+        // nest the next batches in savepoints that are never committed: a
+        // connection in doubt is closed, and the pool opens a fresh one.
+        let _ = conn.close().await;
+        return Err(e.into());
+    }
+    Ok(())
 }
 
-/// `INSERT ... VALUES (...), ...` for `rows` rows: anonymous `?`
-/// placeholders for SQLite (it looks a numbered parameter's name up
-/// linearly, so `$n` costs grow with the square of the parameters in a
-/// statement), `$n` for PostgreSQL.
+/// `INSERT ... VALUES (...), ...` for `rows` rows, run inside the batch's
+/// transaction: anonymous `?` placeholders for SQLite (it looks a
+/// numbered parameter's name up linearly, so `$n` costs grow with the
+/// square of the parameters in a statement), `$n` for PostgreSQL.
 ///
-/// SQLite inside a transaction of several INSERTs (`in_tx`): `INSERT OR
-/// FAIL`. A plain INSERT there may abort halfway, so SQLite copies every
-/// page it touches to a statement journal first (about 15 % of the
-/// store's cost per record); FAIL needs no such copy, and the caller rolls
-/// the whole transaction back on any error, so the batch stays atomic.
-/// Alone (autocommit) a statement keeps the plain INSERT: FAIL would
-/// commit the rows before a conflict, and SQLite keeps no statement
-/// journal in autocommit anyway.
-fn insert_sql(rows: usize, sqlite: bool, in_tx: bool) -> String {
-    let verb = if sqlite && in_tx {
-        "INSERT OR FAIL"
-    } else {
-        "INSERT"
-    };
+/// SQLite: `INSERT OR FAIL`. A plain INSERT inside a transaction may abort
+/// halfway, so SQLite copies every page it touches to a statement journal
+/// first (about 15 % of the store's cost per record); FAIL needs no such
+/// copy, and any error rolls the whole transaction back, so the batch
+/// stays atomic.
+fn insert_sql(rows: usize, sqlite: bool) -> String {
+    let verb = if sqlite { "INSERT OR FAIL" } else { "INSERT" };
     let mut sql = format!("{verb} INTO audit_records ({COLUMNS}) VALUES ");
     for i in 0..rows {
         sql.push_str(if i == 0 { "(" } else { ", (" });
@@ -116,15 +112,14 @@ fn insert_sql(rows: usize, sqlite: bool, in_tx: bool) -> String {
 }
 
 impl Store {
-    /// Inserts a batch atomically: one multi-row INSERT (a transaction of
-    /// its own) when it has at most [`ROWS_PER_INSERT`] rows, else one
-    /// transaction of such INSERTs — one commit for the group either way.
-    /// The gateway's SQLite inserts go through the writer's own
-    /// connection, off the runtime's worker.
+    /// Inserts a batch, with what it adds to the session index, in one
+    /// transaction (one commit for the group). The gateway's SQLite
+    /// inserts go through the writer's own connection, off the runtime's
+    /// worker.
     pub async fn insert(&self, batch: &[&Stored]) -> Result<(), StoreError> {
         match &self.writer {
             Some(w) => w.insert_async(batch).await?,
-            None => insert_batch!(&self.pool, batch, self.sqlite),
+            None => insert_pool(&self.pool, batch, self.sqlite).await?,
         }
         Ok(())
     }
@@ -137,12 +132,13 @@ mod tests {
     use crate::audit::store::tests::temp_sqlite;
 
     #[test]
-    fn only_inserts_inside_a_transaction_of_several_may_fail_halfway() {
-        assert!(insert_sql(2, true, true).starts_with("INSERT OR FAIL INTO"));
-        assert!(insert_sql(2, true, false).starts_with("INSERT INTO"));
+    fn sqlite_inserts_may_fail_without_a_statement_journal() {
+        assert!(insert_sql(2, true).starts_with("INSERT OR FAIL INTO"));
+        assert_eq!(insert_sql(2, true).matches('?').count(), 42);
+        let pg = insert_sql(2, false);
         assert!(
-            insert_sql(2, false, true).starts_with("INSERT INTO"),
-            "PostgreSQL"
+            pg.starts_with("INSERT INTO") && pg.ends_with("$42)"),
+            "{pg}"
         );
     }
 
@@ -196,10 +192,15 @@ mod tests {
         let refs: Vec<&Stored> = recs.iter().collect();
         assert!(store.insert(&refs).await.is_err());
         assert_eq!(store.hashes("gw", 1, 1000).await.unwrap().len(), 1);
+        // Nor any of what it adds to the session index.
+        let span = store.session_spans("").await.unwrap();
+        assert_eq!(span, [("gw".to_string(), 230, 230)]);
         // The connection is usable again and takes the batch without it.
         let rest: Vec<&Stored> = recs.iter().filter(|r| r.seq != 230).collect();
         store.insert(&rest).await.unwrap();
         assert_eq!(store.hashes("gw", 1, 1000).await.unwrap().len(), recs.len());
+        let span = store.session_spans("").await.unwrap();
+        assert_eq!(span, [("gw".to_string(), 1, recs.len() as i64)]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,13 +4,16 @@
 //! export of millions of records runs in constant memory.
 //!
 //! Opening and the schema are here; writing records in [`insert`], reading
-//! them in [`read`], the viewer's sign-ins in [`logins`].
+//! them in [`read`], the session index in [`sessions`], the viewer's
+//! sign-ins in [`logins`].
 
 mod insert;
 mod logins;
 mod read;
+mod sessions;
 mod sqlite_writer;
 
+pub use sessions::{deltas, SessionDelta, SessionRow};
 pub use sqlite_writer::{SqliteWriter, YIELD_EVERY};
 
 use sqlx::any::AnyPoolOptions;
@@ -92,12 +95,30 @@ pub struct Filter {
     pub instance: Option<String>,
 }
 
+/// A value bound to a read query, in placeholder order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// A session's records: (instance, first seq, last seq) per instance.
+type Spans = [(String, i64, i64)];
+
 impl Filter {
-    fn sql(&self) -> (String, Vec<String>, Vec<i64>) {
+    /// The WHERE clause of the filter (empty when it has no conditions)
+    /// and its arguments, numbered `$1, $2, ...` in order. `since` and
+    /// `until`: the conditions the time bounds put on the table read
+    /// (`"at_us >="`, `"at_us <"` on records). `spans`: where the
+    /// filter's session's records are, when it has one and the table
+    /// read is the records.
+    fn sql(&self, since: &str, until: &str, spans: Option<&Spans>) -> (String, Vec<Arg>) {
         let mut conds = Vec::new();
-        let (mut texts, mut ints) = (Vec::new(), Vec::new());
-        // Placeholders are numbered in the order binds are added: texts
-        // first, then integers (see `bind`).
+        let mut args = Vec::new();
+        let arg = |a: Arg, args: &mut Vec<Arg>| {
+            args.push(a);
+            format!("${}", args.len())
+        };
         let text_conds = [
             ("user_name", &self.user),
             ("connection", &self.connection),
@@ -106,23 +127,52 @@ impl Filter {
         ];
         for (col, v) in text_conds {
             if let Some(v) = v {
-                texts.push(v.clone());
-                conds.push(format!("{col} = ${}", texts.len()));
+                conds.push(format!("{col} = {}", arg(Arg::Text(v.clone()), &mut args)));
             }
         }
-        for (op, v) in [(">=", self.since_us), ("<", self.until_us)] {
+        for (cond, v) in [(since, self.since_us), (until, self.until_us)] {
             if let Some(v) = v {
-                ints.push(v);
-                conds.push(format!("at_us {op} ${}", texts.len() + ints.len()));
+                conds.push(format!("{cond} {}", arg(Arg::Int(v), &mut args)));
             }
+        }
+        if let Some(spans) = spans {
+            let mut ors = Vec::new();
+            for (instance, first, last) in spans {
+                let i = arg(Arg::Text(instance.clone()), &mut args);
+                let (f, l) = (
+                    arg(Arg::Int(*first), &mut args),
+                    arg(Arg::Int(*last), &mut args),
+                );
+                ors.push(format!("(instance = {i} AND seq BETWEEN {f} AND {l})"));
+            }
+            // No span: the session has no records.
+            conds.push(if ors.is_empty() {
+                "1 = 0".to_string()
+            } else {
+                format!("({})", ors.join(" OR "))
+            });
         }
         let w = if conds.is_empty() {
             String::new()
         } else {
             format!(" WHERE {}", conds.join(" AND "))
         };
-        (w, texts, ints)
+        (w, args)
     }
+}
+
+/// Binds `args` to `q` in order.
+fn bind_args<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    args: &'q [Arg],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for a in args {
+        q = match a {
+            Arg::Text(t) => q.bind(t.as_str()),
+            Arg::Int(i) => q.bind(*i),
+        };
+    }
+    q
 }
 
 /// A session as listed by `portcullis audit sessions`.
@@ -219,6 +269,7 @@ impl Store {
         for stmt in schema_statements(schema) {
             sqlx::query(&stmt).execute(&pool).await?;
         }
+        Self::upgrade(&pool, sqlite).await?;
         let writer = match (path, writer) {
             (Some(path), Some(sync)) => {
                 Some(tokio::task::spawn_blocking(move || SqliteWriter::open(&path, sync)).await??)

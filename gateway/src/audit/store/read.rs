@@ -5,9 +5,9 @@
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
 
-use super::{Filter, SessionSummary, Store, StoreError, COLUMNS};
+use super::{bind_args, Filter, Store, StoreError, COLUMNS};
 use crate::audit::record::Stored;
 
 fn stored(r: &AnyRow) -> Result<Stored, sqlx::Error> {
@@ -80,55 +80,47 @@ impl Store {
             .collect()
     }
 
-    /// Records matching `f`, in chain order (instance, seq), streamed.
+    /// Records matching `f`, in chain order (instance, seq), streamed. A
+    /// session's records are read from its span of the chain (the session
+    /// index, [`Store::session_spans`]).
     pub fn stream<'a>(&'a self, f: &Filter) -> BoxStream<'a, Result<Stored, StoreError>> {
-        let (w, texts, ints) = f.sql();
-        let sql = format!("SELECT {COLUMNS} FROM audit_records{w} ORDER BY instance, seq");
-        async_stream_rows(&self.pool, sql, texts, ints)
-    }
-
-    /// Sessions matching `f`, newest first, at most `limit`.
-    pub async fn sessions(
-        &self,
-        f: &Filter,
-        limit: i64,
-    ) -> Result<Vec<SessionSummary>, StoreError> {
-        let (w, texts, ints) = f.sql();
-        let sql = format!(
-            "SELECT session_id, MAX(user_name) AS user_name, MAX(connection) AS connection, \
-             MAX(client_addr) AS client_addr, MIN(at_us) AS first_us, MAX(at_us) AS last_us, \
-             SUM(CASE WHEN kind = 'statement' THEN 1 ELSE 0 END) AS statements, \
-             SUM(CASE WHEN action = 'deny' THEN 1 ELSE 0 END) AS denied \
-             FROM audit_records{w} GROUP BY session_id ORDER BY MIN(at_us) DESC LIMIT {limit}"
-        );
-        let mut q = sqlx::query(&sql);
-        for t in &texts {
-            q = q.bind(t);
-        }
-        for i in &ints {
-            q = q.bind(*i);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SessionSummary {
-                    session_id: r.try_get("session_id")?,
-                    user: r.try_get("user_name")?,
-                    connection: r.try_get("connection")?,
-                    client_addr: r.try_get("client_addr")?,
-                    first_us: r.try_get("first_us")?,
-                    last_us: r.try_get("last_us")?,
-                    statements: r.try_get("statements")?,
-                    denied: r.try_get("denied")?,
-                })
-            })
-            .collect()
+        // The query borrows its SQL and arguments: a task owns them while
+        // it streams.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Stored, StoreError>>(256);
+        let (store, f) = (self.clone(), f.clone());
+        tokio::spawn(async move {
+            let spans = match &f.session {
+                Some(id) => match store.session_spans(id).await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                },
+                None => None,
+            };
+            let (w, args) = f.sql("at_us >=", "at_us <", spans.as_deref());
+            let sql = format!("SELECT {COLUMNS} FROM audit_records{w} ORDER BY instance, seq");
+            let mut rows = bind_args(sqlx::query(&sql), &args).fetch(&store.pool);
+            while let Some(r) = rows.next().await {
+                let item = r
+                    .map_err(StoreError::from)
+                    .and_then(|row| Ok(stored(&row)?));
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        tokio_stream_from(rx).boxed()
     }
 
     /// Deletes the records of `instance` up to the last checkpoint signed
     /// before `before_us` — a prefix of the chain, all older than that
     /// time — so what remains verifies from that checkpoint. Returns how
-    /// many were deleted.
+    /// many were deleted. The session index loses the rows of sessions
+    /// wholly deleted; a session the cut goes through keeps its row (its
+    /// span then starts before the first record stored).
     pub async fn prune(&self, instance: &str, before_us: i64) -> Result<u64, StoreError> {
         let r = sqlx::query(
             "SELECT MAX(seq) AS s FROM audit_checkpoints WHERE instance = $1 AND at_us < $2",
@@ -140,11 +132,18 @@ impl Store {
         let Some(upto) = r.try_get::<Option<i64>, _>("s")? else {
             return Ok(0);
         };
+        let mut tx = self.pool.begin().await?;
         let r = sqlx::query("DELETE FROM audit_records WHERE instance = $1 AND seq <= $2")
             .bind(instance)
             .bind(upto)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM audit_sessions WHERE instance = $1 AND last_seq <= $2")
+            .bind(instance)
+            .bind(upto)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(r.rows_affected())
     }
 
@@ -156,37 +155,6 @@ impl Store {
             .await?;
         Ok(r.try_get::<Option<i64>, _>("s")?)
     }
-}
-
-fn async_stream_rows<'a>(
-    pool: &'a AnyPool,
-    sql: String,
-    texts: Vec<String>,
-    ints: Vec<i64>,
-) -> BoxStream<'a, Result<Stored, StoreError>> {
-    // The query borrows its SQL and binds: keep them alive in the stream.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Stored, StoreError>>(256);
-    let pool = pool.clone();
-    tokio::spawn(async move {
-        let mut q = sqlx::query(&sql);
-        for t in &texts {
-            q = q.bind(t);
-        }
-        for i in &ints {
-            q = q.bind(*i);
-        }
-        let mut rows = q.fetch(&pool);
-        while let Some(r) = rows.next().await {
-            let item = r
-                .map_err(StoreError::from)
-                .and_then(|row| Ok(stored(&row)?));
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                break;
-            }
-        }
-    });
-    tokio_stream_from(rx).boxed()
 }
 
 fn tokio_stream_from<T: Send + 'static>(

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
-use super::COLUMNS;
+use super::{deltas, COLUMNS};
 use crate::audit::config::SyncMode;
 use crate::audit::record::Stored;
 
@@ -60,7 +60,8 @@ impl SqliteWriter {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Inserts `batch` in one transaction: all of it or none.
+    /// Inserts `batch` in one transaction, with what it adds to the
+    /// session index: all of it or none.
     ///
     /// `INSERT OR FAIL`: a plain INSERT inside a transaction of several
     /// statements may abort halfway, so SQLite copies every page it
@@ -102,6 +103,23 @@ impl SqliteWriter {
                     s.hash,
                 ])?;
             }
+            let mut up = tx.prepare_cached(&UPSERT_SESSION)?;
+            for d in deltas(batch) {
+                up.execute(params![
+                    d.session_id,
+                    d.instance,
+                    d.user,
+                    d.connection,
+                    d.client_addr,
+                    d.application,
+                    d.first_seq,
+                    d.last_seq,
+                    d.first_us,
+                    d.last_us,
+                    d.statements,
+                    d.denied,
+                ])?;
+            }
         }
         tx.commit()
     }
@@ -133,6 +151,9 @@ impl SqliteWriter {
         self.lock().execute_batch(sql)
     }
 }
+
+/// The session index's upsert, built once.
+static UPSERT_SESSION: LazyLock<String> = LazyLock::new(super::sessions::upsert_sqlite);
 
 /// The single-row INSERT (21 anonymous placeholders), built once.
 static INSERT_ONE: LazyLock<String> = LazyLock::new(|| {
