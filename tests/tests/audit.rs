@@ -386,7 +386,8 @@ fn sessions_in_postgres_record_the_same_and_verify_names_tampering() {
     sql("UPDATE audit_sessions SET last_seq = last_seq - 1 WHERE last_seq = (SELECT MAX(last_seq) FROM audit_sessions)");
     let out = broken("a narrowed session span");
     assert!(
-        out.contains("the session index (audit_sessions) says session") && out.contains("(edited)"),
+        out.contains("the session index (audit_sessions) row of session")
+            && out.contains("(edited)"),
         "{out}"
     );
     restore_sessions();

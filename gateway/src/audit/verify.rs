@@ -11,7 +11,7 @@ use base64::Engine as _;
 use futures_util::StreamExt;
 use ring::signature::{UnparsedPublicKey, ED25519};
 
-use super::record::{Stored, GENESIS, KIND_STATEMENT};
+use super::record::{Stored, GENESIS};
 use super::store::{Checkpoint, Filter, SessionRow, Store, StoreError};
 
 /// What verification found for one instance.
@@ -220,18 +220,12 @@ async fn verify_instance(store: &Store, instance: &str, key: &str) -> Result<Rep
             last_cp_seq = r.seq;
         }
         first_stored.get_or_insert(r.seq);
-        let s = seen
-            .entry(r.session_id.clone())
-            .or_insert_with(|| SessionRow {
-                session_id: r.session_id.clone(),
-                first_seq: r.seq,
-                last_seq: r.seq,
-                statements: 0,
-                denied: 0,
-            });
-        s.last_seq = r.seq;
-        s.statements += i64::from(r.kind == KIND_STATEMENT);
-        s.denied += i64::from(r.action == "deny");
+        match seen.get_mut(&r.session_id) {
+            Some(row) => row.add(&r),
+            None => {
+                seen.insert(r.session_id.clone(), SessionRow::start(&r));
+            }
+        }
         prev = Some((r.seq, r.hash));
     }
     // Checkpoints past the last record: records at the end were deleted.
@@ -255,6 +249,47 @@ async fn verify_instance(store: &Store, instance: &str, key: &str) -> Result<Rep
     Ok(report)
 }
 
+/// What an index row must always agree on with the records: who, from
+/// where, and where the session ends.
+fn who_and_end(a: &SessionRow) -> (&str, &str, &str, &str, i64, i64) {
+    (
+        &a.user,
+        &a.connection,
+        &a.client_addr,
+        &a.application,
+        a.last_seq,
+        a.last_us,
+    )
+}
+
+/// How an index row differs from what the records make of it.
+fn describe(row: &SessionRow, s: &SessionRow) -> String {
+    let mut d = Vec::new();
+    for (what, a, b) in [
+        ("user", &row.user, &s.user),
+        ("connection", &row.connection, &s.connection),
+        ("client address", &row.client_addr, &s.client_addr),
+        ("application", &row.application, &s.application),
+    ] {
+        if a != b {
+            d.push(format!("{what} {a:?}, records {b:?}"));
+        }
+    }
+    for (what, a, b) in [
+        ("first record", row.first_seq, s.first_seq),
+        ("last record", row.last_seq, s.last_seq),
+        ("first time", row.first_us, s.first_us),
+        ("last time", row.last_us, s.last_us),
+        ("statements", row.statements, s.statements),
+        ("denied", row.denied, s.denied),
+    ] {
+        if a != b {
+            d.push(format!("{what} {a}, records {b}"));
+        }
+    }
+    d.join("; ")
+}
+
 /// The first disagreement between the session index (`rows`) and the
 /// sessions the chain holds (`seen`), by record. `first_stored`: the
 /// first record not pruned; a session that began before it keeps its
@@ -275,18 +310,20 @@ fn check_sessions(
             problems.push(broken(s.first_seq, format!("session {id} has records but no row in the session index (audit_sessions): replay and the viewer would not show them (deleted)")));
             continue;
         };
-        let whole = row.first_seq >= first_stored;
-        let agrees = row.last_seq == s.last_seq
-            && if whole {
-                (row.first_seq, row.statements, row.denied) == (s.first_seq, s.statements, s.denied)
+        // Who and where, and the end of the span, always; the start and
+        // the counts unless the session began before the first record
+        // stored (retention cut it).
+        let agrees = who_and_end(row) == who_and_end(s)
+            && if row.first_seq >= first_stored {
+                (row.first_seq, row.first_us, row.statements, row.denied)
+                    == (s.first_seq, s.first_us, s.statements, s.denied)
             } else {
-                row.first_seq < s.first_seq
+                row.first_seq < s.first_seq && row.first_us <= s.first_us
             };
         if !agrees {
             problems.push(broken(s.first_seq, format!(
-                "the session index (audit_sessions) says session {id} spans records {}..{} with {} statements ({} denied); the chain holds {}..{} with {} ({}) (edited)",
-                row.first_seq, row.last_seq, row.statements, row.denied,
-                s.first_seq, s.last_seq, s.statements, s.denied
+                "the session index (audit_sessions) row of session {id} differs from its records: {} (edited)",
+                describe(row, s)
             )));
         }
     }
@@ -305,10 +342,14 @@ mod tests {
     fn row(id: &str, first: i64, last: i64, statements: i64, denied: i64) -> (String, SessionRow) {
         let r = SessionRow {
             session_id: id.into(),
+            user: format!("{id}@example.com"),
             first_seq: first,
             last_seq: last,
+            first_us: first * 10,
+            last_us: last * 10,
             statements,
             denied,
+            ..Default::default()
         };
         (id.into(), r)
     }
@@ -327,7 +368,19 @@ mod tests {
         let b = check_sessions(&seen, &rows, 1).expect("narrowed");
         assert_eq!(b.seq, 3);
         assert!(
-            b.what.contains("session b spans records 3..11") && b.what.contains("(edited)"),
+            b.what.contains("session b differs from its records: last record 11, records 12; last time 110, records 120 (edited)"),
+            "{}",
+            b.what
+        );
+        // The user edited (the session would not be listed under its user).
+        rows = seen.clone();
+        if let Some(r) = rows.get_mut("a") {
+            r.user = "mallory@example.com".into();
+        }
+        let b = check_sessions(&seen, &rows, 1).expect("user");
+        assert!(
+            b.what
+                .contains(r#"user "mallory@example.com", records "a@example.com""#),
             "{}",
             b.what
         );
@@ -362,6 +415,12 @@ mod tests {
         let seen: HashMap<_, _> = [row("a", 6, 9, 2, 0)].into();
         let rows: HashMap<_, _> = [row("a", 1, 9, 4, 1)].into();
         assert_eq!(check_sessions(&seen, &rows, 6), None);
+        // Its user must still agree.
+        let mut other = rows.clone();
+        if let Some(r) = other.get_mut("a") {
+            r.user = "mallory@example.com".into();
+        }
+        assert!(check_sessions(&seen, &other, 6).is_some());
         // But its end must still agree.
         let rows: HashMap<_, _> = [row("a", 1, 8, 4, 1)].into();
         assert!(check_sessions(&seen, &rows, 6).is_some());

@@ -52,12 +52,12 @@ async fn insert_pool(pool: &AnyPool, batch: &[&Stored], sqlite: bool) -> Result<
         };
         for d in deltas(batch) {
             sqlx::query::<sqlx::Any>(&up)
-                .bind(d.session_id)
-                .bind(d.instance)
-                .bind(d.user)
-                .bind(d.connection)
-                .bind(d.client_addr)
-                .bind(d.application)
+                .bind(d.session_id.as_str())
+                .bind(d.instance.as_str())
+                .bind(d.user.as_str())
+                .bind(d.connection.as_str())
+                .bind(d.client_addr.as_str())
+                .bind(d.application.as_str())
                 .bind(d.first_seq)
                 .bind(d.last_seq)
                 .bind(d.first_us)

@@ -13,7 +13,7 @@ mod read;
 mod sessions;
 mod sqlite_writer;
 
-pub use sessions::{deltas, SessionDelta, SessionRow};
+pub use sessions::{deltas, SessionRow};
 pub use sqlite_writer::{SqliteWriter, YIELD_EVERY};
 
 use sqlx::any::AnyPoolOptions;

@@ -18,30 +18,30 @@ use sqlx::{AnyPool, Row};
 use super::{bind_args, Filter, SessionSummary, Store, StoreError};
 use crate::audit::record::{Stored, KIND_STATEMENT};
 
-/// What a batch of records adds to one session's row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionDelta<'a> {
+/// A session's row of the index, or what a batch of records adds to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionRow {
     /// Session id.
-    pub session_id: &'a str,
+    pub session_id: String,
     /// Instance whose chain holds the records.
-    pub instance: &'a str,
+    pub instance: String,
     /// User.
-    pub user: &'a str,
+    pub user: String,
     /// Connection.
-    pub connection: &'a str,
+    pub connection: String,
     /// Client address.
-    pub client_addr: &'a str,
+    pub client_addr: String,
     /// application_name.
-    pub application: &'a str,
-    /// First record of the session in the batch.
+    pub application: String,
+    /// First record.
     pub first_seq: i64,
-    /// Last record of the session in the batch.
+    /// Last record.
     pub last_seq: i64,
     /// Earliest record time (µs).
     pub first_us: i64,
     /// Latest record time (µs).
     pub last_us: i64,
-    /// Statements among them.
+    /// Statements among the records.
     pub statements: i64,
     /// Refusals among them.
     pub denied: i64,
@@ -50,42 +50,60 @@ pub struct SessionDelta<'a> {
 /// The action of a refused statement.
 const DENY: &str = "deny";
 
+impl SessionRow {
+    /// The row of `s`'s session as `s` alone makes it.
+    pub fn start(s: &Stored) -> Self {
+        let mut row = Self {
+            session_id: s.session_id.clone(),
+            instance: s.instance.clone(),
+            user: s.user.clone(),
+            connection: s.connection.clone(),
+            client_addr: s.client_addr.clone(),
+            application: s.application.clone(),
+            first_seq: s.seq,
+            last_seq: s.seq,
+            first_us: s.at_us,
+            last_us: s.at_us,
+            statements: 0,
+            denied: 0,
+        };
+        row.count(s);
+        row
+    }
+
+    /// Widens the row to another record of the session.
+    pub fn add(&mut self, s: &Stored) {
+        self.first_seq = self.first_seq.min(s.seq);
+        self.last_seq = self.last_seq.max(s.seq);
+        self.first_us = self.first_us.min(s.at_us);
+        self.last_us = self.last_us.max(s.at_us);
+        self.count(s);
+    }
+
+    fn count(&mut self, s: &Stored) {
+        self.statements += i64::from(s.kind == KIND_STATEMENT);
+        self.denied += i64::from(s.action == DENY);
+    }
+}
+
 /// What `batch` adds to each session's row, in the order the sessions
 /// first appear in it.
-pub fn deltas<'a>(batch: &[&'a Stored]) -> Vec<SessionDelta<'a>> {
-    let mut out: Vec<SessionDelta<'a>> = Vec::new();
+pub fn deltas(batch: &[&Stored]) -> Vec<SessionRow> {
+    let mut out: Vec<SessionRow> = Vec::new();
     let mut at: HashMap<(&str, &str), usize> = HashMap::new();
     for s in batch {
-        let key = (s.session_id.as_str(), s.instance.as_str());
-        let i = *at.entry(key).or_insert_with(|| {
-            out.push(SessionDelta {
-                session_id: &s.session_id,
-                instance: &s.instance,
-                user: &s.user,
-                connection: &s.connection,
-                client_addr: &s.client_addr,
-                application: &s.application,
-                first_seq: s.seq,
-                last_seq: s.seq,
-                first_us: s.at_us,
-                last_us: s.at_us,
-                statements: 0,
-                denied: 0,
-            });
-            out.len() - 1
-        });
-        let d = &mut out[i];
-        d.first_seq = d.first_seq.min(s.seq);
-        d.last_seq = d.last_seq.max(s.seq);
-        d.first_us = d.first_us.min(s.at_us);
-        d.last_us = d.last_us.max(s.at_us);
-        d.statements += i64::from(s.kind == KIND_STATEMENT);
-        d.denied += i64::from(s.action == DENY);
+        match at.entry((s.session_id.as_str(), s.instance.as_str())) {
+            std::collections::hash_map::Entry::Occupied(e) => out[*e.get()].add(s),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(out.len());
+                out.push(SessionRow::start(s));
+            }
+        }
     }
     out
 }
 
-/// The upsert of one [`SessionDelta`] (12 parameters, in its field
+/// The upsert of one [`SessionRow`] (12 parameters, in its field
 /// order): a new session's row, or an existing row widened and its
 /// counts added to. `least`/`greatest`: the backend's two-argument
 /// minimum and maximum.
@@ -128,21 +146,6 @@ const BACKFILL: &str = "INSERT INTO audit_sessions (session_id, instance, user_n
 
 /// The per-record indexes a store made before `audit_sessions` has.
 const OLD_INDEXES: [&str; 2] = ["audit_records_session", "audit_records_user"];
-
-/// A session's row as `audit verify` checks it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRow {
-    /// Session id.
-    pub session_id: String,
-    /// First record.
-    pub first_seq: i64,
-    /// Last record.
-    pub last_seq: i64,
-    /// Statements.
-    pub statements: i64,
-    /// Refusals.
-    pub denied: i64,
-}
 
 impl Store {
     /// Fills the session index of a store made before it, once, and drops
@@ -233,7 +236,8 @@ impl Store {
         instance: &str,
     ) -> Result<HashMap<String, SessionRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT session_id, first_seq, last_seq, statements, denied FROM audit_sessions \
+            "SELECT session_id, instance, user_name, connection, client_addr, application, \
+             first_seq, last_seq, first_us, last_us, statements, denied FROM audit_sessions \
              WHERE instance = $1",
         )
         .bind(instance)
@@ -243,8 +247,15 @@ impl Store {
             .map(|r| {
                 let row = SessionRow {
                     session_id: r.try_get("session_id")?,
+                    instance: r.try_get("instance")?,
+                    user: r.try_get("user_name")?,
+                    connection: r.try_get("connection")?,
+                    client_addr: r.try_get("client_addr")?,
+                    application: r.try_get("application")?,
                     first_seq: r.try_get("first_seq")?,
                     last_seq: r.try_get("last_seq")?,
+                    first_us: r.try_get("first_us")?,
+                    last_us: r.try_get("last_us")?,
                     statements: r.try_get("statements")?,
                     denied: r.try_get("denied")?,
                 };
@@ -306,7 +317,7 @@ mod tests {
         let d = deltas(&refs);
         assert_eq!(d.len(), 2, "{d:?}");
         let a = &d[0];
-        assert_eq!((a.session_id, a.user), ("a", "user-of-a"));
+        assert_eq!((a.session_id.as_str(), a.user.as_str()), ("a", "user-of-a"));
         assert_eq!((a.first_seq, a.last_seq), (5, 8));
         assert_eq!(
             (a.first_us, a.last_us),
@@ -315,7 +326,10 @@ mod tests {
         );
         assert_eq!((a.statements, a.denied), (2, 1));
         let b = &d[1];
-        assert_eq!((b.session_id, b.first_seq, b.last_seq), ("b", 6, 9));
+        assert_eq!(
+            (b.session_id.as_str(), b.first_seq, b.last_seq),
+            ("b", 6, 9)
+        );
         assert_eq!((b.statements, b.denied), (1, 0));
     }
 
