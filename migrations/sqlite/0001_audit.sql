@@ -49,7 +49,12 @@ CREATE TABLE IF NOT EXISTS audit_sessions (
     denied INTEGER NOT NULL,
     PRIMARY KEY (session_id, instance)
 );
+-- The list, newest first, by user or connection, and retention's pruning
+-- of the rows of sessions wholly pruned.
 CREATE INDEX IF NOT EXISTS audit_sessions_first ON audit_sessions (first_us);
+CREATE INDEX IF NOT EXISTS audit_sessions_user ON audit_sessions (user_name, first_us);
+CREATE INDEX IF NOT EXISTS audit_sessions_connection ON audit_sessions (connection, first_us);
+CREATE INDEX IF NOT EXISTS audit_sessions_last ON audit_sessions (instance, last_seq);
 -- Signed checkpoints: (instance, seq, hash) signed with the instance key.
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     instance TEXT NOT NULL,

@@ -399,6 +399,14 @@ fn sessions_in_postgres_record_the_same_and_verify_names_tampering() {
         audit_cli(&gw, &["verify"]).status.success(),
         "session index restored"
     );
+    // A row under an instance with neither records nor a key (a fake
+    // session at the top of the viewer's list) is checked too.
+    sql("INSERT INTO audit_sessions VALUES ('fake-1', 'zz', 'alice@example.com', 'c', '10.0.0.9', 'psql', 1, 1, 9000000000000000, 9000000000000000, 0, 0)");
+    let out = audit_cli(&gw, &["verify"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("zz: BROKEN"), "{stdout}");
+    sql("DELETE FROM audit_sessions WHERE instance = 'zz'");
     // A store made before the session index: the next open fills it from
     // the records and drops the per-record indexes it replaces.
     sql("DROP TABLE audit_sessions; CREATE INDEX audit_records_session ON audit_records (session_id); CREATE INDEX audit_records_user ON audit_records (user_name)");

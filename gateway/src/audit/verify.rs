@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use ring::signature::{UnparsedPublicKey, ED25519};
 
 use super::record::{Stored, GENESIS};
-use super::store::{Checkpoint, Filter, SessionRow, Store, StoreError};
+use super::store::{Checkpoint, SessionRow, Store, StoreError};
 
 /// What verification found for one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,11 +141,8 @@ async fn verify_instance(store: &Store, instance: &str, key: &str) -> Result<Rep
         report.checkpoints += 1;
         by_seq.insert(cp.seq, cp);
     }
-    let filter = Filter {
-        instance: Some(instance.to_string()),
-        ..Default::default()
-    };
-    let mut rows = store.stream(&filter);
+    // The session index and the records as of one moment.
+    let (index, mut rows) = store.snapshot(instance).await?;
     // (seq, hash) of the previous record; None before the first one.
     let mut prev: Option<(i64, String)> = None;
     let mut last_cp_seq = 0;
@@ -244,8 +241,7 @@ async fn verify_instance(store: &Store, instance: &str, key: &str) -> Result<Rep
         }
     }
     report.unsigned_tail = prev.map_or(0, |p| (p.0 - last_cp_seq).max(0) as u64);
-    let rows = store.session_rows(instance).await?;
-    report.broken = check_sessions(&seen, &rows, first_stored.unwrap_or(0));
+    report.broken = check_sessions(&seen, &index, first_stored.unwrap_or(0));
     Ok(report)
 }
 
@@ -318,7 +314,16 @@ fn check_sessions(
                 (row.first_seq, row.first_us, row.statements, row.denied)
                     == (s.first_seq, s.first_us, s.statements, s.denied)
             } else {
-                row.first_seq < s.first_seq && row.first_us <= s.first_us
+                // Cut by retention: it began after the chain's start, and
+                // the pruned records account for at most the counts the
+                // row has beyond the stored ones.
+                let pruned = first_stored - row.first_seq;
+                first_stored > 1
+                    && row.first_seq >= 1
+                    && row.first_seq < s.first_seq
+                    && row.first_us <= s.first_us
+                    && (0..=pruned).contains(&(row.statements - s.statements))
+                    && (0..=pruned).contains(&(row.denied - s.denied))
             };
         if !agrees {
             problems.push(broken(s.first_seq, format!(
@@ -415,6 +420,19 @@ mod tests {
         let seen: HashMap<_, _> = [row("a", 6, 9, 2, 0)].into();
         let rows: HashMap<_, _> = [row("a", 1, 9, 4, 1)].into();
         assert_eq!(check_sessions(&seen, &rows, 6), None);
+        // Its counts may not fall below what is stored, nor exceed it by
+        // more than the records pruned; its start stays within the chain.
+        for (first, statements) in [(1, 1), (1, 8), (0, 4)] {
+            let rows: HashMap<_, _> = [row("a", first, 9, statements, 1)].into();
+            assert!(
+                check_sessions(&seen, &rows, 6).is_some(),
+                "{first} {statements}"
+            );
+        }
+        // Nothing pruned: a row may not claim to begin before the chain.
+        let seen1: HashMap<_, _> = [row("a", 1, 9, 2, 0)].into();
+        let rows: HashMap<_, _> = [row("a", 0, 9, 0, 0)].into();
+        assert!(check_sessions(&seen1, &rows, 1).is_some());
         // Its user must still agree.
         let mut other = rows.clone();
         if let Some(r) = other.get_mut("a") {

@@ -321,12 +321,14 @@ impl Store {
         Ok(public_key.to_string())
     }
 
-    /// Every instance with a public key on record or with records, and
-    /// its key (empty when none is on record).
+    /// Every instance with a public key on record, with records or with
+    /// rows in the session index, and its key (empty when none is on
+    /// record).
     pub async fn instances(&self) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT i.instance AS instance, COALESCE(k.public_key, '') AS public_key \
-             FROM (SELECT instance FROM audit_instances UNION SELECT DISTINCT instance FROM audit_records) i \
+             FROM (SELECT instance FROM audit_instances UNION SELECT DISTINCT instance FROM audit_records \
+             UNION SELECT DISTINCT instance FROM audit_sessions) i \
              LEFT JOIN audit_instances k ON k.instance = i.instance ORDER BY i.instance",
         )
         .fetch_all(&self.pool)
@@ -474,8 +476,11 @@ pub(crate) mod tests {
             })
             .await
             .unwrap();
+        assert_eq!(store.session_spans("").await.unwrap().len(), 1);
         assert_eq!(store.prune("gw", 2).await.unwrap(), 3, "all of them");
         assert_eq!(store.first_seq("gw").await.unwrap(), None);
+        // The session's row went with its records.
+        assert!(store.session_spans("").await.unwrap().is_empty());
         // The chain goes on after the checkpoint, not from the genesis.
         assert_eq!(
             store.head("gw").await.unwrap(),

@@ -7,7 +7,10 @@ use futures_util::StreamExt;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{bind_args, Filter, Store, StoreError, COLUMNS};
+use std::collections::HashMap;
+
+use super::sessions::session_rows;
+use super::{bind_args, Filter, SessionRow, Store, StoreError, COLUMNS};
 use crate::audit::record::Stored;
 
 fn stored(r: &AnyRow) -> Result<Stored, sqlx::Error> {
@@ -115,6 +118,75 @@ impl Store {
         tokio_stream_from(rx).boxed()
     }
 
+    /// `instance`'s rows of the session index and its records in chain
+    /// order, both as of one moment (one read transaction: repeatable
+    /// read on PostgreSQL, SQLite's snapshot in WAL mode), so a gateway
+    /// writing meanwhile does not make them disagree.
+    pub async fn snapshot(
+        &self,
+        instance: &str,
+    ) -> Result<
+        (
+            HashMap<String, SessionRow>,
+            BoxStream<'static, Result<Stored, StoreError>>,
+        ),
+        StoreError,
+    > {
+        let (rows_tx, rows_rx) = tokio::sync::oneshot::channel();
+        // The records are read once the stream is first polled.
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Stored, StoreError>>(256);
+        let (pool, sqlite, instance) = (self.pool.clone(), self.sqlite, instance.to_string());
+        tokio::spawn(async move {
+            let read = async {
+                let mut t = pool.begin().await?;
+                if !sqlite {
+                    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                        .execute(&mut *t)
+                        .await?;
+                }
+                let rows = session_rows(&mut *t, &instance).await?;
+                Ok::<_, StoreError>((t, rows))
+            };
+            let mut t = match read.await {
+                Ok((t, rows)) => {
+                    let _ = rows_tx.send(Ok(rows));
+                    t
+                }
+                Err(e) => {
+                    let _ = rows_tx.send(Err(e));
+                    return;
+                }
+            };
+            if go_rx.await.is_err() {
+                return;
+            }
+            let sql =
+                format!("SELECT {COLUMNS} FROM audit_records WHERE instance = $1 ORDER BY seq");
+            let mut rows = sqlx::query(&sql).bind(&instance).fetch(&mut *t);
+            while let Some(r) = rows.next().await {
+                let item = r
+                    .map_err(StoreError::from)
+                    .and_then(|row| Ok(stored(&row)?));
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        let rows = rows_rx.await.map_err(|_| {
+            StoreError::Db(sqlx::Error::Protocol("the snapshot reader stopped".into()))
+        })??;
+        let start = futures_util::stream::once(async move {
+            let _ = go_tx.send(());
+            None
+        });
+        let records = start
+            .filter_map(std::future::ready)
+            .chain(tokio_stream_from(rx));
+        Ok((rows, records.boxed()))
+    }
+
     /// Deletes the records of `instance` up to the last checkpoint signed
     /// before `before_us` — a prefix of the chain, all older than that
     /// time — so what remains verifies from that checkpoint. Returns how
@@ -138,11 +210,13 @@ impl Store {
             .bind(upto)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM audit_sessions WHERE instance = $1 AND last_seq <= $2")
-            .bind(instance)
-            .bind(upto)
-            .execute(&mut *tx)
-            .await?;
+        if r.rows_affected() > 0 {
+            sqlx::query("DELETE FROM audit_sessions WHERE instance = $1 AND last_seq <= $2")
+                .bind(instance)
+                .bind(upto)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(r.rows_affected())
     }

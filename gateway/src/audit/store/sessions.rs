@@ -155,6 +155,7 @@ impl Store {
         if !has_old_index(pool, sqlite).await? {
             return Ok(());
         }
+        tracing::info!("audit store made before the session index: filling it from the records (one pass) and dropping the per-record indexes by session and user; stop every gateway sharing this store before upgrading them");
         let mut tx = pool.begin().await?;
         if !sqlite {
             // 0x706f7274 ("port"): any constant both sides agree on.
@@ -229,40 +230,44 @@ impl Store {
             })
             .collect()
     }
+}
 
-    /// `instance`'s rows of the session index, by session id.
-    pub async fn session_rows(
-        &self,
-        instance: &str,
-    ) -> Result<HashMap<String, SessionRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT session_id, instance, user_name, connection, client_addr, application, \
-             first_seq, last_seq, first_us, last_us, statements, denied FROM audit_sessions \
-             WHERE instance = $1",
-        )
-        .bind(instance)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let row = SessionRow {
-                    session_id: r.try_get("session_id")?,
-                    instance: r.try_get("instance")?,
-                    user: r.try_get("user_name")?,
-                    connection: r.try_get("connection")?,
-                    client_addr: r.try_get("client_addr")?,
-                    application: r.try_get("application")?,
-                    first_seq: r.try_get("first_seq")?,
-                    last_seq: r.try_get("last_seq")?,
-                    first_us: r.try_get("first_us")?,
-                    last_us: r.try_get("last_us")?,
-                    statements: r.try_get("statements")?,
-                    denied: r.try_get("denied")?,
-                };
-                Ok((row.session_id.clone(), row))
-            })
-            .collect()
-    }
+/// `instance`'s rows of the session index, by session id, read on
+/// `executor` (the snapshot `audit verify` reads the records in).
+pub(super) async fn session_rows<'e, E>(
+    executor: E,
+    instance: &str,
+) -> Result<HashMap<String, SessionRow>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(
+        "SELECT session_id, instance, user_name, connection, client_addr, application, \
+         first_seq, last_seq, first_us, last_us, statements, denied FROM audit_sessions \
+         WHERE instance = $1",
+    )
+    .bind(instance)
+    .fetch_all(executor)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let row = SessionRow {
+                session_id: r.try_get("session_id")?,
+                instance: r.try_get("instance")?,
+                user: r.try_get("user_name")?,
+                connection: r.try_get("connection")?,
+                client_addr: r.try_get("client_addr")?,
+                application: r.try_get("application")?,
+                first_seq: r.try_get("first_seq")?,
+                last_seq: r.try_get("last_seq")?,
+                first_us: r.try_get("first_us")?,
+                last_us: r.try_get("last_us")?,
+                statements: r.try_get("statements")?,
+                denied: r.try_get("denied")?,
+            };
+            Ok((row.session_id.clone(), row))
+        })
+        .collect()
 }
 
 /// Whether the store still has the per-record session index of a store
@@ -491,6 +496,24 @@ mod tests {
             key(&store.sessions(&Filter::default(), 10).await.unwrap()),
             key(&before)
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn verify_reads_the_index_and_the_records_as_of_one_moment() {
+        let (dir, url) = temp_sqlite();
+        let store = Store::open_writer(&url, SyncMode::Normal).await.unwrap();
+        let (one, two) = two_batches();
+        store.insert(&one.iter().collect::<Vec<_>>()).await.unwrap();
+        let (rows, recs) = store.snapshot("gw").await.unwrap();
+        // A gateway commits while verify reads.
+        store.insert(&two.iter().collect::<Vec<_>>()).await.unwrap();
+        let seqs: Vec<i64> = recs.map(|r| r.unwrap().seq).collect().await;
+        assert_eq!(seqs, [1, 2, 3]);
+        assert_eq!((rows["a"].last_seq, rows["b"].last_seq), (3, 2));
+        let (rows, recs) = store.snapshot("gw").await.unwrap();
+        assert_eq!(recs.count().await, 5);
+        assert_eq!(rows["a"].last_seq, 4);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
