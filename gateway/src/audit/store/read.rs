@@ -104,16 +104,7 @@ impl Store {
             };
             let (w, args) = f.sql("at_us >=", "at_us <", spans.as_deref());
             let sql = format!("SELECT {COLUMNS} FROM audit_records{w} ORDER BY instance, seq");
-            let mut rows = bind_args(sqlx::query(&sql), &args).fetch(&store.pool);
-            while let Some(r) = rows.next().await {
-                let item = r
-                    .map_err(StoreError::from)
-                    .and_then(|row| Ok(stored(&row)?));
-                let stop = item.is_err();
-                if tx.send(item).await.is_err() || stop {
-                    break;
-                }
-            }
+            forward(bind_args(sqlx::query(&sql), &args).fetch(&store.pool), &tx).await;
         });
         tokio_stream_from(rx).boxed()
     }
@@ -163,16 +154,7 @@ impl Store {
             }
             let sql =
                 format!("SELECT {COLUMNS} FROM audit_records WHERE instance = $1 ORDER BY seq");
-            let mut rows = sqlx::query(&sql).bind(&instance).fetch(&mut *t);
-            while let Some(r) = rows.next().await {
-                let item = r
-                    .map_err(StoreError::from)
-                    .and_then(|row| Ok(stored(&row)?));
-                let stop = item.is_err();
-                if tx.send(item).await.is_err() || stop {
-                    break;
-                }
-            }
+            forward(sqlx::query(&sql).bind(&instance).fetch(&mut *t), &tx).await;
         });
         let rows = rows_rx.await.map_err(|_| {
             StoreError::Db(sqlx::Error::Protocol("the snapshot reader stopped".into()))
@@ -228,6 +210,23 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(r.try_get::<Option<i64>, _>("s")?)
+    }
+}
+
+/// Sends `rows` to `tx` as records, until the reader is gone or a row
+/// fails (the error is sent).
+async fn forward(
+    mut rows: BoxStream<'_, Result<sqlx::any::AnyRow, sqlx::Error>>,
+    tx: &tokio::sync::mpsc::Sender<Result<Stored, StoreError>>,
+) {
+    while let Some(r) = rows.next().await {
+        let item = r
+            .map_err(StoreError::from)
+            .and_then(|row| Ok(stored(&row)?));
+        let stop = item.is_err();
+        if tx.send(item).await.is_err() || stop {
+            break;
+        }
     }
 }
 
