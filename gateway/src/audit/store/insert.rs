@@ -6,7 +6,7 @@
 
 use sqlx::AnyPool;
 
-use super::sessions::{deltas, upsert_postgres, upsert_sqlite};
+use super::sessions::{deltas, UPSERT_POSTGRES, UPSERT_SQLITE};
 use super::{Store, StoreError, COLUMNS, ROWS_PER_INSERT};
 use crate::audit::record::Stored;
 
@@ -46,12 +46,12 @@ async fn insert_pool(pool: &AnyPool, batch: &[&Stored], sqlite: bool) -> Result<
             q.execute(&mut *tx).await?;
         }
         let up = if sqlite {
-            upsert_sqlite()
+            &UPSERT_SQLITE
         } else {
-            upsert_postgres()
+            &UPSERT_POSTGRES
         };
         for d in deltas(batch) {
-            sqlx::query::<sqlx::Any>(&up)
+            sqlx::query::<sqlx::Any>(up)
                 .bind(d.session_id.as_str())
                 .bind(d.instance.as_str())
                 .bind(d.user.as_str())

@@ -12,6 +12,7 @@
 //! once, at open ([`Store::upgrade`]).
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use sqlx::{AnyPool, Row};
 
@@ -122,16 +123,15 @@ fn upsert_sql(marks: &[String], least: &str, greatest: &str) -> String {
     )
 }
 
-/// The upsert for SQLite (anonymous placeholders).
-pub fn upsert_sqlite() -> String {
-    upsert_sql(&vec!["?".to_string(); 12], "MIN", "MAX")
-}
+/// The upsert for SQLite (anonymous placeholders), built once.
+pub static UPSERT_SQLITE: LazyLock<String> =
+    LazyLock::new(|| upsert_sql(&vec!["?".to_string(); 12], "MIN", "MAX"));
 
-/// The upsert for PostgreSQL.
-pub fn upsert_postgres() -> String {
+/// The upsert for PostgreSQL, built once.
+pub static UPSERT_POSTGRES: LazyLock<String> = LazyLock::new(|| {
     let marks: Vec<String> = (1..=12).map(|i| format!("${i}")).collect();
     upsert_sql(&marks, "LEAST", "GREATEST")
-}
+});
 
 /// Fills `audit_sessions` from the records of a store made before it
 /// (whose records still have their index by session).
@@ -340,10 +340,10 @@ mod tests {
 
     #[test]
     fn the_upserts_name_twelve_parameters_in_the_deltas_order() {
-        let s = upsert_sqlite();
+        let s = UPSERT_SQLITE.as_str();
         assert_eq!(s.matches('?').count(), 12, "{s}");
         assert!(s.contains("MIN(audit_sessions.first_seq"), "{s}");
-        let p = upsert_postgres();
+        let p = UPSERT_POSTGRES.as_str();
         assert!(p.contains("$12)") && !p.contains("$13"), "{p}");
         assert!(p.contains("GREATEST(audit_sessions.last_seq"), "{p}");
     }
@@ -415,14 +415,16 @@ mod tests {
             since_us: Some(135),
             ..Default::default()
         };
-        let ids: Vec<String> = store
+        let ids: Vec<(String, i64)> = store
             .sessions(&late, 10)
             .await
             .unwrap()
             .into_iter()
-            .map(|s| s.session_id)
+            .map(|s| (s.session_id, s.statements))
             .collect();
-        assert_eq!(ids, ["b"]);
+        // b's one statement (at 110) is before the window: the counts
+        // are the whole session's.
+        assert_eq!(ids, [("b".to_string(), 1)]);
     }
 
     #[tokio::test]
@@ -441,6 +443,25 @@ mod tests {
         let store = Store::open(&url).await.unwrap();
         assert!(store.writer.is_none());
         kept_across_batches(&store).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn the_pool_stores_a_batch_and_its_index_rows_whole_or_not_at_all() {
+        let (dir, url) = temp_sqlite();
+        let store = Store::open(&url).await.unwrap();
+        let (one, two) = two_batches();
+        store.insert(&[&one[2]]).await.unwrap();
+        // Record 3 is there already: the batch conflicts after its first
+        // rows went in.
+        let all: Vec<&Stored> = one.iter().chain(&two).collect();
+        assert!(store.insert(&all).await.is_err());
+        assert_eq!(store.hashes("gw", 1, 10).await.unwrap().len(), 1);
+        assert_eq!(
+            store.session_spans("a").await.unwrap(),
+            [("gw".to_string(), 3, 3)]
+        );
+        assert!(store.session_spans("b").await.unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

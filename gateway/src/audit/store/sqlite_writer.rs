@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
+use super::sessions::UPSERT_SQLITE;
 use super::{deltas, COLUMNS};
 use crate::audit::config::SyncMode;
 use crate::audit::record::Stored;
@@ -103,7 +104,7 @@ impl SqliteWriter {
                     s.hash,
                 ])?;
             }
-            let mut up = tx.prepare_cached(&UPSERT_SESSION)?;
+            let mut up = tx.prepare_cached(&UPSERT_SQLITE)?;
             for d in deltas(batch) {
                 up.execute(params![
                     d.session_id,
@@ -151,9 +152,6 @@ impl SqliteWriter {
         self.lock().execute_batch(sql)
     }
 }
-
-/// The session index's upsert, built once.
-static UPSERT_SESSION: LazyLock<String> = LazyLock::new(super::sessions::upsert_sqlite);
 
 /// The single-row INSERT (21 anonymous placeholders), built once.
 static INSERT_ONE: LazyLock<String> = LazyLock::new(|| {
