@@ -9,7 +9,8 @@
 # SCHEMA=FILE.sql creates the SQLite store from that file before the
 # gateway starts (a schema variant, tried without a rebuild: the gateway's
 # own schema is CREATE ... IF NOT EXISTS). NICE=N renices the gateway's
-# audit writer thread once it exists.
+# audit writer thread once it exists. PSTAT=1 counts the gateway's
+# fdatasync, write and futex calls (perf stat) into /tmp/audit_cpu.stat.
 #
 #   bash bench/audit_cpu.sh MODE [SECS] [BIN]      (default 8 s, the release build)
 set -euo pipefail
@@ -55,10 +56,11 @@ fi
 snap() { for t in /proc/$gp/task/*; do echo "$(cat $t/comm | tr ' ' _) $(awk '{print $14+$15}' $t/stat)"; done | awk '{a[$1]+=$2} END {for (k in a) print k, a[k]}' | sort; }
 cpu() { head -1 /proc/stat | awk '{print $2+$3+$4+$7+$8, $5+$6}'; }
 s1=$(snap); c1=$(cpu)
+if [ -n "${PSTAT:-}" ]; then perf stat -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_write,syscalls:sys_enter_futex -p $gp -o /tmp/audit_cpu.stat -- sleep $secs & perfpid=$!; fi
 if [ -n "${PF:-}" ]; then perf record -F $PF ${PG:-} -o /tmp/audit_cpu.$mode.data -p $gp -- sleep $secs >/dev/null 2>&1 & perfpid=$!; fi
 out=$(PGPASSWORD=$tok pgbench -S -n -T $secs -M prepared -c 8 -j 2 -h 127.0.0.1 -p $port -U bench@example.com dev 2>&1)
 s2=$(snap); c2=$(cpu)
-if [ -n "${PF:-}" ]; then wait $perfpid; fi
+if [ -n "${PF:-}${PSTAT:-}" ]; then wait $perfpid; fi
 tx=$(echo "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
 echo "mode=$mode tps=$((tx/secs))"
 join <(echo "$s1") <(echo "$s2") | awk -v tx=$tx '{d=$3-$2; if (d>0) printf "  %-20s %6.2f us/tx\n", $1, d*10000/tx}'

@@ -3,7 +3,10 @@
 //! transaction per batch), answers the strict submitters the journal did
 //! not already answer, feeds the live sinks, signs checkpoints and prunes
 //! past retention. When the store cannot be written, the records stay in
-//! memory and are retried; nothing is dropped.
+//! memory and are retried; nothing is dropped. A batched writer on a SQLite
+//! store commits its groups itself, on its own thread, while the committer
+//! has nothing left to retry ([`Batch::Committed`]); the committer keeps
+//! the books for them.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -26,6 +29,9 @@ pub type Waiter = Option<oneshot::Sender<Result<(), String>>>;
 pub enum Batch {
     /// Chained records, in chain order.
     Records(Vec<(Stored, Waiter)>),
+    /// Chained records the writer has committed itself, after every
+    /// group before them was committed, and how long it took (µs).
+    Committed(Vec<(Stored, Waiter)>, u64),
     /// Answer once everything before is committed (and checkpointed).
     Flush(oneshot::Sender<()>),
 }
@@ -61,19 +67,20 @@ impl Committer {
     /// Commits what arrives until the writer is gone.
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Batch>) {
         let mut pending: Vec<(Stored, Waiter)> = Vec::new();
+        let mut done: Done = Vec::new();
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
         let mut closed = false;
         let mut tick =
             tokio::time::interval(self.cfg.checkpoint_interval.max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if pending.is_empty() && flushes.is_empty() {
+            if pending.is_empty() && flushes.is_empty() && done.is_empty() {
                 if closed {
                     break;
                 }
                 tokio::select! {
                     b = rx.recv() => match b {
-                        Some(b) => take(b, &mut pending, &mut flushes),
+                        Some(b) => take(b, &mut pending, &mut done, &mut flushes),
                         None => closed = true,
                     },
                     _ = tick.tick() => {
@@ -92,13 +99,18 @@ impl Committer {
             // What waits joins this batch.
             while pending.len() < self.cfg.batch_size {
                 match rx.try_recv() {
-                    Ok(b) => take(b, &mut pending, &mut flushes),
+                    Ok(b) => take(b, &mut pending, &mut done, &mut flushes),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => {
                         closed = true;
                         break;
                     }
                 }
+            }
+            // Groups the writer committed come before any it hands over
+            // after them: it commits only when the committer holds none.
+            for (mut group, us) in done.drain(..) {
+                self.committed_ok(&mut group, us);
             }
             if !pending.is_empty() && !self.commit(&mut pending).await {
                 // Keep them; try again shortly (new records queue behind).
@@ -126,11 +138,7 @@ impl Committer {
         let started = Instant::now();
         let result = {
             let rows: Vec<&Stored> = pending.iter().map(|(s, _)| s).collect();
-            let r = self.store.insert(&rows).await;
-            if r.is_ok() {
-                self.sinks.send(&rows);
-            }
-            r
+            self.store.insert(&rows).await
         };
         let result = match result {
             Err(e) => match self.already_committed(pending).await {
@@ -144,24 +152,7 @@ impl Committer {
         };
         match result {
             Ok(()) => {
-                let us = started.elapsed().as_micros() as u64;
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                self.stats.commit_us.fetch_add(us, Ordering::Relaxed);
-                self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
-                self.stats.queued.fetch_sub(n, Ordering::Relaxed);
-                if self.stats.failing.swap(false, Ordering::Relaxed) {
-                    tracing::info!("audit store writable again");
-                }
-                self.since_checkpoint += n as u64;
-                if let Some((last, _)) = pending.last() {
-                    self.head = (last.seq, last.hash.clone());
-                    self.committed.store(last.seq, Ordering::Release);
-                }
-                for (_, w) in pending.drain(..) {
-                    if let Some(w) = w {
-                        let _ = w.send(Ok(()));
-                    }
-                }
+                self.committed_ok(pending, started.elapsed().as_micros() as u64);
                 true
             }
             Err(e) => {
@@ -176,6 +167,32 @@ impl Committer {
                     }
                 }
                 false
+            }
+        }
+    }
+
+    /// The books for `group`, now in the store (committed in `us` µs):
+    /// counters, the head, the live sinks, and the submitters still
+    /// waiting.
+    fn committed_ok(&mut self, group: &mut Vec<(Stored, Waiter)>, us: u64) {
+        let n = group.len();
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats.commit_us.fetch_add(us, Ordering::Relaxed);
+        self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.stats.queued.fetch_sub(n, Ordering::Relaxed);
+        if self.stats.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("audit store writable again");
+        }
+        self.since_checkpoint += n as u64;
+        if let Some((last, _)) = group.last() {
+            self.head = (last.seq, last.hash.clone());
+            self.committed.store(last.seq, Ordering::Release);
+        }
+        let rows: Vec<&Stored> = group.iter().map(|(s, _)| s).collect();
+        self.sinks.send(&rows);
+        for (_, w) in group.drain(..) {
+            if let Some(w) = w {
+                let _ = w.send(Ok(()));
             }
         }
     }
@@ -242,9 +259,18 @@ impl Committer {
     }
 }
 
-fn take(b: Batch, pending: &mut Vec<(Stored, Waiter)>, flushes: &mut Vec<oneshot::Sender<()>>) {
+/// Groups the writer committed itself, with their commit times (µs).
+type Done = Vec<(Vec<(Stored, Waiter)>, u64)>;
+
+fn take(
+    b: Batch,
+    pending: &mut Vec<(Stored, Waiter)>,
+    done: &mut Done,
+    flushes: &mut Vec<oneshot::Sender<()>>,
+) {
     match b {
         Batch::Records(mut r) => pending.append(&mut r),
+        Batch::Committed(r, us) => done.push((r, us)),
         Batch::Flush(t) => flushes.push(t),
     }
 }

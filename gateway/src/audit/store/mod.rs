@@ -220,6 +220,11 @@ impl Store {
         Self::connect(url, None).await
     }
 
+    /// SQLite opened by the writer: the connection its records go in by.
+    pub fn sqlite_writer(&self) -> Option<SqliteWriter> {
+        self.writer.clone()
+    }
+
     /// Opens the store for the writer, committing as `sync` says.
     pub async fn open_writer(url: &str, sync: SyncMode) -> Result<Self, StoreError> {
         Self::connect(url, Some(sync)).await

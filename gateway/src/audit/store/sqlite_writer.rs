@@ -2,9 +2,10 @@
 //! inserts, one cached single-row INSERT per record inside one
 //! transaction per batch (one commit per group). The texts are bound
 //! from the records in place (SQLite copies each as it binds; sqlx made
-//! an owned copy of each first, on a runtime worker); the committer runs a
-//! batch with `block_in_place`, so the sessions' tasks move to another
-//! worker while SQLite writes and syncs.
+//! an owned copy of each first, on a runtime worker). A batched writer
+//! commits on its own thread; the committer (strict mode, and retries)
+//! runs a batch with `block_in_place`, so the sessions' tasks move to
+//! another worker while SQLite writes and syncs.
 
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;

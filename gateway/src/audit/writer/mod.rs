@@ -2,7 +2,11 @@
 //! send, nothing else on the hot path); one task per gateway numbers them,
 //! seals their bodies and chains their hashes, and hands them in groups to
 //! the committer ([`super::commit`]), which writes them in batches, one
-//! commit per batch (group commit across sessions). In `strict` mode the
+//! commit per batch (group commit across sessions). A batched writer on a
+//! SQLite store commits each batch itself, on its own thread, so no
+//! runtime worker waits for SQLite; when a commit fails, the committer
+//! takes that batch and the ones after it and retries them in order,
+//! until it has caught up. In `strict` mode the
 //! submitter gets a receiver that resolves when its record is durable:
 //! in the journal (SQLite, [`super::journal`]) or committed to the store
 //! (PostgreSQL, or when the journal cannot be written).
@@ -22,7 +26,7 @@ use super::crypt::Keys;
 use super::journal::{self, Journal};
 use super::record::{Record, Stored, GENESIS};
 use super::sink::Sinks;
-use super::store::{Store, YIELD_EVERY};
+use super::store::{SqliteWriter, Store, YIELD_EVERY};
 
 /// What the writer answers a strict submitter.
 pub type Ack = oneshot::Receiver<Result<(), String>>;
@@ -270,6 +274,14 @@ pub async fn start(
         stats: stats.clone(),
         sinks: Sinks::new(&cfg.sinks),
     };
+    // Batched on SQLite: the writer's thread commits (strict commits
+    // behind the journal, in batches the committer gathers).
+    let strict = cfg.durability == Durability::Strict;
+    let direct = if strict {
+        None
+    } else {
+        committer.store.sqlite_writer()
+    };
     let w = Writer {
         instance: cfg.instance.clone(),
         keys,
@@ -280,13 +292,14 @@ pub async fn start(
         committed,
         cfg: cfg.clone(),
         to_commit,
+        direct,
+        forwarded: 0,
     };
     tokio::spawn(committer.run(batches));
     // A thread of its own where the writer blocks (a journal append that
     // waits for the disk) or does a whole batch's work at once (batched:
     // chaining a flush interval's records would hold a runtime worker,
     // and the sessions queued on it, for milliseconds).
-    let strict = cfg.durability == Durability::Strict;
     if !strict || w.journal.as_ref().is_some_and(Journal::syncs) {
         std::thread::Builder::new()
             .name("portcullis-audit-writer".into())
@@ -323,6 +336,12 @@ struct Writer {
     committed: Arc<AtomicI64>,
     cfg: AuditConfig,
     to_commit: mpsc::UnboundedSender<Batch>,
+    /// Batched on SQLite: the store's writer connection, to commit each
+    /// group on this thread.
+    direct: Option<SqliteWriter>,
+    /// The last record handed to the committer uncommitted: groups after
+    /// it are committed here only once the committer has committed it.
+    forwarded: i64,
 }
 
 impl Writer {
@@ -369,7 +388,8 @@ impl Writer {
         }
         if !group.is_empty() {
             self.journal(&mut group);
-            let _ = self.to_commit.send(Batch::Records(group));
+            let batch = self.commit(group);
+            let _ = self.to_commit.send(batch);
         }
         for f in flushes {
             let _ = self.to_commit.send(Batch::Flush(f));
@@ -418,6 +438,28 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Commits `group` here when this writer commits its own groups and
+    /// the committer has nothing left to retry; otherwise (or when the
+    /// commit fails) hands it to the committer, which commits it in order.
+    fn commit(&mut self, group: Vec<(Stored, Waiter)>) -> Batch {
+        let last = group.last().map_or(self.forwarded, |(s, _)| s.seq);
+        if let Some(direct) = &self.direct {
+            if self.committed.load(Ordering::Acquire) >= self.forwarded {
+                let started = Instant::now();
+                let rows: Vec<&Stored> = group.iter().map(|(s, _)| s).collect();
+                match direct.insert(&rows) {
+                    Ok(()) => return Batch::Committed(group, started.elapsed().as_micros() as u64),
+                    // The committer retries it, and says so.
+                    Err(e) => {
+                        tracing::debug!(error = %e, "audit commit failed on the writer's thread; the committer retries")
+                    }
+                }
+            }
+        }
+        self.forwarded = last;
+        Batch::Records(group)
     }
 
     /// Numbers, seals and chains a record.

@@ -16,6 +16,8 @@ fn chainer(committed: Arc<AtomicI64>) -> Writer {
         committed,
         cfg: AuditConfig::default(),
         to_commit: mpsc::unbounded_channel().0,
+        direct: None,
+        forwarded: 0,
     }
 }
 
@@ -252,6 +254,110 @@ async fn a_batched_writer_on_its_thread_commits_what_a_single_threaded_runtime_s
     let hashes = store.hashes("gw", 1, n as i64).await.unwrap();
     assert_eq!(hashes.len(), n);
     assert_eq!(store.head("gw").await.unwrap().unwrap().0, n as i64);
+    drop(a);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Makes the writer's connection to `store` fail its commits (the disk is
+/// full) or take them again.
+fn disk_full(store: &Store, full: bool) {
+    // SQLite raises a maximum below the file's size to its size.
+    let pages = if full { 1 } else { 1_000_000 };
+    store
+        .sqlite_writer()
+        .unwrap()
+        .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+        .unwrap();
+}
+
+/// A statement record too big for the free room of a page.
+fn big() -> Record {
+    let mut r = Record {
+        kind: KIND_STATEMENT,
+        ..Default::default()
+    };
+    r.body.statement = "x".repeat(8192);
+    r
+}
+
+fn big_group(w: &mut Writer, n: usize) -> Vec<(Stored, Waiter)> {
+    (0..n).map(|_| (w.chain(big()), None)).collect()
+}
+
+#[tokio::test]
+async fn a_batched_writer_commits_on_its_thread_only_when_the_committer_holds_nothing() {
+    let (dir, url) = crate::audit::store::tests::temp_sqlite();
+    let store = Store::open_writer(&url, SyncMode::Normal).await.unwrap();
+    let committed = Arc::new(AtomicI64::new(0));
+    let mut w = chainer(committed.clone());
+    w.direct = store.sqlite_writer();
+    let stored = || async { store.hashes("gw", 1, 1000).await.unwrap().len() };
+    // Nothing pending: the writer commits the group itself.
+    let g = big_group(&mut w, 5);
+    assert!(matches!(w.commit(g), Batch::Committed(r, _) if r.len() == 5));
+    assert_eq!(stored().await, 5);
+    committed.store(5, Ordering::Release);
+    // Its commit fails: the committer gets the group.
+    disk_full(&store, true);
+    let g = big_group(&mut w, 5);
+    let Batch::Records(second) = w.commit(g) else {
+        panic!("a failed group goes to the committer");
+    };
+    // The store takes records again, but the committer has not committed
+    // that group yet: the next one must not overtake it.
+    disk_full(&store, false);
+    let g = big_group(&mut w, 5);
+    let Batch::Records(third) = w.commit(g) else {
+        panic!("a group behind one the committer holds goes to the committer");
+    };
+    assert_eq!(stored().await, 5, "nothing after the held group is stored");
+    // The committer commits both; the writer commits again.
+    let rows: Vec<&Stored> = second.iter().chain(&third).map(|(s, _)| s).collect();
+    store.insert(&rows).await.unwrap();
+    committed.store(15, Ordering::Release);
+    let g = big_group(&mut w, 5);
+    assert!(matches!(w.commit(g), Batch::Committed(..)));
+    assert_eq!(stored().await, 20);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_store_that_fails_keeps_every_record_in_chain_order_until_it_recovers() {
+    let (dir, url) = crate::audit::store::tests::temp_sqlite();
+    let store = Store::open_writer(&url, SyncMode::Normal).await.unwrap();
+    let cfg = AuditConfig {
+        flush_interval: std::time::Duration::from_millis(1),
+        ..settings(&dir, Durability::Batched)
+    };
+    let a = start(&cfg, store.clone(), None).await.unwrap();
+    let submit = |n: usize| {
+        for _ in 0..n {
+            a.submit(big());
+        }
+    };
+    submit(10);
+    a.flush().await;
+    disk_full(&store, true);
+    submit(10);
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    while !a.stats.failing.load(Ordering::Relaxed) {
+        assert!(Instant::now() < deadline, "the failure is reported");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(store.head("gw").await.unwrap().unwrap().0, 10);
+    submit(10);
+    disk_full(&store, false);
+    submit(10);
+    a.flush().await;
+    assert!(!a.stats.failing.load(Ordering::Relaxed));
+    assert_eq!(a.stats.written.load(Ordering::Relaxed), 40);
+    assert_eq!(a.stats.queued.load(Ordering::Relaxed), 0);
+    // All of them, one unbroken chain.
+    let reports = crate::audit::verify::verify(&store, &Default::default())
+        .await
+        .unwrap();
+    assert!(reports.iter().all(|r| r.broken.is_none()), "{reports:?}");
+    assert_eq!(store.head("gw").await.unwrap().unwrap().0, 40);
     drop(a);
     let _ = std::fs::remove_dir_all(&dir);
 }
