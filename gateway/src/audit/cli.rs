@@ -135,7 +135,7 @@ pub async fn run(cfg: &Config, cmd: AuditCmd) -> Result<u8, CliError> {
                 })?;
                 trusted.insert(i.to_string(), k.to_string());
             }
-            let reports = verify::verify(&store, &trusted)
+            let reports = verify::verify(&store, &trusted, cfg.audit.retention)
                 .await
                 .map_err(AuditError::from)?;
             let mut ok = true;

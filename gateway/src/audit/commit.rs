@@ -109,8 +109,12 @@ impl Committer {
             }
             // Groups the writer committed come before any it hands over
             // after them: it commits only when the committer holds none.
-            for (mut group, us) in done.drain(..) {
-                self.committed_ok(&mut group, us);
+            if !done.is_empty() {
+                // One sink batch for all of them, in chain order.
+                let commits = done.len() as u64;
+                let us = done.iter().map(|(_, us)| us).sum();
+                let mut all: Vec<_> = done.drain(..).flat_map(|(g, _)| g).collect();
+                self.committed_ok(&mut all, us, commits);
             }
             if !pending.is_empty() && !self.commit(&mut pending).await {
                 // Keep them; try again shortly (new records queue behind).
@@ -142,17 +146,25 @@ impl Committer {
         };
         let result = match result {
             Err(e) => match self.already_committed(pending).await {
-                true => {
+                k if k == n => {
                     tracing::warn!(error = %e, records = n, "audit commit reported an error but the store holds the group (the answer was lost); counted as committed");
                     Ok(())
                 }
-                false => Err(e),
+                0 => Err(e),
+                k => {
+                    // An earlier commit whose answer was lost holds the
+                    // first k: book them, retry the rest.
+                    tracing::warn!(error = %e, records = k, "the audit store already holds the first records of this batch (an earlier commit's answer was lost); counted as committed, the rest is retried");
+                    let mut held: Vec<_> = pending.drain(..k).collect();
+                    self.committed_ok(&mut held, started.elapsed().as_micros() as u64, 1);
+                    Err(e)
+                }
             },
             ok => ok,
         };
         match result {
             Ok(()) => {
-                self.committed_ok(pending, started.elapsed().as_micros() as u64);
+                self.committed_ok(pending, started.elapsed().as_micros() as u64, 1);
                 true
             }
             Err(e) => {
@@ -171,12 +183,12 @@ impl Committer {
         }
     }
 
-    /// The books for `group`, now in the store (committed in `us` µs):
-    /// counters, the head, the live sinks, and the submitters still
-    /// waiting.
-    fn committed_ok(&mut self, group: &mut Vec<(Stored, Waiter)>, us: u64) {
+    /// The books for `group`, now in the store (in `commits` commits
+    /// that took `us` µs): counters, the head, the live sinks (one batch),
+    /// and the submitters still waiting.
+    fn committed_ok(&mut self, group: &mut Vec<(Stored, Waiter)>, us: u64, commits: u64) {
         let n = group.len();
-        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats.commits.fetch_add(commits, Ordering::Relaxed);
         self.stats.commit_us.fetch_add(us, Ordering::Relaxed);
         self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
         self.stats.queued.fetch_sub(n, Ordering::Relaxed);
@@ -197,21 +209,29 @@ impl Committer {
         }
     }
 
-    /// After a failed commit: whether the store's head is the group's last
-    /// record (a commit whose answer was lost, e.g. the connection broke
-    /// after the server committed). A head inside or past the group with
-    /// another hash means another writer uses this instance's chain.
-    async fn already_committed(&self, pending: &[(Stored, Waiter)]) -> bool {
-        let (Some((first, _)), Some((last, _))) = (pending.first(), pending.last()) else {
-            return false;
+    /// After a failed commit: how many of the group's first records the
+    /// store already holds — all of them when its head is the group's
+    /// last record (a commit whose answer was lost, e.g. the connection
+    /// broke after the server committed), the first k when it is the
+    /// group's k-th (an earlier commit's lost answer, merged with what
+    /// came after it). A head inside or past the group with another hash
+    /// means another writer uses this instance's chain.
+    async fn already_committed(&self, pending: &[(Stored, Waiter)]) -> usize {
+        let Some((first, _)) = pending.first() else {
+            return 0;
         };
         match self.store.head(&self.instance).await {
-            Ok(Some((seq, hash))) if seq == last.seq && hash == last.hash => true,
-            Ok(Some((seq, _))) if seq >= first.seq => {
-                tracing::error!(instance = %self.instance, head = seq, "the audit store's chain for this instance moved on without this gateway: another gateway uses the same audit.instance; records are kept in memory and statements will be refused");
-                false
+            Ok(Some((seq, hash))) if seq >= first.seq => {
+                let k = usize::try_from(seq - first.seq + 1).unwrap_or(usize::MAX);
+                match pending.get(k - 1) {
+                    Some((s, _)) if s.seq == seq && s.hash == hash => k,
+                    _ => {
+                        tracing::error!(instance = %self.instance, head = seq, "the audit store's chain for this instance moved on without this gateway: another gateway uses the same audit.instance; records are kept in memory and statements will be refused");
+                        0
+                    }
+                }
             }
-            _ => false,
+            _ => 0,
         }
     }
 

@@ -70,9 +70,12 @@ fn check_signature(cp: &Checkpoint, public_b64: &str) -> bool {
 /// record and each with records — and each instance in `trusted`.
 /// `trusted`: public keys given on the command line (instance → key);
 /// otherwise the keys on record are used (and the report says so).
+/// `retention`: `audit.retention`, under which an instance whose records
+/// were all signed longer ago than that may have none left.
 pub async fn verify(
     store: &Store,
     trusted: &HashMap<String, String>,
+    retention: Option<std::time::Duration>,
 ) -> Result<Vec<Report>, StoreError> {
     let mut out = Vec::new();
     let listed = store.instances().await?;
@@ -91,7 +94,7 @@ pub async fn verify(
             });
             continue;
         }
-        out.push(verify_instance(store, instance, key).await?);
+        out.push(verify_instance(store, instance, key, retention).await?);
     }
     // A key given for an instance the store no longer holds: its records
     // and its key were removed.
@@ -125,7 +128,12 @@ impl Report {
     }
 }
 
-async fn verify_instance(store: &Store, instance: &str, key: &str) -> Result<Report, StoreError> {
+async fn verify_instance(
+    store: &Store,
+    instance: &str,
+    key: &str,
+    retention: Option<std::time::Duration>,
+) -> Result<Report, StoreError> {
     let cps = store.checkpoints(instance).await?;
     let mut report = Report::new(instance);
     let mut by_seq: HashMap<i64, &Checkpoint> = HashMap::new();
@@ -225,10 +233,16 @@ async fn verify_instance(store: &Store, instance: &str, key: &str) -> Result<Rep
         }
         prev = Some((r.seq, r.hash));
     }
-    // Checkpoints past the last record: records at the end were deleted.
+    // Checkpoints past the last record: records at the end were deleted —
+    // unless retention pruned them all (it prunes up to a checkpoint
+    // signed before its cut, so none remain only when the last one is
+    // older than the retention).
     if let Some(cp) = cps.last() {
         let last = prev.as_ref().map_or(0, |p| p.0);
-        if cp.seq > last {
+        let pruned = prev.is_none()
+            && retention
+                .is_some_and(|r| cp.at_us < crate::audit::record::now_us() - r.as_micros() as i64);
+        if cp.seq > last && !pruned {
             report.broken = Some(Broken {
                 seq: last + 1,
                 id: String::new(),
@@ -442,5 +456,47 @@ mod tests {
         // But its end must still agree.
         let rows: HashMap<_, _> = [row("a", 1, 8, 4, 1)].into();
         assert!(check_sessions(&seen, &rows, 6).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_chain_retention_pruned_whole_verifies_and_a_deleted_one_does_not() {
+        use crate::audit::config::SyncMode;
+        use base64::Engine as _;
+        let (dir, url) = crate::audit::store::tests::temp_sqlite();
+        let store = Store::open_writer(&url, SyncMode::Normal).await.unwrap();
+        let key = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[9u8; 32]).unwrap();
+        let public = crate::approvals::protocol::public_key_b64(&key);
+        store.announce("gw", &public).await.unwrap();
+        let recs = crate::audit::journal::tests::chain(3);
+        store
+            .insert(&recs.iter().collect::<Vec<_>>())
+            .await
+            .unwrap();
+        // Signed an hour ago, then every record pruned.
+        let at_us = crate::audit::record::now_us() - 3_600_000_000;
+        let msg = Checkpoint::message("gw", 3, &recs[2].hash, at_us);
+        let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(&msg));
+        let cp = Checkpoint {
+            instance: "gw".into(),
+            seq: 3,
+            hash: recs[2].hash.clone(),
+            at_us,
+            signature,
+        };
+        store.checkpoint(&cp).await.unwrap();
+        assert_eq!(store.prune("gw", at_us + 1).await.unwrap(), 3);
+        let minute = std::time::Duration::from_secs(60);
+        let reports = verify(&store, &HashMap::new(), Some(minute)).await.unwrap();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].broken, None, "past a retention of a minute");
+        assert_eq!((reports[0].records, reports[0].checkpoints), (0, 1));
+        // Without retention, or with one longer than their age, the
+        // records were deleted.
+        for retention in [None, Some(2 * 3600 * minute / 60)] {
+            let reports = verify(&store, &HashMap::new(), retention).await.unwrap();
+            let b = reports[0].broken.as_ref().expect("deleted");
+            assert!(b.what.contains("missing (deleted)"), "{b}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

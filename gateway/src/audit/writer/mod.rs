@@ -294,6 +294,7 @@ pub async fn start(
         to_commit,
         direct,
         forwarded: 0,
+        direct_failed: false,
     };
     tokio::spawn(committer.run(batches));
     // A thread of its own where the writer blocks (a journal append that
@@ -342,6 +343,8 @@ struct Writer {
     /// The last record handed to the committer uncommitted: groups after
     /// it are committed here only once the committer has committed it.
     forwarded: i64,
+    /// The last commit on this thread failed (logged once per run).
+    direct_failed: bool,
 }
 
 impl Writer {
@@ -450,10 +453,18 @@ impl Writer {
                 let started = Instant::now();
                 let rows: Vec<&Stored> = group.iter().map(|(s, _)| s).collect();
                 match direct.insert(&rows) {
-                    Ok(()) => return Batch::Committed(group, started.elapsed().as_micros() as u64),
-                    // The committer retries it, and says so.
+                    Ok(()) => {
+                        self.direct_failed = false;
+                        return Batch::Committed(group, started.elapsed().as_micros() as u64);
+                    }
+                    // Said once per run of failures; the committer says
+                    // whether its retries fail too.
+                    Err(e) if !self.direct_failed => {
+                        self.direct_failed = true;
+                        tracing::warn!(error = %e, records = rows.len(), "audit commit failed on the writer's thread; the committer retries it and the batches after it in order");
+                    }
                     Err(e) => {
-                        tracing::debug!(error = %e, "audit commit failed on the writer's thread; the committer retries")
+                        tracing::debug!(error = %e, "audit commit failed on the writer's thread")
                     }
                 }
             }

@@ -18,6 +18,7 @@ fn chainer(committed: Arc<AtomicI64>) -> Writer {
         to_commit: mpsc::unbounded_channel().0,
         direct: None,
         forwarded: 0,
+        direct_failed: false,
     }
 }
 
@@ -231,6 +232,26 @@ async fn a_commit_whose_answer_was_lost_counts_and_a_fork_does_not() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test]
+async fn a_lost_answer_merged_with_a_later_group_is_booked_and_the_rest_retried() {
+    let (dir, url) = crate::audit::store::tests::temp_sqlite();
+    let store = Store::open_writer(&url, SyncMode::Normal).await.unwrap();
+    let (mut w, mut c) = writer(store.clone());
+    // The store holds the first group, but its committer never heard.
+    let mut pending = group(&mut w, 3);
+    let rows: Vec<&Stored> = pending.iter().map(|(s, _)| s).collect();
+    store.insert(&rows).await.unwrap();
+    pending.extend(group(&mut w, 2));
+    assert!(!c.commit(&mut pending).await, "the batch as a whole failed");
+    assert_eq!(pending.len(), 2, "the rest is kept for a retry");
+    assert_eq!(c.stats.written.load(Ordering::Relaxed), 3);
+    assert_eq!(c.head.0, 3);
+    assert!(c.commit(&mut pending).await);
+    assert_eq!(store.head("gw").await.unwrap().unwrap().0, 5);
+    assert_eq!(c.stats.written.load(Ordering::Relaxed), 5);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `batched`: the writer is a thread of its own, so records submitted
 /// from a current-thread runtime (`gateway.worker_threads = 1`) are
 /// chained and committed while that runtime only awaits the flush; more
@@ -353,7 +374,7 @@ async fn a_batched_store_that_fails_keeps_every_record_in_chain_order_until_it_r
     assert_eq!(a.stats.written.load(Ordering::Relaxed), 40);
     assert_eq!(a.stats.queued.load(Ordering::Relaxed), 0);
     // All of them, one unbroken chain.
-    let reports = crate::audit::verify::verify(&store, &Default::default())
+    let reports = crate::audit::verify::verify(&store, &Default::default(), None)
         .await
         .unwrap();
     assert!(reports.iter().all(|r| r.broken.is_none()), "{reports:?}");
