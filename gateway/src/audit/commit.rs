@@ -153,11 +153,12 @@ impl Committer {
                 0 => Err(e),
                 k => {
                     // An earlier commit whose answer was lost holds the
-                    // first k: book them, retry the rest.
-                    tracing::warn!(error = %e, records = k, "the audit store already holds the first records of this batch (an earlier commit's answer was lost); counted as committed, the rest is retried");
+                    // first k: book them, commit the rest now.
+                    tracing::warn!(error = %e, records = k, "the audit store already holds the first records of this batch (an earlier commit's answer was lost); counted as committed, the rest is committed now");
                     let mut held: Vec<_> = pending.drain(..k).collect();
                     self.committed_ok(&mut held, started.elapsed().as_micros() as u64, 1);
-                    Err(e)
+                    let rows: Vec<&Stored> = pending.iter().map(|(s, _)| s).collect();
+                    self.store.insert(&rows).await
                 }
             },
             ok => ok,
