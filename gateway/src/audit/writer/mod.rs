@@ -274,14 +274,8 @@ pub async fn start(
         stats: stats.clone(),
         sinks: Sinks::new(&cfg.sinks),
     };
-    // Batched on SQLite: the writer's thread commits (strict commits
-    // behind the journal, in batches the committer gathers).
     let strict = cfg.durability == Durability::Strict;
-    let direct = if strict {
-        None
-    } else {
-        committer.store.sqlite_writer()
-    };
+    let direct = own_commits(cfg, &committer.store);
     let w = Writer {
         instance: cfg.instance.clone(),
         keys,
@@ -320,6 +314,16 @@ pub async fn start(
             param_bytes: cfg.max_param_bytes,
         },
     })
+}
+
+/// The connection a writer commits its own groups by: batched on SQLite
+/// (strict mode commits behind the journal, in batches the committer
+/// gathers; PostgreSQL through the committer).
+fn own_commits(cfg: &AuditConfig, store: &Store) -> Option<SqliteWriter> {
+    match cfg.durability {
+        Durability::Strict => None,
+        Durability::Batched => store.sqlite_writer(),
+    }
 }
 
 /// The writer's first task: numbers, seals and chains records, journals

@@ -384,3 +384,16 @@ async fn a_batched_store_that_fails_keeps_every_record_in_chain_order_until_it_r
     drop(a);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn only_a_batched_writer_on_sqlite_commits_its_own_groups() {
+    let (dir, url) = crate::audit::store::tests::temp_sqlite();
+    let writer_store = Store::open_writer(&url, SyncMode::Normal).await.unwrap();
+    let reader_store = Store::open(&url).await.unwrap();
+    let batched = settings(&dir, Durability::Batched);
+    let strict = settings(&dir, Durability::Strict);
+    assert!(own_commits(&batched, &writer_store).is_some());
+    assert!(own_commits(&strict, &writer_store).is_none());
+    assert!(own_commits(&batched, &reader_store).is_none());
+    let _ = std::fs::remove_dir_all(&dir);
+}
