@@ -11,6 +11,8 @@
 # own schema is CREATE ... IF NOT EXISTS). NICE=N renices the gateway's
 # audit writer thread once it exists. PSTAT=1 counts the gateway's
 # fdatasync, write and futex calls (perf stat) into /tmp/audit_cpu.stat.
+# It also prints the records the writer had not committed when the load
+# stopped (backlog_at_end, from /metrics).
 #
 #   bash bench/audit_cpu.sh MODE [SECS] [BIN]      (default 8 s, the release build)
 set -euo pipefail
@@ -33,7 +35,7 @@ as_pg $pgbin/initdb -D $work/data --auth=scram-sha-256 -U postgres --pwfile=$wor
 as_pg $pgbin/pg_ctl -D $work/data -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1" -l $work/pg.log -w start >/dev/null
 export PGPASSWORD=$pw
 pgbench -i -q -s 10 -h 127.0.0.1 -p $pg_port -U postgres postgres >/dev/null 2>&1
-port=$(free_port)
+port=$(free_port); aport=$(free_port)
 case $mode in
   off|batched|strict) extra=(--audit "$mode") ;;
   strictnormal) extra=(--audit strict --audit-sync normal) ;;
@@ -43,7 +45,7 @@ if [ -n "${SCHEMA:-}" ]; then
   mkdir -p $work/dev
   python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(open(sys.argv[2]).read()); c.close()' $work/dev/audit.db "$SCHEMA"
 fi
-$bin dev --upstream "postgres://postgres:$pw@127.0.0.1:$pg_port/postgres" --listen 127.0.0.1:$port --admin-listen 127.0.0.1:0 \
+$bin dev --upstream "postgres://postgres:$pw@127.0.0.1:$pg_port/postgres" --listen 127.0.0.1:$port --admin-listen 127.0.0.1:$aport \
   --state-dir $work/dev --user bench --groups dev --no-approvals "${extra[@]}" > $work/gw.out 2> $work/gw.log &
 gp=$!
 for _ in $(seq 1 300); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
@@ -61,8 +63,14 @@ if [ -n "${PF:-}" ]; then perf record -F $PF ${PG:-} -o /tmp/audit_cpu.$mode.dat
 out=$(PGPASSWORD=$tok pgbench -S -n -T $secs -M prepared -c 8 -j 2 -h 127.0.0.1 -p $port -U bench@example.com dev 2>&1)
 s2=$(snap); c2=$(cpu)
 if [ -n "${PF:-}${PSTAT:-}" ]; then wait $perfpid; fi
+# What the writer had not committed when the load stopped: a run that
+# left work behind would look faster than it is.
+backlog=$(python3 -c "
+import urllib.request,sys
+t=urllib.request.urlopen('http://127.0.0.1:$aport/metrics',timeout=5).read().decode()
+print(next((l.split()[1] for l in t.splitlines() if l.startswith('portcullis_audit_queue_depth')),'?'))" 2>/dev/null || echo '?')
 tx=$(echo "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
-echo "mode=$mode tps=$((tx/secs))"
+echo "mode=$mode tps=$((tx/secs)) backlog_at_end=$backlog"
 join <(echo "$s1") <(echo "$s2") | awk -v tx=$tx '{d=$3-$2; if (d>0) printf "  %-20s %6.2f us/tx\n", $1, d*10000/tx}'
 join <(echo "$s1") <(echo "$s2") | awk -v tx=$tx '{s+=$3-$2} END {printf "  gateway total        %6.2f us/tx\n", s*10000/tx}'
 python3 -c "

@@ -165,10 +165,10 @@ fn read_records(file: &mut File, path: &Path) -> Result<Vec<Stored>, JournalErro
     while let Some((len, body)) = rest.split_first_chunk::<4>() {
         let len = u32::from_be_bytes(*len) as usize;
         let Some(frame) = body.get(..len) else { break };
-        let r = serde_json::from_slice::<Stored>(frame).map_err(|e| JournalError::Corrupt {
+        let r = decode(frame).map_err(|why| JournalError::Corrupt {
             path: path.display().to_string(),
             offset: bytes.len() - rest.len(),
-            why: e.to_string(),
+            why,
         })?;
         out.push(r);
         rest = &body[len..];
@@ -180,18 +180,27 @@ fn read_records(file: &mut File, path: &Path) -> Result<Vec<Stored>, JournalErro
 }
 
 /// Frames `records` for the journal: each as its length (4 bytes,
-/// big-endian) and its JSON.
+/// big-endian) and its binary frame ([`Stored::put_frame`]: the columns
+/// as the chain hash encodes them, no escaping).
 pub fn encode(records: &[&Stored]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(records.len() * 768);
+    let mut buf = Vec::with_capacity(records.len() * 640);
     for r in records {
         let at = buf.len();
         buf.extend_from_slice(&[0; 4]);
-        // Serializing a Stored to memory cannot fail (strings and integers).
-        let _ = serde_json::to_writer(&mut buf, r);
+        r.put_frame(&mut buf);
         let len = (buf.len() - at - 4) as u32;
         buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
     }
     buf
+}
+
+/// One record's frame: binary, or JSON (what gateways before 2026-11-27
+/// wrote; a journal left by one of them is still recovered).
+fn decode(frame: &[u8]) -> Result<Stored, String> {
+    match frame.first() {
+        Some(b'{') => serde_json::from_slice(frame).map_err(|e| e.to_string()),
+        _ => Stored::from_frame(frame),
+    }
 }
 
 impl Journal {
@@ -517,6 +526,71 @@ pub(crate) mod tests {
             "emptied before reuse"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Frames as gateways before 2026-11-27 wrote them (JSON).
+    fn encode_json(records: &[&Stored]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for r in records {
+            let json = serde_json::to_vec(r).unwrap();
+            buf.extend((json.len() as u32).to_be_bytes());
+            buf.extend(json);
+        }
+        buf
+    }
+
+    #[tokio::test]
+    async fn a_journal_an_earlier_version_wrote_is_recovered() {
+        let (dir, url) = temp_sqlite();
+        let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
+        let paths = paths_for(&url).unwrap();
+        let recs = chain(3);
+        let refs: Vec<&Stored> = recs.iter().collect();
+        // JSON frames, then (the same journal, appended to after an
+        // upgrade) binary ones.
+        let mut bytes = encode_json(&refs[..2]);
+        bytes.extend(encode(&refs[2..]));
+        std::fs::write(&paths[0], &bytes).unwrap();
+        assert_eq!(recover_idle(&store, &url).await.unwrap(), Some(3));
+        let head = store.head("gw").await.unwrap().unwrap();
+        assert_eq!(head, (3, recs[2].hash.clone()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn binary_frames_read_back_as_written() {
+        let recs = chain(2);
+        let mut r = crate::audit::record::tests::full();
+        r.hash = r.expected_hash();
+        let refs = [&recs[0], &r, &recs[1]];
+        let dir = std::env::temp_dir().join(format!("pc-j-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("j.0");
+        std::fs::write(&path, encode(&refs)).unwrap();
+        let back = read_records(&mut File::open(&path).unwrap(), &path).unwrap();
+        assert_eq!(back, [recs[0].clone(), r, recs[1].clone()]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_binary_frame_cut_or_padded_inside_its_length_cannot_be_read() {
+        let r = crate::audit::record::tests::full();
+        let mut frame = Vec::new();
+        r.put_frame(&mut frame);
+        assert!(decode(&frame).is_ok());
+        for bad in [
+            &frame[..frame.len() - 1],
+            &frame[..1],
+            &[frame.as_slice(), &[0]].concat()[..],
+            &[2u8][..],
+            &[][..],
+        ] {
+            assert!(decode(bad).is_err(), "{} bytes", bad.len());
+        }
+        // A length past the frame's end.
+        let mut long = frame.clone();
+        long[1..9].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(decode(&long).is_err());
     }
 
     #[tokio::test]
