@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the cargo-fuzz targets (wire codec + startup/auth parsing; SQL
-# analysis, literal templates against fresh analysis, redaction) for N
+# Runs the cargo-fuzz targets (wire codec + startup/auth parsing + audit
+# journal frames; SQL analysis, literal templates against fresh analysis,
+# redaction) for N
 # seconds each (default 20; run longer by hand, e.g.
 # `bash scripts/fuzz.sh 600`). Uses the stable toolchain with
 # RUSTC_BOOTSTRAP=1, as cargo-fuzz needs nightly-only sanitizer flags.
