@@ -18,9 +18,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=$1; secs=${2:-8}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/portcullis/target}"
-[ -n "${3:-}" ] || { bash scripts/install-deps.sh >/dev/null; cargo build --release -q -p portcullis; }
-bin=${3:-$CARGO_TARGET_DIR/release/portcullis}
 scale=10; source bench/probe_pg.sh
 port=$(free_port); aport=$(free_port)
 case $mode in

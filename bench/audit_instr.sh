@@ -12,11 +12,8 @@
 #   bash bench/audit_instr.sh MODE [TX] [BIN]      (default 500 per client)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=$1; per=${2:-500}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/portcullis/target}"
-[ -n "${3:-}" ] || { bash scripts/install-deps.sh >/dev/null; cargo build --release -q -p portcullis; }
-bin=${3:-$CARGO_TARGET_DIR/release/portcullis}
 command -v valgrind >/dev/null || { echo "audit_instr: needs valgrind (apt-get install valgrind)" >&2; exit 2; }
+mode=$1; per=${2:-500}
 scale=1; source bench/probe_pg.sh
 port=$(free_port); aport=$(free_port); iport=$(free_port)
 case $mode in

@@ -3,7 +3,11 @@
 # initialised for pgbench at scale $scale. Sets pgbin, work, pg_port, pw
 # and PGPASSWORD, and free_port and as_pg; the EXIT trap stops the
 # cluster, kills the gateway whose pid the caller puts in $gp, and removes
-# the temp dir.
+# the temp dir. First the gateway: `bin` is the caller's third argument,
+# or this tree's release build (built now).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/portcullis/target}"
+[ -n "${3:-}" ] || { bash scripts/install-deps.sh >/dev/null; cargo build --release -q -p portcullis; }
+bin=${3:-$CARGO_TARGET_DIR/release/portcullis}
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
