@@ -225,8 +225,23 @@ impl Stored {
     /// Reads a frame [`Stored::put_frame`] made: all of `frame`, nothing
     /// more or less.
     pub fn from_frame(frame: &[u8]) -> Result<Self, String> {
+        Self::parse_frame(frame).map_err(|e| match e {
+            FrameError::Short(why) => why.to_string(),
+            FrameError::Bad(why) => why,
+        })
+    }
+
+    /// Whether `bytes` are the beginning of a frame cut short: read as a
+    /// frame, they end inside a column (what a write cut short by a crash
+    /// leaves), rather than holding a whole frame or bytes no frame
+    /// begins with.
+    pub fn is_cut_frame(bytes: &[u8]) -> bool {
+        bytes.is_empty() || matches!(Self::parse_frame(bytes), Err(FrameError::Short(_)))
+    }
+
+    fn parse_frame(frame: &[u8]) -> Result<Self, FrameError> {
         let Some((&FRAME_V1, rest)) = frame.split_first() else {
-            return Err("not a version 1 record frame".into());
+            return Err(FrameError::Bad("not a version 1 record frame".into()));
         };
         let mut r = Reader(rest);
         // Fields are read in the order written: the order of `columns`.
@@ -255,7 +270,7 @@ impl Stored {
         };
         match r.0.len() {
             0 => Ok(s),
-            n => Err(format!("{n} bytes after the last column")),
+            n => Err(FrameError::Bad(format!("{n} bytes after the last column"))),
         }
     }
 
@@ -339,26 +354,37 @@ fn put_text(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Reads a frame's columns in turn.
+/// Why bytes are not a record frame.
+enum FrameError {
+    /// They end inside a column: the beginning of a frame, or a frame
+    /// whose length was cut.
+    Short(&'static str),
+    /// No frame holds them.
+    Bad(String),
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl Reader<'_> {
-    fn int(&mut self) -> Result<i64, String> {
+    fn int(&mut self) -> Result<i64, FrameError> {
         let (n, rest) = self
             .0
             .split_first_chunk::<8>()
-            .ok_or("the frame ends inside a column")?;
+            .ok_or(FrameError::Short("the frame ends inside a column"))?;
         self.0 = rest;
         Ok(i64::from_be_bytes(*n))
     }
 
-    fn text(&mut self) -> Result<String, String> {
+    fn text(&mut self) -> Result<String, FrameError> {
         let len = usize::try_from(self.int()?)
-            .ok()
-            .filter(|&l| l <= self.0.len())
-            .ok_or("a text column is longer than the frame")?;
+            .map_err(|_| FrameError::Bad("a text column has a negative length".into()))?;
+        if len > self.0.len() {
+            return Err(FrameError::Short("a text column is longer than the frame"));
+        }
         let (t, rest) = self.0.split_at(len);
         self.0 = rest;
-        String::from_utf8(t.to_vec()).map_err(|_| "a text column is not UTF-8".to_string())
+        String::from_utf8(t.to_vec())
+            .map_err(|_| FrameError::Bad("a text column is not UTF-8".into()))
     }
 }
 

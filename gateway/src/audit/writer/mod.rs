@@ -421,14 +421,16 @@ impl Writer {
         let Some(j) = self.journal.as_mut() else {
             return;
         };
-        let committed = self.committed.load(Ordering::Acquire);
-        if committed < self.hold_until {
-            return;
-        }
         let rows: Vec<&Stored> = group.iter().map(|(s, _)| s).collect();
         let last = rows.last().map_or(0, |s| s.seq);
-        let buf = journal::encode(&rows);
-        match j.append(&buf, last, committed) {
+        let committed = self.committed.load(Ordering::Acquire);
+        if committed < self.hold_until {
+            // Held too: the journal resumes only after the store has
+            // this group as well (it must not skip records).
+            self.hold_until = last;
+            return;
+        }
+        match journal::encode(&rows).and_then(|buf| j.append(&buf, last, committed)) {
             Ok(()) => {
                 for (_, w) in group.iter_mut() {
                     if let Some(w) = w.take() {

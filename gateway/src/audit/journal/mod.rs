@@ -62,8 +62,28 @@ pub enum JournalError {
         /// The record.
         seq: i64,
     },
+    /// The journal holds two different records with one number.
+    #[error("audit journal {path}: it holds two different records {seq} of instance {instance}; look at the files before deleting them")]
+    Forked {
+        /// First file.
+        path: String,
+        /// Instance.
+        instance: String,
+        /// The record.
+        seq: i64,
+    },
+    /// A record whose contents do not match its hash.
+    #[error("audit journal {path}: record {seq} of instance {instance} does not match its hash (edited or damaged); look at the files before deleting them")]
+    Damaged {
+        /// First file.
+        path: String,
+        /// Instance.
+        instance: String,
+        /// The record.
+        seq: i64,
+    },
     /// The journal's records do not continue the store's chain.
-    #[error("audit journal {path}: its records do not continue the store's chain for instance {instance} (the store ends at record {head}; the journal's record {next} does not follow it); look at the files before deleting them")]
+    #[error("audit journal {path}: its records do not continue the store's chain for instance {instance} (the store ends at record {head}; the journal's record {next} does not follow record {after}); look at the files before deleting them")]
     Gap {
         /// First file.
         path: String,
@@ -71,6 +91,9 @@ pub enum JournalError {
         instance: String,
         /// The store's last record.
         head: i64,
+        /// The record the chain had reached (the store's, or the
+        /// journal's before `next`).
+        after: i64,
         /// The journal's record that does not link.
         next: i64,
     },
@@ -156,20 +179,32 @@ fn try_lock(file: &File, path: &Path) -> Result<(), JournalError> {
 
 /// The records in a journal file, in order. An incomplete last record
 /// (a write cut short by a crash; a failed append is cut off at once)
-/// ends them; a complete record that cannot be read is an error.
+/// ends them; a complete record that cannot be read is an error, and so
+/// is a length that runs past the end of the file over bytes that are
+/// not the beginning of a record (a damaged length, with whole records
+/// after it).
 fn read_records(file: &mut File, path: &Path) -> Result<Vec<Stored>, JournalError> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(io_err(path))?;
     let mut out = Vec::new();
     let mut rest = &bytes[..];
     while let Some((len, body)) = rest.split_first_chunk::<4>() {
-        let len = u32::from_be_bytes(*len) as usize;
-        let Some(frame) = body.get(..len) else { break };
-        let r = decode(frame).map_err(|why| JournalError::Corrupt {
+        let corrupt = |why: String| JournalError::Corrupt {
             path: path.display().to_string(),
             offset: bytes.len() - rest.len(),
             why,
-        })?;
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        let Some(frame) = body.get(..len) else {
+            if is_cut_short(body) {
+                break;
+            }
+            return Err(corrupt(format!(
+                "its length ({len} bytes) runs past the end of the file, and the {} bytes after it are not the beginning of a record: a damaged length, with records after it",
+                body.len()
+            )));
+        };
+        let r = decode(frame).map_err(corrupt)?;
         out.push(r);
         rest = &body[len..];
     }
@@ -181,17 +216,32 @@ fn read_records(file: &mut File, path: &Path) -> Result<Vec<Stored>, JournalErro
 
 /// Frames `records` for the journal: each as its length (4 bytes,
 /// big-endian) and its binary frame ([`Stored::put_frame`]: the columns
-/// as the chain hash encodes them, no escaping).
-pub fn encode(records: &[&Stored]) -> Vec<u8> {
+/// as the chain hash encodes them, no escaping). A record whose frame is
+/// longer than a length can say (4 GiB) is an error.
+pub fn encode(records: &[&Stored]) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(records.len() * 640);
     for r in records {
         let at = buf.len();
         buf.extend_from_slice(&[0; 4]);
         r.put_frame(&mut buf);
-        let len = (buf.len() - at - 4) as u32;
+        let len = u32::try_from(buf.len() - at - 4).map_err(|_| {
+            std::io::Error::other(format!(
+                "record {} is too large for a journal frame (over 4 GiB)",
+                r.seq
+            ))
+        })?;
         buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
     }
-    buf
+    Ok(buf)
+}
+
+/// Whether `bytes`, fewer than their length says, are the beginning of
+/// one record's frame (what a write cut short by a crash leaves).
+fn is_cut_short(bytes: &[u8]) -> bool {
+    match bytes.first() {
+        Some(b'{') => serde_json::from_slice::<Stored>(bytes).is_err_and(|e| e.is_eof()),
+        _ => Stored::is_cut_frame(bytes),
+    }
 }
 
 /// One record's frame: binary, or JSON (what gateways before 2026-11-27
@@ -322,7 +372,28 @@ pub async fn recover(
     mut records: Vec<Stored>,
 ) -> Result<usize, JournalError> {
     records.sort_by(|a, b| (&a.instance, a.seq).cmp(&(&b.instance, b.seq)));
-    records.dedup_by(|a, b| a.instance == b.instance && a.seq == b.seq);
+    // A record may be in it twice; two different records with one
+    // number are refused.
+    if let Some(w) = records
+        .windows(2)
+        .find(|w| w[0].instance == w[1].instance && w[0].seq == w[1].seq && w[0] != w[1])
+    {
+        return Err(JournalError::Forked {
+            path: name.to_string(),
+            instance: w[0].instance.clone(),
+            seq: w[0].seq,
+        });
+    }
+    records.dedup();
+    // Each record's contents are the ones its hash covers (so one the
+    // store holds under the same hash is the same record).
+    if let Some(r) = records.iter().find(|r| !r.hash_matches()) {
+        return Err(JournalError::Damaged {
+            path: name.to_string(),
+            instance: r.instance.clone(),
+            seq: r.seq,
+        });
+    }
     let mut added = 0;
     let mut rest = &records[..];
     while let Some(first) = rest.first() {
@@ -352,11 +423,12 @@ pub async fn recover(
         }
         let missing: Vec<&Stored> = mine.iter().filter(|r| r.seq > head).collect();
         for r in &missing {
-            if r.seq != seq + 1 || r.prev_hash != hash || !r.hash_matches() {
+            if r.seq != seq + 1 || r.prev_hash != hash {
                 return Err(JournalError::Gap {
                     path: name.to_string(),
                     instance: first.instance.clone(),
                     head,
+                    after: seq,
                     next: r.seq,
                 });
             }
@@ -426,213 +498,4 @@ impl Journal {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::audit::store::tests::temp_sqlite;
-
-    /// `n` records of instance `gw` chained from the genesis.
-    pub(crate) fn chain(n: i64) -> Vec<Stored> {
-        let mut prev = GENESIS.to_string();
-        (1..=n)
-            .map(|seq| {
-                let mut s = Stored {
-                    instance: "gw".into(),
-                    seq,
-                    body: format!("{{\"statement\":\"select {seq}\"}}"),
-                    prev_hash: prev.clone(),
-                    ..Default::default()
-                };
-                s.hash = s.expected_hash();
-                prev.clone_from(&s.hash);
-                s
-            })
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn records_only_the_journal_holds_are_recovered_once() {
-        let (dir, url) = temp_sqlite();
-        let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
-        let recs = chain(5);
-        let refs: Vec<&Stored> = recs.iter().collect();
-        // The store has 1..=3; the journal has 2..=5, across both files,
-        // and a torn tail.
-        store.insert(&refs[..3]).await.unwrap();
-        let paths = paths_for(&url).unwrap();
-        let (mut j, held) = Journal::open(&paths, SyncMode::Full).unwrap();
-        assert!(held.is_empty());
-        j.append(&encode(&refs[1..3]), 3, 0).unwrap();
-        j.parts[0].len = ROTATE_BYTES; // as if long: the next append rotates
-        j.append(&encode(&refs[3..]), 5, 0).unwrap();
-        assert_eq!(j.current, 1, "the other file was empty");
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&paths[1])
-            .unwrap()
-            .write_all(&[0, 0, 1, 0, b'{'])
-            .unwrap();
-        drop(j);
-        let n = recover_idle(&store, &url).await.unwrap();
-        assert_eq!(n, Some(2), "records 4 and 5");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&paths[0]).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600, "records hold statements and rows");
-        }
-        assert_eq!(store.head("gw").await.unwrap().unwrap().0, 5);
-        assert_eq!(std::fs::metadata(&paths[0]).unwrap().len(), 0, "emptied");
-        assert_eq!(recover_idle(&store, &url).await.unwrap(), None);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[tokio::test]
-    async fn a_held_journal_is_left_to_its_gateway_and_a_gap_is_refused() {
-        let (dir, url) = temp_sqlite();
-        let store = Store::open_writer(&url, SyncMode::Normal).await.unwrap();
-        let recs = chain(4);
-        let refs: Vec<&Stored> = recs.iter().collect();
-        let paths = paths_for(&url).unwrap();
-        let (mut j, _) = Journal::open(&paths, SyncMode::Normal).unwrap();
-        // Record 1 never reached the journal or the store.
-        j.append(&encode(&refs[1..]), 4, 0).unwrap();
-        assert_eq!(recover_idle(&store, &url).await.unwrap(), None, "locked");
-        let e = Journal::open(&paths, SyncMode::Normal).err().unwrap();
-        assert!(matches!(e, JournalError::Locked { .. }), "{e}");
-        assert!(e.to_string().contains("locked by another process"), "{e}");
-        drop(j);
-        let e = recover_idle(&store, &url).await.unwrap_err().to_string();
-        assert!(e.contains("do not continue the store's chain"), "{e}");
-        assert!(e.contains("the store ends at record 0"), "{e}");
-        assert_eq!(store.head("gw").await.unwrap(), None, "nothing written");
-        // The rotation waits for the store: file 0 is long but file 1
-        // holds uncommitted records.
-        let (mut j, held) = Journal::open(&paths, SyncMode::Normal).unwrap();
-        assert_eq!(held.len(), 3);
-        j.clear().unwrap();
-        j.append(&encode(&refs[..1]), 1, 0).unwrap();
-        j.parts[0].len = ROTATE_BYTES;
-        j.append(&encode(&refs[1..2]), 2, 0).unwrap();
-        assert_eq!(j.current, 1);
-        j.parts[1].len = ROTATE_BYTES;
-        j.append(&encode(&refs[2..3]), 3, 0).unwrap();
-        assert_eq!(j.current, 1, "file 0's record 1 is not committed yet");
-        let last = encode(&refs[3..]);
-        j.append(&last, 4, 1).unwrap();
-        assert_eq!(j.current, 0, "record 1 is committed");
-        assert_eq!(
-            std::fs::metadata(&paths[0]).unwrap().len(),
-            last.len() as u64,
-            "emptied before reuse"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// Frames as gateways before 2026-11-27 wrote them (JSON).
-    fn encode_json(records: &[&Stored]) -> Vec<u8> {
-        let mut buf = Vec::new();
-        for r in records {
-            let json = serde_json::to_vec(r).unwrap();
-            buf.extend((json.len() as u32).to_be_bytes());
-            buf.extend(json);
-        }
-        buf
-    }
-
-    #[tokio::test]
-    async fn a_journal_an_earlier_version_wrote_is_recovered() {
-        let (dir, url) = temp_sqlite();
-        let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
-        let paths = paths_for(&url).unwrap();
-        let recs = chain(3);
-        let refs: Vec<&Stored> = recs.iter().collect();
-        // JSON frames, then (the same journal, appended to after an
-        // upgrade) binary ones.
-        let mut bytes = encode_json(&refs[..2]);
-        bytes.extend(encode(&refs[2..]));
-        std::fs::write(&paths[0], &bytes).unwrap();
-        assert_eq!(recover_idle(&store, &url).await.unwrap(), Some(3));
-        let head = store.head("gw").await.unwrap().unwrap();
-        assert_eq!(head, (3, recs[2].hash.clone()));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn binary_frames_read_back_as_written() {
-        let recs = chain(2);
-        let mut r = crate::audit::record::tests::full();
-        r.hash = r.expected_hash();
-        let refs = [&recs[0], &r, &recs[1]];
-        let dir = std::env::temp_dir().join(format!("pc-j-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("j.0");
-        std::fs::write(&path, encode(&refs)).unwrap();
-        let back = read_records(&mut File::open(&path).unwrap(), &path).unwrap();
-        assert_eq!(back, [recs[0].clone(), r, recs[1].clone()]);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_binary_frame_cut_or_padded_inside_its_length_cannot_be_read() {
-        let r = crate::audit::record::tests::full();
-        let mut frame = Vec::new();
-        r.put_frame(&mut frame);
-        assert!(decode(&frame).is_ok());
-        for bad in [
-            &frame[..frame.len() - 1],
-            &frame[..1],
-            &[frame.as_slice(), &[0]].concat()[..],
-            &[2u8][..],
-            &[][..],
-        ] {
-            assert!(decode(bad).is_err(), "{} bytes", bad.len());
-        }
-        // A length past the frame's end.
-        let mut long = frame.clone();
-        long[1..9].copy_from_slice(&u64::MAX.to_be_bytes());
-        assert!(decode(&long).is_err());
-    }
-
-    #[tokio::test]
-    async fn a_complete_record_that_cannot_be_read_is_an_error() {
-        let (dir, url) = temp_sqlite();
-        let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
-        let paths = paths_for(&url).unwrap();
-        let recs = chain(2);
-        let mut bytes = encode(&[&recs[0]]);
-        bytes.extend([0, 0, 0, 2, b'{', b'x']);
-        bytes.extend(encode(&[&recs[1]]));
-        std::fs::write(&paths[0], &bytes).unwrap();
-        let e = recover_idle(&store, &url).await.unwrap_err().to_string();
-        assert!(e.contains("cannot be read"), "{e}");
-        assert!(e.contains(".audit-journal.0"), "{e}");
-        assert_eq!(store.head("gw").await.unwrap(), None);
-        assert_eq!(
-            std::fs::metadata(&paths[0]).unwrap().len(),
-            bytes.len() as u64,
-            "kept"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_failed_append_is_cut_off_and_what_follows_stays_readable() {
-        let dir = std::env::temp_dir().join(format!("pc-j-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let paths = [dir.join("j.0"), dir.join("j.1")];
-        let recs = chain(3);
-        let (mut j, _) = Journal::open(&paths, SyncMode::Full).unwrap();
-        j.append(&encode(&[&recs[0]]), 1, 0).unwrap();
-        let one = std::fs::metadata(&paths[0]).unwrap().len();
-        j.fail_after = Some(10);
-        assert!(j.append(&encode(&[&recs[1]]), 2, 0).is_err());
-        assert_eq!(std::fs::metadata(&paths[0]).unwrap().len(), one, "cut");
-        assert!(!j.broken());
-        j.append(&encode(&[&recs[2]]), 3, 0).unwrap();
-        drop(j);
-        let (_, held) = Journal::open(&paths, SyncMode::Full).unwrap();
-        let seqs: Vec<i64> = held.iter().map(|r| r.seq).collect();
-        assert_eq!(seqs, [1, 3]);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
+pub(crate) mod tests;
