@@ -3,6 +3,15 @@
 use super::*;
 use crate::audit::store::tests::temp_sqlite;
 
+/// A SQLite store (`sync = full`) in a temporary directory: the
+/// directory, the store's URL, the store and its journal's files.
+async fn setup() -> (PathBuf, String, Store, [PathBuf; 2]) {
+    let (dir, url) = temp_sqlite();
+    let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
+    let paths = paths_for(&url).unwrap();
+    (dir, url, store, paths)
+}
+
 /// `n` records of instance `gw` chained from the genesis.
 pub(crate) fn chain(n: i64) -> Vec<Stored> {
     let mut prev = GENESIS.to_string();
@@ -114,9 +123,7 @@ fn encode_json(records: &[&Stored]) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_journal_an_earlier_version_wrote_is_recovered() {
-    let (dir, url) = temp_sqlite();
-    let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
-    let paths = paths_for(&url).unwrap();
+    let (dir, url, store, paths) = setup().await;
     let recs = chain(3);
     let refs: Vec<&Stored> = recs.iter().collect();
     // JSON frames, then (the same journal, appended to after an
@@ -168,9 +175,7 @@ fn a_binary_frame_cut_or_padded_inside_its_length_cannot_be_read() {
 
 #[tokio::test]
 async fn a_complete_record_that_cannot_be_read_is_an_error() {
-    let (dir, url) = temp_sqlite();
-    let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
-    let paths = paths_for(&url).unwrap();
+    let (dir, url, store, paths) = setup().await;
     let recs = chain(2);
     let mut bytes = encode(&[&recs[0]]).unwrap();
     bytes.extend([0, 0, 0, 2, b'{', b'x']);
@@ -221,9 +226,7 @@ fn a_write_cut_short_anywhere_in_its_last_record_is_ignored() {
 
 #[tokio::test]
 async fn a_damaged_length_with_whole_records_after_it_is_refused() {
-    let (dir, url) = temp_sqlite();
-    let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
-    let paths = paths_for(&url).unwrap();
+    let (dir, url, store, paths) = setup().await;
     let recs = chain(5);
     let refs: Vec<&Stored> = recs.iter().collect();
     let whole = encode(&refs).unwrap();
@@ -250,9 +253,7 @@ async fn a_damaged_length_with_whole_records_after_it_is_refused() {
 
 #[tokio::test]
 async fn a_record_is_recovered_only_with_the_contents_its_hash_covers() {
-    let (dir, url) = temp_sqlite();
-    let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
-    let paths = paths_for(&url).unwrap();
+    let (dir, url, store, paths) = setup().await;
     let recs = chain(5);
     let refs: Vec<&Stored> = recs.iter().collect();
     store.insert(&refs[..3]).await.unwrap();
@@ -294,9 +295,7 @@ async fn a_record_is_recovered_only_with_the_contents_its_hash_covers() {
 
 #[tokio::test]
 async fn two_different_records_with_one_number_are_refused_and_one_twice_is_not() {
-    let (dir, url) = temp_sqlite();
-    let store = Store::open_writer(&url, SyncMode::Full).await.unwrap();
-    let paths = paths_for(&url).unwrap();
+    let (dir, url, store, paths) = setup().await;
     let recs = chain(3);
     let refs: Vec<&Stored> = recs.iter().collect();
     // Another record 3, hashed after record 2 as it should be.
