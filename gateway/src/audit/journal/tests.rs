@@ -193,37 +193,6 @@ async fn a_complete_record_that_cannot_be_read_is_an_error() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The records `read_records` finds in a file holding `bytes`.
-fn read_bytes(bytes: &[u8]) -> Result<Vec<Stored>, JournalError> {
-    let dir = std::env::temp_dir().join(format!("pc-j-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("j.0");
-    std::fs::write(&path, bytes).unwrap();
-    let r = read_records(&mut File::open(&path).unwrap(), &path);
-    let _ = std::fs::remove_dir_all(&dir);
-    r
-}
-
-#[test]
-fn a_write_cut_short_anywhere_in_its_last_record_is_ignored() {
-    let recs = chain(3);
-    let refs: Vec<&Stored> = recs.iter().collect();
-    for (what, head, last) in [
-        (
-            "binary",
-            encode(&refs[..2]).unwrap(),
-            encode(&refs[2..]).unwrap(),
-        ),
-        ("JSON", encode_json(&refs[..2]), encode_json(&refs[2..])),
-    ] {
-        for cut in 1..last.len() {
-            let bytes = [&head[..], &last[..cut]].concat();
-            let back = read_bytes(&bytes).unwrap_or_else(|e| panic!("{what}, cut at {cut}: {e}"));
-            assert_eq!(back, recs[..2], "{what}, cut at {cut}");
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_damaged_length_with_whole_records_after_it_is_refused() {
     let (dir, url, store, paths) = setup().await;
@@ -237,7 +206,10 @@ async fn a_damaged_length_with_whole_records_after_it_is_refused() {
     for at in [third, fifth] {
         let mut bytes = whole.clone();
         bytes[at] |= 0x80;
-        assert!(read_bytes(&bytes).is_err(), "length at {at}");
+        assert!(
+            read_at(&dir.join("scratch"), &bytes).is_err(),
+            "length at {at}"
+        );
         std::fs::write(&paths[0], &bytes).unwrap();
         let e = recover_idle(&store, &url).await.unwrap_err().to_string();
         assert!(
@@ -333,5 +305,204 @@ fn a_failed_append_is_cut_off_and_what_follows_stays_readable() {
     let (_, held) = Journal::open(&paths, SyncMode::Full).unwrap();
     let seqs: Vec<i64> = held.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, [1, 3]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Reads `bytes` through `read_records`, reusing one file.
+fn read_at(path: &Path, bytes: &[u8]) -> Result<Vec<Stored>, JournalError> {
+    std::fs::write(path, bytes).unwrap();
+    read_records(&mut File::open(path).unwrap(), path)
+}
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pc-rv-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Records with awkward contents: escapes, control characters, multibyte
+/// UTF-8, emoji, extreme integers, empty strings.
+fn awkward() -> Vec<Stored> {
+    let mut a = crate::audit::record::tests::full();
+    a.body = "{\"s\":\"tab\\t nl\\n quote\\\" bs\\\\ \u{1} \u{1f} é 😀 \u{7f}\"}".into();
+    a.user = "\u{0}\u{1}\"\\é😀".into();
+    a.at_us = i64::MIN;
+    a.rows_affected = i64::MAX;
+    a.duration_us = -1;
+    a.hash = a.expected_hash();
+    let mut b = Stored::default();
+    b.hash = b.expected_hash();
+    let mut c = crate::audit::record::tests::full();
+    c.body = "😀".repeat(300);
+    c.hash = c.expected_hash();
+    vec![a, b, c]
+}
+
+#[test]
+fn every_cut_of_an_append_is_a_torn_write() {
+    let dir = temp_dir();
+    let path = dir.join("j.0");
+    let mut recs = chain(2);
+    recs.extend(awkward());
+    let refs: Vec<&Stored> = recs.iter().collect();
+    let heads: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", vec![]),
+        ("binary", encode(&refs[..1]).unwrap()),
+        ("json", encode_json(&refs[..1])),
+    ];
+    let appends: Vec<(&str, Vec<u8>, Vec<usize>)> = {
+        let mut v = Vec::new();
+        for (what, enc) in [
+            (
+                "binary",
+                Box::new(|r: &[&Stored]| encode(r).unwrap()) as Box<dyn Fn(&[&Stored]) -> Vec<u8>>,
+            ),
+            ("json", Box::new(|r: &[&Stored]| encode_json(r))),
+        ] {
+            let tail = &refs[1..];
+            // Frame boundaries of the append.
+            let mut bounds = vec![0];
+            for i in 1..=tail.len() {
+                bounds.push(enc(&tail[..i]).len());
+            }
+            v.push((what, enc(tail), bounds));
+        }
+        v
+    };
+    let mut n = 0;
+    for (hw, head) in &heads {
+        let head_n = if head.is_empty() { 0 } else { 1 };
+        for (aw, app, bounds) in &appends {
+            for cut in 0..=app.len() {
+                let bytes = [&head[..], &app[..cut]].concat();
+                let back = read_at(&path, &bytes).unwrap_or_else(|e| {
+                    panic!("head {hw}, append {aw}, cut {cut}/{}: {e}", app.len())
+                });
+                let whole = bounds.iter().filter(|&&b| b > 0 && b <= cut).count();
+                assert_eq!(
+                    back.len(),
+                    head_n + whole,
+                    "head {hw}, append {aw}, cut {cut}"
+                );
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 1000, "{n} cuts");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Any single damaged byte in a length prefix (every value), or a flipped
+/// bit anywhere: read_records never returns fewer than the whole records
+/// silently, and never panics.
+#[test]
+fn no_damaged_byte_or_bit_drops_whole_records_silently() {
+    let dir = temp_dir();
+    let path = dir.join("j.0");
+    let mut recs = chain(3);
+    recs.extend(awkward());
+    let refs: Vec<&Stored> = recs.iter().collect();
+    for (what, whole, lens) in [
+        ("binary", encode(&refs).unwrap(), {
+            (0..refs.len())
+                .map(|i| encode(&refs[..i]).unwrap().len())
+                .collect::<Vec<_>>()
+        }),
+        ("json", encode_json(&refs), {
+            (0..refs.len())
+                .map(|i| encode_json(&refs[..i]).len())
+                .collect::<Vec<_>>()
+        }),
+        (
+            "mixed",
+            [encode_json(&refs[..3]), encode(&refs[3..]).unwrap()].concat(),
+            {
+                (0..refs.len())
+                    .map(|i| {
+                        if i <= 3 {
+                            encode_json(&refs[..i]).len()
+                        } else {
+                            encode_json(&refs[..3]).len() + encode(&refs[3..i]).unwrap().len()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            },
+        ),
+    ] {
+        let mut silent = Vec::new();
+        let mut check = |bytes: &[u8], label: String| match read_at(&path, bytes) {
+            Ok(back) if back.len() < refs.len() => silent.push((label, back.len())),
+            _ => {}
+        };
+        // Every value of every length byte.
+        for &at in &lens {
+            for k in 0..4 {
+                for v in 0..=255u8 {
+                    let mut b = whole.clone();
+                    if b[at + k] == v {
+                        continue;
+                    }
+                    b[at + k] = v;
+                    check(&b, format!("{what}: length at {at}, byte {k} = {v}"));
+                }
+            }
+        }
+        // Every bit of every byte.
+        for i in 0..whole.len() {
+            for bit in 0..8 {
+                let mut b = whole.clone();
+                b[i] ^= 1 << bit;
+                check(&b, format!("{what}: byte {i} bit {bit}"));
+            }
+        }
+        assert!(
+            silent.is_empty(),
+            "{what}: {} silent drops, e.g. {:?}",
+            silent.len(),
+            &silent[..silent.len().min(10)]
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Honest journals pass the new refusals: the same record in both files
+/// in both encodings, records of two instances, a record with the first
+/// (legacy) hash encoding.
+#[tokio::test]
+async fn honest_journals_are_recovered() {
+    let (dir, url, store, paths) = setup().await;
+    let mut recs = chain(4);
+    recs.extend(awkward().into_iter().map(|mut r| {
+        r.instance = "other".into();
+        r
+    }));
+    // chain the "other" records
+    let mut prev = GENESIS.to_string();
+    for (i, r) in recs[4..].iter_mut().enumerate() {
+        r.seq = i as i64 + 1;
+        r.prev_hash = prev.clone();
+        r.hash = r.expected_hash();
+        prev = r.hash.clone();
+    }
+    let refs: Vec<&Stored> = recs.iter().collect();
+    store.insert(&refs[..1]).await.unwrap();
+    std::fs::write(
+        &paths[0],
+        [encode_json(&refs[..3]), encode(&refs[4..6]).unwrap()].concat(),
+    )
+    .unwrap();
+    std::fs::write(
+        &paths[1],
+        [
+            encode(&refs[1..4]).unwrap(),
+            encode_json(&refs[5..]),
+            vec![0, 0],
+        ]
+        .concat(),
+    )
+    .unwrap();
+    assert_eq!(recover_idle(&store, &url).await.unwrap(), Some(3 + 3));
+    assert_eq!(store.head("gw").await.unwrap().unwrap().0, 4);
+    assert_eq!(store.head("other").await.unwrap().unwrap().0, 3);
     let _ = std::fs::remove_dir_all(&dir);
 }
