@@ -353,7 +353,6 @@ fn put_text(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// Reads a frame's columns in turn.
 /// Why bytes are not a record frame.
 enum FrameError {
     /// They end inside a column: the beginning of a frame, or a frame
@@ -363,6 +362,7 @@ enum FrameError {
     Bad(String),
 }
 
+/// Reads a frame's columns in turn.
 struct Reader<'a>(&'a [u8]);
 
 impl Reader<'_> {
